@@ -1,0 +1,1 @@
+"""Built-in controllers; importing this package registers them."""

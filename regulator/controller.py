@@ -1,0 +1,66 @@
+"""The controller interface every built-in and plugin controller implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from regulator.errors import unknown_name_error
+from regulator.knobs import KNOB_NAMES, KnobBounds, Knobs
+from regulator.observation import Observation
+
+
+class Controller(ABC):
+    """Maps an Observation to the Knobs for the next step.
+
+    Lifecycle: ``reset(initial, bounds, actuate)`` once before a run, then ``act(obs)`` every
+    step. A controller moves only the knobs named in ``actuate`` and leaves the others at
+    ``initial``. ``state_dict`` must be JSON-serialisable so that runs resume exactly.
+
+    Subclasses get ``self.initial``, ``self.bounds`` and ``self.actuate`` from the base
+    ``reset``; call ``super().reset(...)`` when overriding it.
+    """
+
+    #: the registry name, set by ``@register_controller``
+    name: ClassVar[str] = ""
+
+    initial: Knobs
+    bounds: KnobBounds
+    actuate: tuple[str, ...]
+
+    def reset(
+        self,
+        initial: Knobs,
+        bounds: KnobBounds,
+        actuate: tuple[str, ...] = ("w_pos",),
+    ) -> None:
+        """Start a new run from `initial` knobs, inside `bounds`, moving only `actuate`."""
+        unknown = [k for k in actuate if k not in KNOB_NAMES]
+        if unknown:
+            raise unknown_name_error("actuate", unknown[0], KNOB_NAMES, "knob names")
+        self.initial = initial
+        self.bounds = bounds
+        self.actuate = tuple(actuate)
+
+    @abstractmethod
+    def act(self, obs: Observation) -> Knobs:
+        """The knobs to apply at step ``obs.step``."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-serialisable internal state (default: nothing)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Restore what ``state_dict`` returned."""
+
+    def with_actuated(self, values: dict[str, float]) -> Knobs:
+        """``initial`` with the actuated knobs set to ``values`` clamped into their bounds.
+
+        Knobs not in ``actuate`` stay at ``initial``; NaN stays NaN (the Regulator holds).
+        """
+        changes = {}
+        for k, v in values.items():
+            if k in self.actuate:
+                lo, hi = self.bounds.range(k)
+                changes[k] = min(max(float(v), lo), hi)
+        return self.initial.replace(**changes)

@@ -1,0 +1,165 @@
+"""The actuators: token loss weights by advantage sign and the PPO clip bounds."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from regulator.errors import ConfigError, unknown_name_error
+
+KNOB_NAMES: tuple[str, ...] = ("w_pos", "w_neg", "eps_low", "eps_high")
+
+
+def _as_float(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(name, "a number", value)
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """Knob values applied to one training step.
+
+    w_pos / w_neg: loss weights of tokens with positive / negative advantage (>= 0).
+    eps_low / eps_high: PPO clip bounds, ratio clipped to [1 - eps_low, 1 + eps_high];
+    eps_low in [0, 1), eps_high >= 0 (``inf`` = no upper clipping).
+    """
+
+    w_pos: float = 1.0
+    w_neg: float = 1.0
+    eps_low: float = 0.2
+    eps_high: float = 0.2
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = _as_float(f.name, getattr(self, f.name))
+            object.__setattr__(self, f.name, v)
+            if math.isnan(v):
+                raise ConfigError(f.name, "a number, not NaN", v)
+        for name in ("w_pos", "w_neg"):
+            v = getattr(self, name)
+            if v < 0 or math.isinf(v):
+                raise ConfigError(name, "a finite weight >= 0", v)
+        if not 0.0 <= self.eps_low < 1.0:
+            raise ConfigError("eps_low", "a value in [0, 1)", self.eps_low)
+        if self.eps_high < 0:
+            raise ConfigError("eps_high", "a value >= 0 (inf = no upper clipping)", self.eps_high)
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+    def replace(self, **changes: float) -> Knobs:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, object] | None, key: str = "initial") -> Knobs:
+        """Build from a config mapping; unknown names raise a ConfigError naming `key`."""
+        values = dict(values or {})
+        unknown = set(values) - set(KNOB_NAMES)
+        if unknown:
+            bad = sorted(unknown)[0]
+            raise unknown_name_error(f"{key}.{bad}", bad, KNOB_NAMES, "knob names")
+        try:
+            return cls(**values)  # type: ignore[arg-type]
+        except ConfigError as e:
+            raise ConfigError(f"{key}.{e.key}", e.expected, e.given) from None
+
+
+_DEFAULT_RANGES: dict[str, tuple[float, float]] = {
+    "w_pos": (0.0, 1.0),
+    "w_neg": (0.0, 2.0),
+    "eps_low": (0.0, 0.5),
+    "eps_high": (0.0, 0.5),
+}
+
+
+@dataclass(frozen=True)
+class KnobBounds:
+    """Per-knob [min, max] and an optional maximum change per step.
+
+    ``max_delta`` is None (no rate limit), one float for every knob, or a mapping knob -> float.
+    """
+
+    w_pos: tuple[float, float] = _DEFAULT_RANGES["w_pos"]
+    w_neg: tuple[float, float] = _DEFAULT_RANGES["w_neg"]
+    eps_low: tuple[float, float] = _DEFAULT_RANGES["eps_low"]
+    eps_high: tuple[float, float] = _DEFAULT_RANGES["eps_high"]
+    max_delta: float | Mapping[str, float] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        for name in KNOB_NAMES:
+            pair = getattr(self, name)
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise ConfigError(name, "a [min, max] pair", pair)
+            lo, hi = (_as_float(name, x) for x in pair)
+            if math.isnan(lo) or math.isnan(hi):
+                raise ConfigError(name, "a [min, max] pair without NaN", pair)
+            if lo > hi:
+                raise ConfigError(name, "min <= max", [lo, hi])
+            if name.startswith("w_") and lo < 0:
+                raise ConfigError(name, "a weight range with min >= 0", [lo, hi])
+            if name == "eps_low" and not (0 <= lo and hi < 1):
+                raise ConfigError(name, "a range inside [0, 1)", [lo, hi])
+            if name == "eps_high" and lo < 0:
+                raise ConfigError(name, "a range with min >= 0", [lo, hi])
+            object.__setattr__(self, name, (lo, hi))
+        md = self.max_delta
+        if md is None:
+            return
+        if isinstance(md, Mapping):
+            clean = {}
+            for k, v in md.items():
+                if k not in KNOB_NAMES:
+                    raise unknown_name_error(f"max_delta.{k}", k, KNOB_NAMES, "knob names")
+                v = _as_float(f"max_delta.{k}", v)
+                if not v > 0:
+                    raise ConfigError(f"max_delta.{k}", "a positive number", v)
+                clean[k] = v
+            object.__setattr__(self, "max_delta", clean)
+        else:
+            v = _as_float("max_delta", md)
+            if not v > 0:
+                raise ConfigError("max_delta", "a positive number or a mapping knob -> number", md)
+            object.__setattr__(self, "max_delta", v)
+
+    def range(self, name: str) -> tuple[float, float]:
+        return getattr(self, name)
+
+    def rate(self, name: str) -> float | None:
+        md = self.max_delta
+        if md is None:
+            return None
+        if isinstance(md, Mapping):
+            return md.get(name)
+        return float(md)
+
+    def clamp(
+        self, knobs: Knobs, previous: Knobs | None = None, only: tuple[str, ...] = KNOB_NAMES
+    ) -> Knobs:
+        """Clamp the knobs named in `only` into their ranges and, given the previous knobs,
+        their rate limits; the other knobs pass unchanged."""
+        out = knobs.as_dict()
+        for name in only:
+            v = getattr(knobs, name)
+            lo, hi = self.range(name)
+            rate = self.rate(name)
+            if previous is not None and rate is not None:
+                p = getattr(previous, name)
+                v = min(max(v, p - rate), p + rate)
+            out[name] = min(max(v, lo), hi)
+        return Knobs(**out)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, object] | None, key: str = "bounds") -> KnobBounds:
+        """Build from a config mapping such as ``{w_pos: [0, 1], max_delta: 0.1}``."""
+        values = dict(values or {})
+        allowed = (*KNOB_NAMES, "max_delta")
+        for k in values:
+            if k not in allowed:
+                raise unknown_name_error(f"{key}.{k}", k, allowed, "bounds keys")
+        kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items()}
+        try:
+            return cls(**kwargs)  # type: ignore[arg-type]
+        except ConfigError as e:
+            raise ConfigError(f"{key}.{e.key}", e.expected, e.given) from None

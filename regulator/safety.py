@@ -1,0 +1,148 @@
+"""The Regulator: the safety layer between a controller and the trainer.
+
+It builds each step's Observation, calls the controller, and never lets a bad output through:
+non-finite values or a raising controller hold the last knobs, values are clamped to bounds and
+rate limits. Every intervention is counted so the trainer can log it (``control/faults``,
+``control/clamped``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import fields
+from typing import Any
+
+from regulator.controller import Controller
+from regulator.knobs import KNOB_NAMES, KnobBounds, Knobs
+from regulator.observation import Observation
+from regulator.targets import TargetCurve, make_target
+
+log = logging.getLogger(__name__)
+
+_OBS_FIELDS = {f.name for f in fields(Observation)} - {
+    "step", "total_steps", "entropy", "target", "next_target", "knobs", "extras"
+}
+
+
+class Regulator:
+    """Wraps a controller with a target curve, bounds and rate limits.
+
+    ``step(step, entropy, **metrics)`` returns the knobs to apply at ``step``. Metrics named like
+    Observation fields (``accuracy``, ``reward_mean``, ``clip_frac_high`` ...) fill those fields;
+    any other numeric metric goes to ``Observation.extras``.
+    """
+
+    def __init__(
+        self,
+        controller: Controller,
+        target: TargetCurve | Mapping[str, Any] | float,
+        *,
+        initial: Knobs | None = None,
+        bounds: KnobBounds | None = None,
+        actuate: tuple[str, ...] | list[str] = ("w_pos",),
+        total_steps: int,
+    ) -> None:
+        if not isinstance(controller, Controller):
+            raise TypeError(f"Regulator needs a regulator.Controller, got {type(controller).__name__}")
+        self.controller = controller
+        self.target = target if isinstance(target, TargetCurve) else make_target(target)
+        self.initial = initial or Knobs()
+        self.bounds = bounds or KnobBounds()
+        self.actuate = tuple(actuate)
+        self.total_steps = int(total_steps)
+        # Actuated knobs start inside their bounds, or the first clamp would jump; the others
+        # stay exactly as given (e.g. eps_high = inf for a clip-free run).
+        self.initial = self.bounds.clamp(self.initial, only=self.actuate)
+        self.knobs = self.initial
+        self.faults = 0
+        self.clamped = 0
+        self.last_event = ""
+        self.last_observation: Observation | None = None
+        self.controller.reset(self.initial, self.bounds, self.actuate)
+
+    @property
+    def controller_name(self) -> str:
+        return self.controller.name or type(self.controller).__name__
+
+    def target_at(self, step: int) -> float:
+        return self.target(step, self.total_steps)
+
+    def _observe(self, step: int, entropy: float, metrics: Mapping[str, Any]) -> Observation:
+        known: dict[str, float] = {}
+        extras: dict[str, float] = {}
+        for k, v in metrics.items():
+            if v is None:
+                continue
+            try:
+                v = float(v)
+            except (TypeError, ValueError):
+                continue
+            (known if k in _OBS_FIELDS else extras)[k] = v
+        nxt = min(step + 1, self.total_steps - 1)
+        return Observation(
+            step=step, total_steps=self.total_steps, entropy=float(entropy),
+            target=self.target_at(step), next_target=self.target_at(nxt),
+            knobs=self.knobs, extras=extras, **known,
+        )
+
+    def step(self, step: int, entropy: float, **metrics: Any) -> Knobs:
+        """Observe this step's entropy, ask the controller, return safe knobs for this step."""
+        self.last_event = ""
+        if self.target.needs_calibration and math.isfinite(entropy):
+            self.target.calibrate(entropy)
+        if not math.isfinite(entropy) or self.target.needs_calibration:
+            return self._fault(f"non-finite entropy {entropy} at step {step}: knobs held")
+        obs = self._observe(step, entropy, metrics)
+        self.last_observation = obs
+        try:
+            out = self.controller.act(obs)
+        except Exception as e:  # contain any controller failure
+            return self._fault(
+                f"controller {self.controller_name!r} raised {type(e).__name__}: {e} at step "
+                f"{step}: knobs held"
+            )
+        if not isinstance(out, Knobs):
+            return self._fault(
+                f"controller {self.controller_name!r} returned {type(out).__name__}, not Knobs: "
+                "knobs held"
+            )
+        values = [getattr(out, k) for k in KNOB_NAMES]
+        if not all(math.isfinite(v) or (k == "eps_high" and v == math.inf)
+                   for k, v in zip(KNOB_NAMES, values)):
+            return self._fault(f"controller {self.controller_name!r} returned {out}: knobs held")
+        # Knobs the controller may not move stay where they were set.
+        out = out.replace(**{k: getattr(self.initial, k) for k in KNOB_NAMES if k not in self.actuate})
+        safe = self.bounds.clamp(out, previous=self.knobs, only=self.actuate)
+        if safe != out:
+            self.clamped += 1
+            self.last_event = f"clamped {out} -> {safe}"
+        self.knobs = safe
+        return safe
+
+    def _fault(self, message: str) -> Knobs:
+        self.faults += 1
+        self.last_event = message
+        log.warning(message)
+        return self.knobs
+
+    def metrics(self) -> dict[str, float]:
+        """Counters for logging: ``control/faults``, ``control/clamped``."""
+        return {"control/faults": float(self.faults), "control/clamped": float(self.clamped)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "controller": self.controller.state_dict(),
+            "knobs": self.knobs.as_dict(),
+            "faults": self.faults,
+            "clamped": self.clamped,
+            "target": self.target.state_dict(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.controller.load_state_dict(dict(state["controller"]))
+        self.knobs = Knobs(**state["knobs"])
+        self.faults = int(state.get("faults", 0))
+        self.clamped = int(state.get("clamped", 0))
+        self.target.load_state_dict(state.get("target", {}))

@@ -1,0 +1,1 @@
+"""The DeepSpeed RLVR trainer. Heavy modules (deepspeed, transformers) load lazily."""

@@ -1,0 +1,81 @@
+"""The ``regulator`` command: train, bench, tune, controllers.
+
+Exit codes: 0 success, 2 bad config or arguments (one line naming the key), 1 failure during
+a run. Heavy modules are imported only by the subcommand that needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from regulator.errors import ConfigError
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_CONFIG = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own exit code is 2 already; keep it one line
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_BAD_CONFIG, f"regulator: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="regulator", description="Adaptive entropy regulation for RLVR.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    t = sub.add_parser("train", help="train with a target-entropy config")
+    t.add_argument("config", help="YAML config (see configs/default.yaml)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="override a config value (repeatable)")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    b = sub.add_parser("bench", help="rank controllers on a grid of targets and seeds")
+    b.add_argument("config")
+    b.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
+    tu = sub.add_parser("tune", help="identify knob directions and gains, recommend a controller")
+    tu.add_argument("config")
+    tu.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
+    sub.add_parser("controllers", help="list every registered controller with its origin")
+    return p
+
+
+def _controllers() -> int:
+    from regulator.registry import controller_origins
+
+    origins = controller_origins()
+    width = max((len(n) for n in origins), default=4)
+    for name, origin in origins.items():
+        print(f"{name:<{width}}  {origin}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "controllers":
+            return _controllers()
+        if args.command == "train":
+            from trainer.run import train_main
+
+            return train_main(args.config, overrides=args.set, resume=args.resume)
+        if args.command == "bench":
+            from envs.bench import bench_main
+
+            return bench_main(args.config, overrides=args.set)
+        if args.command == "tune":
+            from envs.tune import tune_main
+
+            return tune_main(args.config, overrides=args.set)
+    except ConfigError as e:
+        print(f"regulator {args.command}: config error: {e}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    except KeyboardInterrupt:
+        print(f"regulator {args.command}: interrupted", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_FAILURE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
