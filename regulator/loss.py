@@ -43,7 +43,8 @@ def regulated_policy_loss(
     lo, hi = 1.0 - knobs.eps_low, 1.0 + knobs.eps_high
     surrogate = torch.minimum(ratio * adv, torch.clamp(ratio, lo, hi) * adv)
     pos, neg = adv > 0, adv < 0
-    weight = torch.where(pos, knobs.w_pos, 0.0) + torch.where(neg, knobs.w_neg, 0.0)
+    zero = torch.zeros((), dtype=logprobs.dtype, device=logprobs.device)
+    weight = torch.where(pos, zero + knobs.w_pos, zero) + torch.where(neg, zero + knobs.w_neg, zero)
     denom = mask.sum().clamp(min=1) if num_tokens is None else num_tokens
     loss = -(weight * surrogate * mask).sum() / denom
     with torch.no_grad():

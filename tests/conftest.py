@@ -1,0 +1,6 @@
+"""Shared test settings: no downloads, few threads (CI machines have 2 cores)."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

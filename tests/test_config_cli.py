@@ -1,0 +1,101 @@
+"""Config helpers, the control section, the CLI's exit codes, and the import contract."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from regulator import ConfigError
+from regulator.config import ControlConfig, apply_overrides, check_keys, get_typed, load_yaml
+from trainer.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_load_yaml_errors(tmp_path):
+    with pytest.raises(ConfigError, match="CONFIG.*existing YAML file"):
+        load_yaml(tmp_path / "missing.yaml")
+    (tmp_path / "empty.yaml").write_text("")
+    with pytest.raises(ConfigError, match="empty"):
+        load_yaml(tmp_path / "empty.yaml")
+    (tmp_path / "bad.yaml").write_text("a: [1, 2\nb: 3\n")
+    with pytest.raises(ConfigError, match="valid YAML at line"):
+        load_yaml(tmp_path / "bad.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_yaml(tmp_path / "list.yaml")
+
+
+def test_overrides_and_typed_access():
+    cfg = apply_overrides({"train": {"steps": 10}}, ["train.steps=20", "control.target.value=0.5",
+                                                     "log.name=run a"])
+    assert cfg == {"train": {"steps": 20}, "control": {"target": {"value": 0.5}},
+                   "log": {"name": "run a"}}
+    with pytest.raises(ConfigError, match="--set"):
+        apply_overrides({}, ["novalue"])
+    with pytest.raises(ConfigError, match="train.steps"):
+        apply_overrides({"train": {"steps": 3}}, ["train.steps.x=1"])
+    assert get_typed({"lr": 1}, "lr", float, "optim") == 1.0
+    with pytest.raises(ConfigError, match=r"optim.lr: expected a value of type float, got 'x'"):
+        get_typed({"lr": "x"}, "lr", float, "optim")
+    with pytest.raises(ConfigError, match=r"train.steps: expected a value >= 1"):
+        get_typed({"steps": 0}, "steps", int, "train", minimum=1)
+    with pytest.raises(ConfigError, match=r"train.steps: expected a value of type int, got True"):
+        get_typed({"steps": True}, "steps", int, "train")
+    with pytest.raises(ConfigError, match=r"train.step.*did you mean 'steps'"):
+        check_keys({"step": 1}, ["steps", "seed"], "train")
+
+
+def test_control_section(tmp_path):
+    cc = ControlConfig.from_mapping({
+        "controller": "regulator.controller:Controller", "target": {"kind": "constant", "value": 0.3},
+        "actuate": ["w_neg"], "initial": {"eps_high": 0.28}, "bounds": {"w_neg": [0.5, 1.5]},
+    })
+    assert cc.actuate == ("w_neg",) and cc.initial.eps_high == 0.28 and cc.bounds.w_neg == (0.5, 1.5)
+    for bad, match in [
+        ({"actuate": ["w_pso"]}, r"control.actuate\[0\].*did you mean 'w_pos'"),
+        ({"target": {"kind": "nope"}}, r"control.target.kind"),
+        ({"bounds": {"w_pos": [1, 0]}}, r"control.bounds.w_pos"),
+        ({"contoller": "pid"}, r"control.contoller.*did you mean 'controller'"),
+        ({"params": [1]}, r"control.params"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            ControlConfig.from_mapping(bad)
+
+
+def test_cli_exit_codes(tmp_path, capsys):
+    assert main(["controllers"]) == 0
+    with pytest.raises(SystemExit) as exc:
+        main(["no-such-command"])
+    assert exc.value.code == 2
+
+
+def test_import_regulator_stays_light():
+    code = (
+        "import sys, regulator, controllers, envs, trainer, trainer.cli\n"
+        "heavy = [m for m in ('deepspeed', 'transformers', 'vllm') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "import regulator as r\n"
+        "assert not any(m in sys.modules for m in ()), 'ok'\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=ROOT)
+
+
+def test_regulator_imports_none_of_the_other_packages():
+    """Dependency direction: regulator imports no controllers/trainer/envs at module level."""
+    for path in (ROOT / "regulator").rglob("*.py"):
+        text = path.read_text()
+        for pkg in ("controllers", "trainer", "envs"):
+            assert f"\nimport {pkg}" not in text and f"\nfrom {pkg}" not in text, (path, pkg)
+
+
+def test_public_api_names():
+    import regulator
+
+    for name in ["Knobs", "KnobBounds", "Observation", "Controller", "register_controller",
+                 "make_controller", "list_controllers", "TargetCurve", "make_target", "Regulator",
+                 "regulated_policy_loss", "token_entropy", "masked_mean"]:
+        assert hasattr(regulator, name), name
