@@ -1,0 +1,230 @@
+"""The ``regulator train`` config schema (TrainConfig), validated up front.
+
+Sections (SPEC.md): model, task, reward, rollout, optim, deepspeed, control, train, log.
+``model``, ``task`` and ``reward`` are checked by their builders (``trainer.models``,
+``trainer.tasks``, ``trainer.rewards``); the others are checked here, and every mistake is a
+ConfigError naming the key (the CLI prints it and exits 2).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from regulator.config import ControlConfig, check_keys, get_typed
+from regulator.errors import ConfigError, unknown_name_error
+
+SECTIONS = ("model", "task", "reward", "rollout", "optim", "deepspeed", "control", "train", "log")
+
+
+@dataclass
+class RolloutConfig:
+    """How responses are sampled: ``prompts`` per step (global, over all ranks) x ``group_size``."""
+
+    backend: str = "hf"            # hf (transformers generate) | vllm (CUDA only, optional extra)
+    prompts: int = 16
+    group_size: int = 8
+    max_new_tokens: int = 16
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0                 # 0 = off
+    gpu_memory_utilization: float = 0.3  # vllm only
+
+    @classmethod
+    def from_mapping(cls, s: Any, key: str = "rollout") -> RolloutConfig:
+        s = check_keys(s, tuple(cls.__dataclass_fields__), key)
+        d = cls()
+        backend = get_typed(s, "backend", str, key, d.backend)
+        if backend not in ("hf", "vllm"):
+            raise unknown_name_error(f"{key}.backend", backend, ["hf", "vllm"], "rollout backends")
+        return cls(
+            backend=backend,
+            prompts=get_typed(s, "prompts", int, key, d.prompts, minimum=1),
+            group_size=get_typed(s, "group_size", int, key, d.group_size, minimum=2),
+            max_new_tokens=get_typed(s, "max_new_tokens", int, key, d.max_new_tokens, minimum=1),
+            temperature=_positive(s, "temperature", key, d.temperature),
+            top_p=get_typed(s, "top_p", float, key, d.top_p, minimum=0.0, maximum=1.0),
+            top_k=get_typed(s, "top_k", int, key, d.top_k, minimum=0),
+            gpu_memory_utilization=get_typed(s, "gpu_memory_utilization", float, key,
+                                             d.gpu_memory_utilization, minimum=0.01, maximum=1.0),
+        )
+
+
+@dataclass
+class OptimConfig:
+    """AdamW and the GRPO update: ``mini_batches`` x ``epochs`` optimizer steps per rollout batch."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
+    grad_clip: float = 1.0
+    mini_batches: int = 1
+    epochs: int = 1
+    micro_batch_size: int = 0       # sequences per forward/backward; 0 = the whole mini-batch
+    adv_std_norm: bool = True       # A = (r - mean) / (std + eps) (GRPO); False: r - mean (Dr. GRPO)
+    drop_zero_var_groups: bool = False  # leave all-equal-reward groups out of the token count
+
+    @classmethod
+    def from_mapping(cls, s: Any, key: str = "optim") -> OptimConfig:
+        s = check_keys(s, tuple(cls.__dataclass_fields__), key)
+        d = cls()
+        betas = s.get("betas", list(d.betas))
+        if (not isinstance(betas, (list, tuple)) or len(betas) != 2
+                or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1
+                           for b in betas)):
+            raise ConfigError(f"{key}.betas", "a pair of numbers in [0, 1)", betas)
+        return cls(
+            lr=_positive(s, "lr", key, d.lr),
+            weight_decay=get_typed(s, "weight_decay", float, key, d.weight_decay, minimum=0.0),
+            betas=(float(betas[0]), float(betas[1])),
+            adam_eps=_positive(s, "adam_eps", key, d.adam_eps),
+            grad_clip=get_typed(s, "grad_clip", float, key, d.grad_clip, minimum=0.0),
+            mini_batches=get_typed(s, "mini_batches", int, key, d.mini_batches, minimum=1),
+            epochs=get_typed(s, "epochs", int, key, d.epochs, minimum=1),
+            micro_batch_size=get_typed(s, "micro_batch_size", int, key, d.micro_batch_size, minimum=0),
+            adv_std_norm=get_typed(s, "adv_std_norm", bool, key, d.adv_std_norm),
+            drop_zero_var_groups=get_typed(s, "drop_zero_var_groups", bool, key,
+                                           d.drop_zero_var_groups),
+        )
+
+
+@dataclass
+class DeepSpeedConfig:
+    """ZeRO stage and bf16; ``extra`` is merged into the DeepSpeed JSON config as is."""
+
+    zero_stage: int = 0
+    bf16: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_mapping(cls, s: Any, key: str = "deepspeed") -> DeepSpeedConfig:
+        s = check_keys(s, ("zero_stage", "bf16", "extra"), key)
+        extra = s.get("extra") or {}
+        if not isinstance(extra, Mapping):
+            raise ConfigError(f"{key}.extra", "a mapping merged into the DeepSpeed config", extra)
+        return cls(zero_stage=get_typed(s, "zero_stage", int, key, 0, minimum=0, maximum=3),
+                   bf16=get_typed(s, "bf16", bool, key, False), extra=dict(extra))
+
+
+@dataclass
+class RunConfig:
+    """The ``train:`` section: length, seed, run directory, checkpoints, evaluation, threads."""
+
+    steps: int = 200
+    seed: int = 0
+    out_dir: str = "runs/default"
+    save_every: int = 50            # 0 = only at the end
+    keep_checkpoints: int = 2
+    eval_every: int = 0             # greedy accuracy on the eval split every N steps (0 = off)
+    eval_prompts: int = 64
+    threads: int = 0                # torch CPU threads; 0 = leave torch's default
+
+    @classmethod
+    def from_mapping(cls, s: Any, key: str = "train") -> RunConfig:
+        s = check_keys(s, tuple(cls.__dataclass_fields__), key)
+        d = cls()
+        out_dir = get_typed(s, "out_dir", str, key, d.out_dir)
+        if not out_dir:
+            raise ConfigError(f"{key}.out_dir", "a non-empty directory path", out_dir)
+        return cls(
+            steps=get_typed(s, "steps", int, key, d.steps, minimum=1),
+            seed=get_typed(s, "seed", int, key, d.seed, minimum=0),
+            out_dir=out_dir,
+            save_every=get_typed(s, "save_every", int, key, d.save_every, minimum=0),
+            keep_checkpoints=get_typed(s, "keep_checkpoints", int, key, d.keep_checkpoints, minimum=1),
+            eval_every=get_typed(s, "eval_every", int, key, d.eval_every, minimum=0),
+            eval_prompts=get_typed(s, "eval_prompts", int, key, d.eval_prompts, minimum=1),
+            threads=get_typed(s, "threads", int, key, d.threads, minimum=0),
+        )
+
+
+@dataclass
+class LogConfig:
+    """Outputs besides metrics.jsonl (always written): tensorboard, progress bar, summary."""
+
+    tensorboard: bool = True
+    progress: bool = True
+    burn_in: int = 50               # summary.json tracking figures use steps burn_in..end
+    ema_alpha: float = 0.6
+
+    @classmethod
+    def from_mapping(cls, s: Any, key: str = "log") -> LogConfig:
+        s = check_keys(s, tuple(cls.__dataclass_fields__), key)
+        d = cls()
+        return cls(
+            tensorboard=get_typed(s, "tensorboard", bool, key, d.tensorboard),
+            progress=get_typed(s, "progress", bool, key, d.progress),
+            burn_in=get_typed(s, "burn_in", int, key, d.burn_in, minimum=0),
+            ema_alpha=get_typed(s, "ema_alpha", float, key, d.ema_alpha, minimum=0.0, maximum=1.0),
+        )
+
+
+@dataclass
+class TrainConfig:
+    """The whole config; ``raw`` keeps the resolved mapping written to RUN_DIR/config.yaml."""
+
+    model: dict[str, Any]
+    task: dict[str, Any]
+    reward: dict[str, Any]
+    rollout: RolloutConfig
+    optim: OptimConfig
+    deepspeed: DeepSpeedConfig
+    control: ControlConfig
+    train: RunConfig
+    log: LogConfig
+    raw: dict[str, Any]
+
+    @classmethod
+    def from_mapping(cls, cfg: Mapping[str, Any]) -> TrainConfig:
+        cfg = check_keys(cfg, SECTIONS, "")
+        for name in ("model", "task"):
+            if name not in cfg:
+                raise ConfigError(name, f"a '{name}:' section")
+        sections = {}
+        for name in ("model", "task", "reward"):
+            sec = cfg.get(name) or {}
+            if not isinstance(sec, Mapping):
+                raise ConfigError(name, "a mapping", sec)
+            sections[name] = dict(sec)
+        if not sections["reward"]:
+            sections["reward"] = {"kind": "exact"}
+        out = cls(
+            **sections,
+            rollout=RolloutConfig.from_mapping(cfg.get("rollout")),
+            optim=OptimConfig.from_mapping(cfg.get("optim")),
+            deepspeed=DeepSpeedConfig.from_mapping(cfg.get("deepspeed")),
+            control=ControlConfig.from_mapping(cfg.get("control")),
+            train=RunConfig.from_mapping(cfg.get("train")),
+            log=LogConfig.from_mapping(cfg.get("log")),
+            raw={},
+        )
+        out.raw = out.resolved(cfg)
+        return out
+
+    def resolved(self, cfg: Mapping[str, Any]) -> dict[str, Any]:
+        """The config with every default filled in (what RUN_DIR/config.yaml records)."""
+        def plain(dc: Any) -> dict[str, Any]:
+            return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(dc).items()}
+
+        control = dict(cfg.get("control") or {})
+        control.setdefault("controller", self.control.controller)
+        control.setdefault("params", self.control.params)
+        control.setdefault("target", self.control.target)
+        control["actuate"] = list(self.control.actuate)
+        control["initial"] = self.control.initial.as_dict()
+        return {
+            "model": self.model, "task": self.task, "reward": self.reward,
+            "rollout": plain(self.rollout), "optim": plain(self.optim),
+            "deepspeed": plain(self.deepspeed), "control": control,
+            "train": plain(self.train), "log": plain(self.log),
+        }
+
+
+def _positive(s: Mapping[str, Any], name: str, key: str, default: float) -> float:
+    v = get_typed(s, name, float, key, default)
+    if not (v > 0 and math.isfinite(v)):
+        raise ConfigError(f"{key}.{name}", "a finite number > 0", v)
+    return v

@@ -1,0 +1,101 @@
+"""DeepSpeed engine set-up, with the CPU tricks kept in one place.
+
+``init_distributed()`` makes a process group in every setting: under the ``deepspeed`` launcher
+(env vars already set), or as a plain single process (it sets RANK=0, WORLD_SIZE=1 and a free
+MASTER_PORT, or DeepSpeed looks for MPI and fails). ``build_engine()`` wraps a model in a
+DeepSpeed engine from the ``deepspeed:`` and ``optim:`` config sections.
+
+CPU traps (see ENVIRONMENT.md), all handled in ``_cpu_tricks``:
+- single-process env vars with a free port;
+- at world size 1 DeepSpeed would JIT-compile a shared-memory comm op (~40 s of g++) that is
+  useless there: it is marked incompatible before DeepSpeed builds its comm backend;
+- DeepSpeed's own optimizers JIT-compile on CPU, so a torch optimizer is always passed in.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def on_cpu() -> bool:
+    """True when this process trains on the CPU (no CUDA device visible)."""
+    return not torch.cuda.is_available()
+
+
+def _cpu_tricks(world_size: int) -> None:
+    """The CPU-only settings DeepSpeed needs before ``init_distributed`` (one helper, on purpose)."""
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    if world_size == 1:
+        import deepspeed.ops
+
+        # Private switch: skip the ~40 s shm comm JIT, useless with one process.
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+
+
+def init_distributed() -> tuple[int, int]:
+    """Initialise (once) the process group DeepSpeed uses; return (rank, world_size)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    if "RANK" not in os.environ and "WORLD_SIZE" not in os.environ:
+        # A plain `regulator train`: one process, no launcher, no MPI.
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+                          MASTER_PORT=str(_free_port()))
+    os.environ.setdefault("LOCAL_RANK", "0")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if on_cpu():
+        _cpu_tricks(world)
+    import deepspeed
+
+    deepspeed.init_distributed(dist_backend="gloo" if on_cpu() else "nccl")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def ds_config(ds_section: Mapping[str, Any], *, micro_batch: int, grad_accum: int, world_size: int,
+              grad_clip: float) -> dict[str, Any]:
+    """The DeepSpeed JSON config from our ``deepspeed:`` section (``extra`` merged last)."""
+    cfg: dict[str, Any] = {
+        "train_micro_batch_size_per_gpu": int(micro_batch),
+        "gradient_accumulation_steps": int(grad_accum),
+        "train_batch_size": int(micro_batch) * int(grad_accum) * int(world_size),
+        "zero_optimization": {"stage": int(ds_section.get("zero_stage", 0))},
+        "bf16": {"enabled": bool(ds_section.get("bf16", False))},
+        "gradient_clipping": float(grad_clip),
+        "steps_per_print": 1 << 30,
+        "wall_clock_breakdown": False,
+    }
+    extra = ds_section.get("extra") or {}
+    for k, v in extra.items():
+        if isinstance(v, Mapping) and isinstance(cfg.get(k), dict):
+            cfg[k] = {**cfg[k], **v}
+        else:
+            cfg[k] = v
+    return cfg
+
+
+def build_engine(model: torch.nn.Module, optim_section: Mapping[str, Any], config: dict[str, Any]):
+    """``deepspeed.initialize`` with a torch AdamW (never a DeepSpeed JIT optimizer on CPU)."""
+    import deepspeed
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    betas = tuple(optim_section.get("betas", (0.9, 0.999)))
+    optimizer = torch.optim.AdamW(params, lr=float(optim_section["lr"]), betas=betas,
+                                  eps=float(optim_section.get("adam_eps", 1e-8)),
+                                  weight_decay=float(optim_section.get("weight_decay", 0.0)))
+    engine, optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
+    return engine, optimizer

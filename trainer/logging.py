@@ -1,0 +1,160 @@
+"""Run outputs: metrics.jsonl (flushed every step), tensorboard scalars, a progress bar,
+events.jsonl (regulator interventions) and summary.json. Only rank 0 writes.
+
+Metric names are SPEC.md's, the same in metrics.jsonl and tensorboard.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from regulator.tracking import tracking_summary
+
+log = logging.getLogger("trainer")
+
+#: every per-step metric SPEC.md names (each metrics.jsonl line has all of them)
+SPEC_METRICS = (
+    "step", "entropy/measured", "entropy/target", "knobs/w_pos", "knobs/w_neg", "knobs/eps_low",
+    "knobs/eps_high", "reward/mean", "reward/accuracy", "loss/policy", "clip/frac_low",
+    "clip/frac_high", "tokens/pos_frac", "tokens/neg_frac", "time/step_s", "time/generate_s",
+    "time/update_s",
+)
+
+
+def _json_value(v: Any) -> Any:
+    """JSON has no inf/nan: write them as strings ("inf", "nan") so every line parses."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    return v
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a metrics.jsonl (inf/nan strings turned back into floats)."""
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            rows.append({k: (float(v) if v in ("inf", "-inf", "nan") else v) for k, v in row.items()})
+    return rows
+
+
+def truncate_metrics(path: Path, keep_before: int) -> None:
+    """Drop rows with step >= ``keep_before`` (a resumed run rewrites them), atomically."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line)["step"] < keep_before]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    os.replace(tmp, path)
+
+
+class RunLogger:
+    """Writes one row per step to every sink; a no-op on ranks other than 0."""
+
+    def __init__(self, run_dir: Path, *, total_steps: int, start_step: int, enabled: bool,
+                 tensorboard: bool = True, progress: bool = True) -> None:
+        self.enabled = enabled
+        self.run_dir = run_dir
+        self._tb = self._bar = None
+        if not enabled:
+            return
+        truncate_metrics(run_dir / "metrics.jsonl", start_step)
+        self._metrics = open(run_dir / "metrics.jsonl", "a")  # noqa: SIM115 - closed in close()
+        self._events = open(run_dir / "events.jsonl", "a")  # noqa: SIM115
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=start_step)
+        if progress:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total_steps, initial=start_step, desc="train", dynamic_ncols=True,
+                             mininterval=0.5)
+
+    def log(self, row: Mapping[str, Any]) -> None:
+        if not self.enabled:
+            return
+        self._metrics.write(json.dumps({k: _json_value(v) for k, v in row.items()}) + "\n")
+        self._metrics.flush()
+        step = int(row["step"])
+        if self._tb is not None:
+            for k, v in row.items():
+                if k != "step" and isinstance(v, (int, float)) and math.isfinite(v):
+                    self._tb.add_scalar(k, v, step)
+        if self._bar is not None:
+            self._bar.update(1)
+            post = {"H": f"{row['entropy/measured']:.3f}", "target": f"{row['entropy/target']:.3f}",
+                    "acc": f"{row['reward/accuracy']:.2f}"}
+            if "eval/accuracy" in row:
+                post["eval"] = f"{row['eval/accuracy']:.2f}"
+            self._bar.set_postfix(post, refresh=False)
+
+    def event(self, step: int, message: str) -> None:
+        """A regulator intervention (fault or clamp): events.jsonl and the log."""
+        if not self.enabled or not message:
+            return
+        self._events.write(json.dumps({"step": step, "event": message}) + "\n")
+        self._events.flush()
+        log.info("step %d: regulator: %s", step, message)
+
+    def close(self) -> None:
+        if not self.enabled:
+            return
+        self._metrics.close()
+        self._events.close()
+        if self._tb is not None:
+            self._tb.flush()
+            self._tb.close()
+        if self._bar is not None:
+            self._bar.close()
+
+
+def summarise(rows: Sequence[Mapping[str, Any]], *, burn_in: int, ema_alpha: float,
+              extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Final figures of a run: tracking quality after ``burn_in``, final entropy and accuracy."""
+    if not rows:
+        return dict(extra or {})
+    tail = rows[-min(10, len(rows)):]
+    ent = [float(r["entropy/measured"]) for r in rows]
+    tgt = [float(r["entropy/target"]) for r in rows]
+    knobs = {k: [float(r[f"knobs/{k}"]) for r in rows] for k in ("w_pos", "w_neg", "eps_low", "eps_high")}
+    track = tracking_summary(ent, tgt, knobs=knobs, burn_in=burn_in, ema_alpha=ema_alpha)
+    mean = lambda key: sum(float(r[key]) for r in tail) / len(tail)  # noqa: E731
+    out: dict[str, Any] = {
+        "steps": int(rows[-1]["step"]) + 1,
+        "final_entropy": mean("entropy/measured"),
+        "final_target": float(rows[-1]["entropy/target"]),
+        "final_accuracy": mean("reward/accuracy"),
+        "initial_entropy": ent[0],
+        "initial_accuracy": float(rows[0]["reward/accuracy"]),
+        "mean_step_s": sum(float(r["time/step_s"]) for r in rows) / len(rows),
+        "tracking": {**track, "burn_in": burn_in, "ema_alpha": ema_alpha,
+                     "rmse_rel": track["rmse"] / track["mean_target"] if track["mean_target"] else math.nan,
+                     "rmse_ema_rel": (track["rmse_ema"] / track["mean_target"]
+                                      if track["mean_target"] else math.nan)},
+        "final_knobs": {k: v[-1] for k, v in knobs.items()},
+    }
+    evals = [r for r in rows if "eval/accuracy" in r]
+    if evals:
+        out["initial_eval_accuracy"] = float(evals[0]["eval/accuracy"])
+        out["final_eval_accuracy"] = float(evals[-1]["eval/accuracy"])
+    for key in ("control/faults", "control/clamped"):
+        if key in rows[-1]:
+            out[key] = float(rows[-1][key])
+    out["reward/failures"] = sum(float(r.get("reward/failures", 0.0)) for r in rows)
+    out.update(extra or {})
+    return {k: _json_value(v) if not isinstance(v, dict) else {kk: _json_value(vv) for kk, vv in v.items()}
+            for k, v in out.items()}
+
+
+def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,246 @@
+"""Rollout backends: sample ``group_size`` responses per prompt from the current policy.
+
+One interface (``RolloutBackend``), two implementations:
+
+- ``HFGenerateBackend`` (default): transformers ``generate`` with its KV cache, batched, stopping
+  when every sequence has emitted EOS. Sampling is Gumbel-max with one seeded generator per
+  sequence (``SeededSampler``): the response to (prompt, sample j) depends only on its seed and
+  the policy, not on which other prompts share the batch or on how many ranks split it. That
+  makes two ranks reproduce a single process, and resume reproduce an uninterrupted run.
+- ``VLLMBackend`` (``rollout.backend: vllm``, optional extra ``[vllm]``, CUDA only): a colocated
+  vLLM engine; the training engine's weights are pushed into it after every update. Imported
+  lazily. Untested here (the build machines have no GPU).
+
+A ``Rollout`` holds the token ids laid out for the training forward: ``input_ids`` = left-padded
+prompt (P columns) + right-padded response (T columns), and ``response_mask`` [B, T] marking the
+response tokens up to and including the first EOS.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Rollout:
+    """A batch of sampled responses in the layout the training forward needs."""
+
+    input_ids: torch.Tensor       # [B, P + T]
+    attention_mask: torch.Tensor  # [B, P + T]: prompt tokens and response tokens up to EOS
+    response_mask: torch.Tensor   # [B, T] float: response tokens up to and including EOS
+    prompt_len: int               # P
+    responses: list[str]          # decoded responses (special tokens skipped)
+
+    @property
+    def response_ids(self) -> torch.Tensor:
+        return self.input_ids[:, self.prompt_len:]
+
+    def position_ids(self) -> torch.Tensor:
+        """Positions that skip left padding (the training forward needs them explicitly)."""
+        return (self.attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+class RolloutBackend(Protocol):
+    def generate(self, prompts: list[str], seeds: list[int], *, greedy: bool = False) -> Rollout:
+        """One response per entry of ``prompts`` (repeat a prompt for a group)."""
+
+    def sync_weights(self, model: torch.nn.Module) -> None:
+        """Make the sampler use ``model``'s current weights (after an update)."""
+
+
+class SeededSampler:
+    """A logits processor that turns greedy decoding into seeded sampling (Gumbel-max trick).
+
+    argmax(z / T + g), g ~ Gumbel(0, 1) i.i.d., is a sample of softmax(z / T). Each row draws
+    its noise from its own generator seeded with ``seeds[row]``, so a row's sample is the same
+    whatever batch it is in. Optional top-k / top-p filtering happens before the noise.
+    """
+
+    def __init__(self, seeds: list[int], temperature: float, top_k: int = 0, top_p: float = 1.0):
+        self.gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        z = scores.float() / self.temperature
+        if self.top_k > 0:
+            kth = torch.topk(z, min(self.top_k, z.shape[-1]), dim=-1).values[:, -1:]
+            z = z.masked_fill(z < kth, float("-inf"))
+        if self.top_p < 1.0:
+            sorted_z, idx = torch.sort(z, descending=True, dim=-1)
+            cum = sorted_z.softmax(-1).cumsum(-1)
+            drop = cum - sorted_z.softmax(-1) >= self.top_p  # keep the smallest set reaching top_p
+            z = z.masked_fill(drop.scatter(-1, idx, drop), float("-inf"))
+        u = torch.stack([torch.rand(z.shape[-1], generator=g) for g in self.gens]).to(z.device)
+        gumbel = -torch.log(-torch.log(u.clamp(1e-20, 1.0 - 1e-7)))
+        return z + gumbel
+
+
+def _layout(tokenizer, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, out: torch.Tensor,
+            eos_ids: set[int]) -> Rollout:
+    """Cut responses at the first EOS and build masks for the training forward."""
+    p = prompt_ids.shape[1]
+    resp = out[:, p:]
+    is_eos = torch.zeros_like(resp, dtype=torch.bool)
+    for e in eos_ids:
+        is_eos |= resp == e
+    # position of the first EOS (or T when none): keep tokens <= it
+    first = torch.where(is_eos.any(-1), is_eos.float().argmax(-1),
+                        torch.full((resp.shape[0],), resp.shape[1], device=resp.device))
+    ar = torch.arange(resp.shape[1], device=resp.device)
+    rmask = (ar[None, :] <= first[:, None]).float()
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    resp = torch.where(rmask.bool(), resp, torch.full_like(resp, pad))
+    texts = tokenizer.batch_decode(resp.masked_fill(~rmask.bool(), pad).tolist(),
+                                   skip_special_tokens=True)
+    return Rollout(
+        input_ids=torch.cat([prompt_ids, resp], 1),
+        attention_mask=torch.cat([prompt_mask.long(), rmask.long()], 1),
+        response_mask=rmask,
+        prompt_len=p,
+        responses=texts,
+    )
+
+
+def eos_token_ids(tokenizer, model: torch.nn.Module | None = None) -> set[int]:
+    """Every id that ends a response: the tokenizer's EOS plus the generation config's."""
+    ids = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    gc = getattr(model, "generation_config", None)
+    extra = getattr(gc, "eos_token_id", None) if gc is not None else None
+    if isinstance(extra, int):
+        ids.add(extra)
+    elif isinstance(extra, (list, tuple)):
+        ids.update(int(i) for i in extra)
+    return ids
+
+
+def tokenize_prompts(tokenizer, prompts: list[str], device: torch.device | str = "cpu"):
+    """Left-padded prompt ids and mask (no second BOS when a chat template already added one)."""
+    bos = tokenizer.bos_token
+    add_special = not (bos and all(p.startswith(bos) for p in prompts))
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=add_special)
+    return enc["input_ids"].to(device), enc["attention_mask"].to(device)
+
+
+class HFGenerateBackend:
+    """transformers ``generate`` on the training model itself (weights always current)."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer, *, max_new_tokens: int, temperature: float,
+                 top_k: int = 0, top_p: float = 1.0):
+        self.model, self.tokenizer = model, tokenizer
+        self.max_new_tokens, self.temperature = max_new_tokens, temperature
+        self.top_k, self.top_p = top_k, top_p
+        self.eos = eos_token_ids(tokenizer, model)
+
+    @torch.no_grad()
+    def generate(self, prompts: list[str], seeds: list[int], *, greedy: bool = False) -> Rollout:
+        from transformers import GenerationConfig, LogitsProcessorList
+
+        device = next(self.model.parameters()).device
+        ids, mask = tokenize_prompts(self.tokenizer, prompts, device)
+        procs = LogitsProcessorList()
+        if not greedy:
+            procs.append(SeededSampler(seeds, self.temperature, self.top_k, self.top_p))
+        gen_cfg = GenerationConfig(
+            max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1,
+            eos_token_id=sorted(self.eos), pad_token_id=self.tokenizer.pad_token_id,
+            use_cache=True,
+        )
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=gen_cfg,
+                                      logits_processor=procs)
+        finally:
+            self.model.train(was_training)
+        if out.shape[1] == ids.shape[1]:  # nothing generated (max_new_tokens reached 0)
+            out = torch.cat([out, torch.full_like(out[:, :1], sorted(self.eos)[0])], 1)
+        return _layout(self.tokenizer, ids, mask, out, self.eos)
+
+    def sync_weights(self, model: torch.nn.Module) -> None:
+        """Nothing to do: generation runs on the training module itself."""
+
+
+class VLLMBackend:
+    """A colocated vLLM engine (CUDA only; ``pip install 'entropy-regulator[vllm]'``).
+
+    UNTESTED on the build machines (no GPU). Weights are pushed from the training module after
+    every update with ``load_weights`` on the vLLM worker's model. Per-request seeds keep the
+    sampling reproducible, as in the HF backend.
+    """
+
+    def __init__(self, model_path: str, tokenizer, *, max_new_tokens: int, temperature: float,
+                 top_k: int = 0, top_p: float = 1.0, gpu_memory_utilization: float = 0.3,
+                 dtype: str = "bfloat16", seed: int = 0):
+        try:
+            from vllm import LLM
+        except ImportError as e:  # pragma: no cover - optional extra
+            from regulator.errors import ConfigError
+
+            raise ConfigError("rollout.backend", "an installed vllm (pip install "
+                              "'entropy-regulator[vllm]', CUDA only)", "vllm", hint=str(e)) from None
+        self.tokenizer = tokenizer
+        self.max_new_tokens, self.temperature, self.top_k, self.top_p = (
+            max_new_tokens, temperature, top_k, top_p)
+        self.llm = LLM(model=model_path, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
+                       seed=seed, enable_prefix_caching=True)
+        self.eos = eos_token_ids(tokenizer)
+
+    @torch.no_grad()
+    def generate(self, prompts: list[str], seeds: list[int], *, greedy: bool = False) -> Rollout:
+        from vllm import SamplingParams
+
+        params = [SamplingParams(max_tokens=self.max_new_tokens,
+                                 temperature=0.0 if greedy else self.temperature,
+                                 top_k=self.top_k if self.top_k > 0 else -1, top_p=self.top_p,
+                                 seed=int(s), stop_token_ids=sorted(self.eos)) for s in seeds]
+        ids, mask = tokenize_prompts(self.tokenizer, prompts)
+        toks = [row[m.bool()].tolist() for row, m in zip(ids, mask)]
+        outs = self.llm.generate([{"prompt_token_ids": t} for t in toks], params, use_tqdm=False)
+        resp = [list(o.outputs[0].token_ids) for o in outs]
+        width = max(1, max(len(r) for r in resp))
+        pad = self.tokenizer.pad_token_id
+        full = torch.full((len(resp), ids.shape[1] + width), pad, dtype=ids.dtype)
+        full[:, : ids.shape[1]] = ids
+        for i, r in enumerate(resp):
+            full[i, ids.shape[1]: ids.shape[1] + len(r)] = torch.tensor(r, dtype=ids.dtype)
+        return _layout(self.tokenizer, ids, mask, full, self.eos)
+
+    def sync_weights(self, model: torch.nn.Module) -> None:
+        """Push the training weights into the vLLM worker (colocated, same GPU)."""
+        state = {k: v.detach() for k, v in model.state_dict().items()}
+
+        def _load(worker):  # runs inside the vLLM worker
+            worker.model_runner.model.load_weights(weights=list(state.items()))
+
+        try:
+            self.llm.collective_rpc(_load)
+        except AttributeError:  # older vLLM
+            runner = self.llm.llm_engine.model_executor.driver_worker.model_runner
+            runner.model.load_weights(weights=list(state.items()))
+
+
+def make_backend(rollout_cfg, model: torch.nn.Module, tokenizer, *, model_path: str | None,
+                 seed: int) -> RolloutBackend:
+    """The backend named in ``rollout.backend``."""
+    kw = dict(max_new_tokens=rollout_cfg.max_new_tokens, temperature=rollout_cfg.temperature,
+              top_k=rollout_cfg.top_k, top_p=rollout_cfg.top_p)
+    if rollout_cfg.backend == "vllm":
+        from regulator.errors import ConfigError
+
+        if not torch.cuda.is_available():
+            raise ConfigError("rollout.backend", "'hf' on a machine without CUDA (vLLM is CUDA "
+                              "only)", "vllm")
+        if model_path is None:
+            raise ConfigError("rollout.backend", "'hf' for in-process models (vLLM needs a model "
+                              "directory: model.path)", "vllm")
+        return VLLMBackend(model_path, tokenizer, gpu_memory_utilization=
+                           rollout_cfg.gpu_memory_utilization, seed=seed, **kw)
+    return HFGenerateBackend(model, tokenizer, **kw)

@@ -1,0 +1,274 @@
+"""``regulator train``: GRPO with the entropy control interface on a DeepSpeed engine.
+
+``train_main`` builds everything from the config, then calls ``train_step`` once per step.
+``train_step`` is the whole algorithm, top to bottom on one screen.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from regulator import Knobs, Regulator
+from regulator.config import apply_overrides, load_yaml
+from regulator.errors import ConfigError
+from trainer.config import TrainConfig
+from trainer.grpo import all_sum, group_advantages, measure, update, world_size
+from trainer.logging import RunLogger, read_metrics, summarise, write_json_atomic
+
+log = logging.getLogger("trainer")
+EXIT_OK, EXIT_FAILURE = 0, 1
+
+
+@dataclass
+class Run:
+    """Everything a training step touches."""
+
+    cfg: TrainConfig
+    engine: Any
+    tokenizer: Any
+    backend: Any
+    reward_fn: Any
+    regulator: Regulator
+    stream: Any
+    rank: int
+    world: int
+    micro_batch: int                  # sequences per forward/backward
+    shared_forward: bool              # one forward serves entropy, old log-probs and the loss
+    format_prompt: Any
+    eval_examples: list = field(default_factory=list)
+    last_clip: dict[str, float] = field(default_factory=dict)
+
+
+def sample_seed(seed: int, step: int, prompt: int, sample: int) -> int:
+    """The sampling seed of (run seed, step, global prompt index, sample index)."""
+    return ((seed * 1_000_003 + step) * 1_000_033 + prompt) * 1_009 + sample
+
+
+def broadcast_knobs(knobs: Knobs) -> Knobs:
+    """Rank 0's knobs on every rank (they are already equal: identical inputs, deterministic
+    controllers; this makes it a guarantee)."""
+    if world_size() == 1:
+        return knobs
+    import torch.distributed as dist
+
+    t = torch.tensor([knobs.w_pos, knobs.w_neg, knobs.eps_low, knobs.eps_high], dtype=torch.float64)
+    dist.broadcast(t, src=0)
+    return Knobs(*t.tolist())
+
+
+def train_step(run: Run, step: int) -> dict[str, float]:
+    """One GRPO step with the control interface."""
+    cfg, ro, G = run.cfg, run.cfg.rollout, run.cfg.rollout.group_size
+    t0 = time.perf_counter()
+    # 1. rollout: this rank's share of the global prompt batch, G samples per prompt
+    per_rank = ro.prompts // run.world
+    batch = run.stream.next_batch()[run.rank * per_rank:(run.rank + 1) * per_rank]
+    group = [ex for ex in batch for _ in range(G)]
+    seeds = [sample_seed(cfg.train.seed, step, run.rank * per_rank + i, j)
+             for i in range(per_rank) for j in range(G)]
+    rollout = run.backend.generate([run.format_prompt(run.tokenizer, ex.prompt) for ex in group], seeds)
+    t_gen = time.perf_counter() - t0
+    # 2. verifiable rewards (a raising or slow reward function gives 0 and counts a failure)
+    res = run.reward_fn(rollout.responses, group)
+    rewards = torch.tensor(res.rewards, dtype=torch.float32).view(per_rank, G)
+    # 3. group-normalised advantages A_ij = (r_ij - mean_i) / (std_i + eps), one per sequence
+    adv, zero_var = group_advantages(rewards, cfg.optim.adv_std_norm)
+    adv = adv.reshape(-1, 1)
+    mask = rollout.response_mask
+    loss_mask = mask * (~zero_var).repeat_interleave(G)[:, None] if cfg.optim.drop_zero_var_groups else mask
+    # 4. entropy of the rollout batch under the policy before the update (all ranks)
+    m = measure(run.engine, rollout, adv, ro.temperature, keep_graph=run.shared_forward,
+                micro_batch=run.micro_batch)
+    pos, neg = (adv > 0).float() * mask, (adv < 0).float() * mask
+    tot = all_sum([float(rewards.sum()), float(sum(res.correct)), float(rewards.numel()),
+                   float(pos.sum()), float(neg.sum()), float(mask.sum()), float(res.failures),
+                   float(zero_var.sum()), float(per_rank)])
+    n_seq, n_tok = tot[2].item(), max(tot[5].item(), 1.0)
+    seen = {"reward_mean": tot[0].item() / n_seq, "accuracy": tot[1].item() / n_seq,
+            "pos_token_frac": tot[3].item() / n_tok, "neg_token_frac": tot[4].item() / n_tok}
+    # 5. the controller picks this step's knobs (every rank gets rank 0's)
+    knobs = broadcast_knobs(run.regulator.step(step, m.entropy, **seen, **run.last_clip, **m.dh))
+    # 6. regulated GRPO update: mini-batches x epochs, global token normalisation
+    t1 = time.perf_counter()
+    upd = update(run.engine, rollout, m, adv, loss_mask, knobs, temperature=ro.temperature,
+                 mini_batches=cfg.optim.mini_batches, epochs=cfg.optim.epochs,
+                 micro_batch=run.micro_batch, seed=sample_seed(cfg.train.seed, step, -1, 0))
+    run.backend.sync_weights(run.engine.module)
+    t_upd = time.perf_counter() - t1
+    run.last_clip = {"clip_frac_low": upd["clip/frac_low"], "clip_frac_high": upd["clip/frac_high"]}
+    # 7. the row for metrics.jsonl / tensorboard (SPEC names first)
+    return {
+        "step": step, "entropy/measured": m.entropy, "entropy/target": run.regulator.target_at(step),
+        **{f"knobs/{k}": v for k, v in knobs.as_dict().items()},
+        "reward/mean": seen["reward_mean"], "reward/accuracy": seen["accuracy"], **upd,
+        "tokens/pos_frac": seen["pos_token_frac"], "tokens/neg_frac": seen["neg_token_frac"],
+        "time/step_s": time.perf_counter() - t0, "time/generate_s": t_gen, "time/update_s": t_upd,
+        "entropy/dh_pos": m.dh["dh_pos"], "entropy/dh_neg": m.dh["dh_neg"],
+        "reward/failures": tot[6].item(), "groups/zero_var_frac": tot[7].item() / tot[8].item(),
+        "response/length": n_tok / n_seq, **run.regulator.metrics(),
+    }
+
+
+@torch.no_grad()
+def evaluate(run: Run) -> float:
+    """Greedy accuracy on the fixed eval prompts (split over ranks)."""
+    if not run.eval_examples:
+        return math.nan
+    mine = run.eval_examples[run.rank::run.world]
+    ro = run.backend.generate([run.format_prompt(run.tokenizer, ex.prompt) for ex in mine],
+                              [0] * len(mine), greedy=True)
+    res = run.reward_fn(ro.responses, mine)
+    tot = all_sum([float(sum(res.correct)), float(len(mine))])
+    return tot[0].item() / max(tot[1].item(), 1.0)
+
+
+def _resolve_config(config_path: str | None, overrides: Sequence[str], resume: str | None
+                    ) -> TrainConfig:
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / "config.yaml").is_file():
+            raise ConfigError("--resume", "a run directory with config.yaml", str(resume))
+        raw = load_yaml(run_dir / "config.yaml")
+        if config_path is not None and Path(config_path).resolve() != (run_dir / "config.yaml").resolve():
+            log.info("--resume: using %s/config.yaml (the run's own config); %s is ignored",
+                     run_dir, config_path)
+        raw = apply_overrides(raw, list(overrides))
+        raw.setdefault("train", {})["out_dir"] = str(run_dir)
+    else:
+        if config_path is None:
+            raise ConfigError("CONFIG", "a config file (or --resume RUN_DIR)")
+        raw = apply_overrides(load_yaml(config_path), list(overrides))
+    return TrainConfig.from_mapping(raw)
+
+
+def _check_batch(cfg: TrainConfig, world: int) -> tuple[int, bool]:
+    """Micro-batch size and whether one forward can serve both measurement and loss."""
+    ro, op = cfg.rollout, cfg.optim
+    if ro.prompts % world:
+        raise ConfigError("rollout.prompts", f"a multiple of the number of ranks ({world})", ro.prompts)
+    local = ro.prompts // world * ro.group_size
+    if local % op.mini_batches:
+        raise ConfigError("optim.mini_batches", f"a divisor of the sequences per rank ({local})",
+                          op.mini_batches)
+    mini = local // op.mini_batches
+    micro = op.micro_batch_size or mini
+    if mini % micro:
+        raise ConfigError("optim.micro_batch_size", f"a divisor of the mini-batch size ({mini})", micro)
+    return micro, (op.mini_batches * op.epochs == 1 and micro == mini)
+
+
+def train_main(config_path: str | None, overrides: Sequence[str] = (), resume: str | None = None) -> int:
+    """Run ``regulator train``; 0 on success, 1 on a failure during the run (ConfigError -> CLI 2)."""
+    cfg = _resolve_config(config_path, overrides, resume)
+    # Build the user-facing pieces first: a bad task or reward fails before anything heavy.
+    from trainer.data import PromptStream
+    from trainer.rewards import make_reward
+    from trainer.tasks import make_task
+
+    task = make_task(cfg.task, key="task")
+    reward_fn = make_reward(cfg.reward, key="reward")
+    regulator = cfg.control.build(cfg.train.steps)
+
+    from trainer.engine import build_engine, ds_config, init_distributed
+
+    rank, world = init_distributed()
+    micro, shared = _check_batch(cfg, world)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    torch.manual_seed(cfg.train.seed)
+
+    from trainer.models import build_policy, format_prompt
+    from trainer.rollout import make_backend
+
+    model, tokenizer = build_policy(cfg.model, key="model", task=task, seed=cfg.train.seed)
+    mini = cfg.rollout.prompts // world * cfg.rollout.group_size // cfg.optim.mini_batches
+    ds = ds_config(vars(cfg.deepspeed), micro_batch=micro, grad_accum=mini // micro, world_size=world,
+                   grad_clip=cfg.optim.grad_clip)
+    engine, _ = build_engine(model, vars(cfg.optim), ds)
+    backend = make_backend(cfg.rollout, engine.module, tokenizer, model_path=cfg.model.get("path"),
+                           seed=cfg.train.seed)
+    stream = PromptStream(task, "train", cfg.train.seed, cfg.rollout.prompts)
+    eval_examples = []
+    if cfg.train.eval_every:
+        eval_examples = PromptStream(task, "eval", 0, cfg.train.eval_prompts).next_batch()
+    run = Run(cfg=cfg, engine=engine, tokenizer=tokenizer, backend=backend, reward_fn=reward_fn,
+              regulator=regulator, stream=stream, rank=rank, world=world, micro_batch=micro,
+              shared_forward=shared, format_prompt=format_prompt, eval_examples=eval_examples)
+
+    run_dir = Path(cfg.train.out_dir)
+    start, wall_before = 0, 0.0
+    from trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+
+    if resume is not None:
+        ckpt = latest_checkpoint(run_dir)
+        if ckpt is not None:
+            state = load_checkpoint(ckpt, engine, rank=rank)
+            start, wall_before = int(state["step"]), float(state.get("wall_s", 0.0))
+            regulator.load_state_dict(state["regulator"])
+            stream.load_state_dict(state["stream"])
+            run.last_clip = state.get("last_clip", {})
+            log.info("resumed %s from %s (step %d)", run_dir, ckpt.name, start)
+        else:
+            log.info("--resume: no checkpoint in %s, starting at step 0", run_dir)
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.raw, sort_keys=False))
+    logger = RunLogger(run_dir, total_steps=cfg.train.steps, start_step=start, enabled=rank == 0,
+                       tensorboard=cfg.log.tensorboard, progress=cfg.log.progress)
+
+    def checkpoint(step_done: int) -> None:
+        state = {"step": step_done, "regulator": regulator.state_dict(), "stream": stream.state_dict(),
+                 "last_clip": run.last_clip, "wall_s": wall_before + time.perf_counter() - t_start}
+        save_checkpoint(run_dir, step_done, engine, state, rank=rank, keep=cfg.train.keep_checkpoints)
+
+    stop = {"signal": None}
+
+    def on_signal(signum, _frame):
+        stop["signal"] = signal.Signals(signum).name
+
+    old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    t_start = time.perf_counter()
+    step = start
+    try:
+        for step in range(start, cfg.train.steps):
+            row = train_step(run, step)
+            last = step == cfg.train.steps - 1
+            if cfg.train.eval_every and (step % cfg.train.eval_every == 0 or last):
+                row["eval/accuracy"] = evaluate(run)
+            logger.log(row)
+            logger.event(step, regulator.last_event)
+            if (cfg.train.save_every and (step + 1) % cfg.train.save_every == 0) or last:
+                checkpoint(step + 1)
+            if stop["signal"] is not None:
+                if not last and not (cfg.train.save_every and (step + 1) % cfg.train.save_every == 0):
+                    checkpoint(step + 1)
+                log.warning("%s: checkpoint written after step %d; continue with "
+                            "`regulator train --resume %s`", stop["signal"], step, run_dir)
+                return EXIT_FAILURE
+    except Exception as e:  # a failure during the run: checkpoint what we have, exit 1
+        log.error("training failed at step %d: %s\n%s", step, e, traceback.format_exc())
+        return EXIT_FAILURE
+    finally:
+        for s, h in old_handlers.items():
+            signal.signal(s, h)
+        logger.close()
+    if rank == 0:
+        rows = read_metrics(run_dir / "metrics.jsonl")
+        summary = summarise(rows, burn_in=min(cfg.log.burn_in, max(len(rows) - 1, 0)),
+                            ema_alpha=cfg.log.ema_alpha,
+                            extra={"wall_s": wall_before + time.perf_counter() - t_start,
+                                   "controller": regulator.controller_name, "world_size": world,
+                                   "actuate": list(cfg.control.actuate)})
+        write_json_atomic(run_dir / "summary.json", summary)
+    return EXIT_OK
