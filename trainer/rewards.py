@@ -1,0 +1,396 @@
+"""Verifiable rewards: exact match, numeric, math-verify, countdown, and user functions.
+
+``make_reward(spec, key="reward")`` builds a :class:`RewardFn` from the ``reward:`` section::
+
+    reward: {kind: exact}                        # extracted answer == reference
+    reward: {kind: numeric, tolerance: 1e-6}     # |x - ref| <= tolerance + rel_tolerance*|ref|
+    reward: {kind: math_verify}                  # math-verify equivalence (the `math` extra)
+    reward: {kind: countdown}                    # expression over meta.numbers equals meta.target
+    reward: {kind: my_pkg.scoring:score, timeout: 5, params: {...}, isolation: thread}
+
+Answer extraction (``parse``, default ``auto``; see :func:`extract_answer`) turns a completion
+(the decoded response, which ends at EOS) into the answer text. Built-in rewards are binary:
+1.0 when correct, else 0.0.
+
+User functions are called once per completion as ``fn(completion, example, **params)`` and
+return a number or a bool (``correct`` is ``reward >= correct_at``, default 1.0). They run under
+a per-call ``timeout`` (seconds, default 10):
+
+- ``isolation: thread`` (default): the call runs in a daemon thread and is abandoned after the
+  timeout. Cheap (~0.1 ms per call); a function that never returns leaves its daemon thread
+  behind (harmless when it waits, a CPU cost when it spins).
+- ``isolation: process``: calls go to one persistent worker process (spawned, so it imports the
+  function itself; ``trainer.reward_worker``); a call past the timeout kills and restarts the
+  worker. Robust against spinning or crashing code; the worker starts in about a second. There
+  the function gets a plain object with ``prompt``, ``answer`` and ``meta`` instead of an
+  ``Example``.
+
+Either way, a function that raises, times out or returns a non-finite or non-number gets reward
+0 and is counted in ``RewardResult.failures`` (logged as ``reward/failures``); the run goes on.
+math-verify uses its own signal-based timeout on the main thread; its time-outs count as
+failures too.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+import multiprocessing as mp
+import re
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from regulator.config import check_keys, get_typed
+from regulator.errors import ConfigError, unknown_name_error
+from trainer.reward_worker import serve
+from trainer.tasks import Example, eval_countdown
+
+log = logging.getLogger(__name__)
+
+BUILTIN = ("exact", "numeric", "math_verify", "countdown")
+RULES = ("auto", "full", "boxed", "hash", "answer", "last_number")
+KEYS = ("kind", "parse", "tolerance", "rel_tolerance", "timeout", "params", "isolation",
+        "correct_at")
+
+
+@dataclass
+class RewardResult:
+    """rewards: one float per completion (0/1 for the built-ins; 0 where the function failed).
+    correct: whether each completion counts as correct (accuracy).
+    failures: how many calls raised, timed out or returned garbage (``reward/failures``).
+    errors: the first few failure messages, for the log."""
+
+    rewards: list[float]
+    correct: list[bool]
+    failures: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# answer extraction
+
+_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:/\d+)?")
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed{...}`` (braces matched), or None."""
+    start = text.rfind("\\boxed")
+    if start < 0:
+        return None
+    i = text.find("{", start)
+    if i < 0:
+        return None
+    depth = 0
+    for j in range(i, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[j], 0)
+        if depth == 0:
+            return text[i + 1 : j].strip()
+    return None
+
+
+def extract_answer(text: str, rule: str = "auto") -> str | None:
+    """The answer part of a completion.
+
+    full: the whole text, stripped. boxed: the last ``\\boxed{}``. hash: after the last ``#``
+    (the generated tasks' trace marker, also GSM8K's ``####``). answer: the line after the last
+    ``answer:`` (case-insensitive). last_number: the last number (commas in numbers removed).
+    auto: boxed if there is one, else hash if there is a ``#``, else answer if there is an
+    ``answer:``, else full. Returns None when the rule finds nothing.
+    """
+    if rule == "full":
+        return text.strip()
+    if rule == "boxed":
+        return last_boxed(text)
+    if rule == "hash":
+        return text.rpartition("#")[2].strip() if "#" in text else None
+    if rule == "answer":
+        m = list(re.finditer(r"answer\s*(?:is)?\s*[:=]?", text, flags=re.IGNORECASE))
+        return text[m[-1].end():].strip().split("\n")[0].strip().rstrip(".") if m else None
+    if rule == "last_number":
+        nums = _NUMBER.findall(re.sub(r"(?<=\d),(?=\d{3})", "", text))
+        return nums[-1] if nums else None
+    if rule == "auto":
+        for r, present in (("boxed", "\\boxed" in text), ("hash", "#" in text),
+                           ("answer", re.search("answer", text, re.IGNORECASE) is not None)):
+            if present:
+                got = extract_answer(text, r)
+                if got:
+                    return got
+        return text.strip()
+    raise ValueError(f"unknown answer rule {rule!r}")
+
+
+def to_number(text: str | None) -> float | None:
+    """A float from '12', '-3.5', '1/2', '1,234' or '$12.$'; None when it is not a number."""
+    if text is None:
+        return None
+    t = text.strip().strip("$").rstrip(".").replace(",", "").strip()
+    try:
+        if "/" in t:
+            a, b = t.split("/", 1)
+            return float(a) / float(b)
+        return float(t)
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# timeouts
+
+
+def call_in_thread(fn: Callable[..., Any], args: tuple, kwargs: dict, timeout: float) -> Any:
+    """``fn(*args, **kwargs)`` in a daemon thread; TimeoutError if it has not returned in time."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn(*args, **kwargs)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller
+            box["error"] = e
+
+    t = threading.Thread(target=run, daemon=True, name="reward-call")
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        raise TimeoutError(f"reward function ran past its {timeout:g} s timeout")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+class ProcessRunner:
+    """One persistent spawned worker calling a user function; killed and restarted on timeout."""
+
+    START_TIMEOUT = 120.0
+
+    def __init__(self, target: str, params: dict[str, Any]) -> None:
+        self.target, self.params = target, params
+        self.proc: Any = None
+        self.conn: Any = None
+
+    def _start(self) -> None:
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=serve, args=(child, self.target, self.params), daemon=True)
+        self.proc.start()
+        child.close()
+        if not self.conn.poll(self.START_TIMEOUT):
+            self.close()
+            raise TimeoutError("reward worker did not start")
+        self.conn.recv()
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.join(5)
+        self.proc = self.conn = None
+
+    def __call__(self, completion: str, ex: Example, timeout: float) -> Any:
+        if self.proc is None or not self.proc.is_alive():
+            self._start()
+        self.conn.send((completion, ex.prompt, ex.answer, ex.meta))
+        if not self.conn.poll(timeout):
+            self.close()
+            raise TimeoutError(f"reward function ran past its {timeout:g} s timeout")
+        try:
+            status, value = self.conn.recv()
+        except EOFError:
+            self.close()
+            raise RuntimeError("reward worker died") from None
+        if status != "ok":
+            raise RuntimeError(value)
+        return value
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+
+def load_function(target: str, key: str) -> Callable[..., Any]:
+    """Import ``module:function``; a ConfigError naming ``key`` when that fails."""
+    mod_name, _, attr = target.partition(":")
+    if not mod_name or not attr:
+        raise ConfigError(key, "'module:function'", target)
+    try:
+        obj: Any = importlib.import_module(mod_name)
+    except ImportError as e:
+        raise ConfigError(key, "an importable module in 'module:function'", target, hint=str(e)) from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ConfigError(key, f"a function {attr!r} in module {mod_name!r}", target)
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ConfigError(key, "a callable", target)
+    return obj
+
+
+# ---------------------------------------------------------------------------------------------
+# reward functions
+
+MAX_ERRORS_KEPT = 3
+
+
+class RewardFn:
+    """Scores a batch of completions against their examples; never raises on a bad completion."""
+
+    name = "reward"
+
+    def __init__(self, rule: str, timeout: float, correct_at: float = 1.0) -> None:
+        self.rule, self.timeout, self.correct_at = rule, timeout, correct_at
+
+    def score(self, completion: str, ex: Example) -> float:
+        raise NotImplementedError
+
+    def __call__(self, completions: list[str], examples: list[Example]) -> RewardResult:
+        if len(completions) != len(examples):
+            raise ValueError(f"{len(completions)} completions for {len(examples)} examples")
+        res = RewardResult([], [])
+        for c, ex in zip(completions, examples):
+            try:
+                r = self.score(c, ex)
+                if isinstance(r, bool):
+                    r = float(r)
+                if not isinstance(r, (int, float)) or not math.isfinite(r):
+                    raise TypeError(f"returned {r!r}, expected a finite number or a bool")
+                r = float(r)
+            except Exception as e:  # noqa: BLE001 - a failing reward must not stop training
+                r = 0.0
+                res.failures += 1
+                if len(res.errors) < MAX_ERRORS_KEPT:
+                    res.errors.append(f"{self.name}: {type(e).__name__}: {e}")
+            res.rewards.append(r)
+            res.correct.append(r >= self.correct_at)
+        if res.failures:
+            log.warning("%d reward call(s) failed (reward 0): %s", res.failures, "; ".join(res.errors))
+        return res
+
+
+class ExactReward(RewardFn):
+    name = "exact"
+
+    def score(self, completion: str, ex: Example) -> float:
+        got = extract_answer(completion, self.rule)
+        ref = extract_answer(ex.answer, self.rule) or ex.answer.strip()
+        return float(got is not None and got == ref)
+
+
+class NumericReward(RewardFn):
+    name = "numeric"
+
+    def __init__(self, rule: str, timeout: float, tolerance: float, rel_tolerance: float) -> None:
+        super().__init__(rule, timeout)
+        self.tolerance, self.rel_tolerance = tolerance, rel_tolerance
+
+    def score(self, completion: str, ex: Example) -> float:
+        ref = to_number(extract_answer(ex.answer, "auto"))
+        if ref is None:
+            ref = to_number(extract_answer(ex.answer, "last_number"))
+        if ref is None:
+            raise ValueError(f"reference answer {ex.answer!r} is not a number")
+        got = to_number(extract_answer(completion, self.rule))
+        if got is None:
+            got = to_number(extract_answer(extract_answer(completion, self.rule) or "", "last_number"))
+        return float(got is not None and abs(got - ref) <= self.tolerance + self.rel_tolerance * abs(ref))
+
+
+class CountdownReward(RewardFn):
+    name = "countdown"
+
+    def score(self, completion: str, ex: Example) -> float:
+        if "numbers" not in ex.meta or "target" not in ex.meta:
+            raise ValueError("countdown reward needs meta.numbers and meta.target (a countdown task)")
+        expr = extract_answer(completion, self.rule)
+        value = eval_countdown(expr.split("=")[0], ex.meta["numbers"]) if expr else None
+        return float(value is not None and abs(value - ex.meta["target"]) < 1e-9)
+
+
+class MathVerifyReward(RewardFn):
+    """math-verify: the gold answer and the completion are parsed to sympy and compared.
+
+    The completion is parsed whole (math-verify finds the last boxed/latex/expression itself)
+    unless ``parse`` names another rule than auto."""
+
+    name = "math_verify"
+
+    def __init__(self, rule: str, timeout: float) -> None:
+        super().__init__(rule, timeout)
+        try:
+            import math_verify
+        except ImportError:
+            raise ConfigError("reward.kind", "the math-verify package for kind math_verify", "math_verify",
+                              hint="pip install 'entropy-regulator[math]'") from None
+        self._mv = math_verify
+        self._gold: dict[str, Any] = {}
+
+    def _parse(self, text: str, seconds: int | None) -> Any:
+        return self._mv.parse(text, parsing_timeout=seconds, raise_on_error=True)
+
+    def score(self, completion: str, ex: Example) -> float:
+        main = threading.current_thread() is threading.main_thread()
+        seconds = max(1, math.ceil(self.timeout)) if main else None  # signal alarms: main thread only
+        text = completion if self.rule == "auto" else (extract_answer(completion, self.rule) or "")
+        if ex.answer not in self._gold:
+            gold = ex.answer if "$" in ex.answer or "\\" in ex.answer else f"${ex.answer}$"
+            self._gold[ex.answer] = self._parse(gold, seconds)
+        pred = self._parse(text, seconds)
+        return float(self._mv.verify(self._gold[ex.answer], pred, timeout_seconds=seconds,
+                                     raise_on_error=True))
+
+
+class UserReward(RewardFn):
+    """A user's ``module:function`` under a timeout (see the module docstring)."""
+
+    def __init__(self, target: str, key: str, timeout: float, isolation: str, params: dict[str, Any],
+                 correct_at: float) -> None:
+        super().__init__("full", timeout, correct_at)
+        self.name = target
+        self.fn = load_function(target, f"{key}.kind")  # checked here even in process mode
+        self.params = params
+        self.runner = ProcessRunner(target, params) if isolation == "process" else None
+
+    def score(self, completion: str, ex: Example) -> float:
+        if self.runner is not None:
+            return self.runner(completion, ex, self.timeout)
+        return call_in_thread(self.fn, (completion, ex), self.params, self.timeout)
+
+
+def make_reward(spec: Mapping[str, Any] | str, key: str = "reward") -> RewardFn:
+    """Build a reward from its config mapping (or a bare kind string); ConfigError names the key."""
+    if isinstance(spec, str):
+        spec = {"kind": spec}
+    s = check_keys(spec, KEYS, key)
+    kind = s.get("kind", "exact")
+    if not isinstance(kind, str):
+        raise ConfigError(f"{key}.kind", "a reward kind or 'module:function'", kind)
+    rule = get_typed(s, "parse", str, key, "auto")
+    if rule not in RULES:
+        raise unknown_name_error(f"{key}.parse", rule, RULES, "answer rules")
+    timeout = get_typed(s, "timeout", float, key, 10.0, minimum=0.001)
+    if ":" in kind:
+        isolation = get_typed(s, "isolation", str, key, "thread")
+        if isolation not in ("thread", "process"):
+            raise ConfigError(f"{key}.isolation", "thread or process", isolation)
+        params = s.get("params") or {}
+        if not isinstance(params, Mapping):
+            raise ConfigError(f"{key}.params", "a mapping of keyword arguments", params)
+        correct_at = get_typed(s, "correct_at", float, key, 1.0)
+        return UserReward(kind, key, timeout, isolation, dict(params), correct_at)
+    for only in ("params", "isolation", "correct_at"):
+        if only in s:
+            raise ConfigError(f"{key}.{only}", "no such key for a built-in reward (user functions only)",
+                              s[only])
+    if kind == "exact":
+        return ExactReward(rule, timeout)
+    if kind == "numeric":
+        return NumericReward(rule, timeout, get_typed(s, "tolerance", float, key, 1e-6, minimum=0.0),
+                             get_typed(s, "rel_tolerance", float, key, 0.0, minimum=0.0))
+    if kind == "countdown":
+        return CountdownReward(rule, timeout)
+    if kind == "math_verify":
+        return MathVerifyReward(rule, timeout)
+    raise unknown_name_error(f"{key}.kind", kind, BUILTIN, "reward kinds (or 'module:function')")

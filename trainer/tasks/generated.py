@@ -1,0 +1,368 @@
+"""Generated tasks with verifiable answers: max of k digits, parity, sorting, addition, countdown.
+
+Every task draws instance ``(split, index)`` from ``random.Random("<name>:<seed>:<split>:<index>")``
+(string seeds are hashed with SHA-512 by ``random``: stable across runs and machines).
+
+Splits: an instance belongs to the eval split when ``crc32(seed, name, instance) < eval_fraction``
+and to train otherwise; each split rejects instances of the other, so train and eval are
+disjoint. Where the instance space is too small for that (fewer than 16 eval instances, e.g.
+parity of 4 bits), both splits draw from the whole space (``disjoint`` is then False).
+
+Formats: ``compact`` (default; short prompts over a small alphabet, for the character-level
+model: ``"31415="`` -> ``"5"``) and ``natural`` (an English question, for instruct models).
+With ``cot: true`` (compact only) the demonstration and reference answer carry a short worked
+trace ending in ``#`` before the final answer (``"4+8=12,3+5+1=9#92"``): longer responses whose
+trace tokens are shared by right and wrong answers, the regime of CONTROL_NOTES.md section 7.
+The answer rule ``auto`` (see ``trainer.rewards.extract_answer``) reads what follows the last
+``#``.
+
+Systematic errors (``demonstration(..., error_rate)``): on a fixed ``error_rate`` fraction of
+prompts (chosen by a hash of the prompt) the demonstration makes a task-typical mistake:
+max -> the second-largest digit, parity -> flipped, sort -> first unequal neighbours swapped,
+addition -> carries forgotten, countdown -> one operator changed.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+import random
+from collections.abc import Mapping
+from typing import Any
+
+from regulator.config import check_keys, get_typed
+from regulator.errors import ConfigError
+
+from .base import Example, Task, check_split, stable_unit
+
+DIGITS = "0123456789"
+FORMATS = ("compact", "natural")
+COMMON_KEYS = ("kind", "seed", "format", "eval_fraction", "cot")
+MIN_EVAL_INSTANCES = 16
+
+
+class GeneratedTask(Task):
+    """Base for generated tasks: seeded sampling, hashed split, compact/natural rendering."""
+
+    extra_keys: tuple[str, ...] = ()
+    supports_cot = True
+
+    def __init__(self, spec: Mapping[str, Any], key: str) -> None:
+        s = check_keys(spec, COMMON_KEYS + self.extra_keys, key)
+        self.key = key
+        self.seed = get_typed(s, "seed", int, key, 0)
+        self.format = get_typed(s, "format", str, key, "compact")
+        if self.format not in FORMATS:
+            raise ConfigError(f"{key}.format", f"one of {', '.join(FORMATS)}", self.format)
+        self.eval_fraction = get_typed(s, "eval_fraction", float, key, 0.1, minimum=0.0, maximum=0.5)
+        self.cot = get_typed(s, "cot", bool, key, False)
+        if self.cot and (self.format != "compact" or not self.supports_cot):
+            raise ConfigError(f"{key}.cot", f"false for {self.name} in format {self.format!r}", True)
+        self._spec = s
+        self.configure(s, key)
+        self.disjoint = self.space_size() * self.eval_fraction >= MIN_EVAL_INSTANCES
+        self.alphabet = self.compact_alphabet() if self.format == "compact" else None
+
+    # -- subclass hooks ---------------------------------------------------------------------
+    def configure(self, s: dict[str, Any], key: str) -> None:
+        """Read task-specific keys."""
+
+    def space_size(self) -> int:
+        raise NotImplementedError
+
+    def sample(self, rng: random.Random) -> Any:
+        raise NotImplementedError
+
+    def instance_key(self, inst: Any) -> str:
+        return repr(inst)
+
+    def render(self, inst: Any) -> Example:
+        raise NotImplementedError
+
+    def wrong_answer(self, ex: Example) -> str:
+        raise NotImplementedError
+
+    def compact_alphabet(self) -> str:
+        return DIGITS + "=#,+"
+
+    # -- the Task interface -----------------------------------------------------------------
+    def in_eval(self, inst: Any) -> bool:
+        return stable_unit(self.seed, self.name, self.instance_key(inst)) < self.eval_fraction
+
+    def example(self, split: str, index: int) -> Example:
+        check_split(split)
+        rng = random.Random(f"{self.name}:{self.seed}:{split}:{index}")
+        want_eval = split == "eval"
+        for _ in range(10_000):
+            inst = self.sample(rng)
+            if not self.disjoint or self.in_eval(inst) == want_eval:
+                return self.render(inst)
+        raise RuntimeError(f"{self.name}: no {split} instance found (eval_fraction too extreme?)")
+
+    def demonstration(self, ex: Example, rng: random.Random, error_rate: float = 0.0) -> str:
+        if error_rate > 0 and stable_unit("error", self.seed, ex.prompt) < error_rate:
+            return self.wrong_answer(ex)
+        return ex.answer
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.name, **{k: v for k, v in self._spec.items() if k != "kind"}}
+
+
+def _digits(rng: random.Random, k: int) -> str:
+    return "".join(rng.choice(DIGITS) for _ in range(k))
+
+
+def _spaced(s: str) -> str:
+    return ", ".join(s)
+
+
+class MaxDigits(GeneratedTask):
+    """The largest of k random digits. ``"31415="`` -> ``"5"``; cot: running max ``"33445#5"``."""
+
+    name = "max_digits"
+    extra_keys = ("k",)
+
+    def configure(self, s: dict[str, Any], key: str) -> None:
+        self.k = get_typed(s, "k", int, key, 5, minimum=2, maximum=40)
+
+    def space_size(self) -> int:
+        return 10**self.k
+
+    def sample(self, rng: random.Random) -> str:
+        return _digits(rng, self.k)
+
+    def _answer(self, d: str, final: str) -> str:
+        if not self.cot:
+            return final
+        run, best = [], "0"
+        for c in d:
+            best = max(best, c)
+            run.append(best)
+        return "".join(run) + "#" + final
+
+    def render(self, d: str) -> Example:
+        if self.format == "compact":
+            prompt = d + "="
+        else:
+            prompt = f"What is the largest digit among {_spaced(d)}? Answer with the digit only."
+        return Example(prompt, self._answer(d, max(d)), {"digits": d})
+
+    def wrong_answer(self, ex: Example) -> str:
+        d = ex.meta["digits"]
+        distinct = sorted(set(d))
+        wrong = distinct[-2] if len(distinct) > 1 else str((int(distinct[0]) + 1) % 10)
+        return self._answer(d, wrong)
+
+
+class Parity(GeneratedTask):
+    """Parity of k bits: ``"011010="`` -> ``"1"`` (odd number of ones); cot: running parity."""
+
+    name = "parity"
+    extra_keys = ("k",)
+
+    def configure(self, s: dict[str, Any], key: str) -> None:
+        self.k = get_typed(s, "k", int, key, 6, minimum=1, maximum=64)
+
+    def space_size(self) -> int:
+        return 2**self.k
+
+    def sample(self, rng: random.Random) -> str:
+        return "".join(rng.choice("01") for _ in range(self.k))
+
+    def _answer(self, bits: str, flip: bool = False) -> str:
+        p = bits.count("1") % 2 ^ int(flip)
+        if not self.cot:
+            return str(p)
+        run, acc = [], 0
+        for b in bits:
+            acc ^= int(b)
+            run.append(str(acc))
+        run[-1] = str(p)
+        return "".join(run) + "#" + str(p)
+
+    def render(self, bits: str) -> Example:
+        if self.format == "compact":
+            prompt = bits + "="
+        else:
+            prompt = (f"Is the number of 1s in {_spaced(bits)} even or odd? "
+                      "Answer 0 for even or 1 for odd.")
+        return Example(prompt, self._answer(bits), {"bits": bits})
+
+    def wrong_answer(self, ex: Example) -> str:
+        return self._answer(ex.meta["bits"], flip=True)
+
+
+class SortDigits(GeneratedTask):
+    """Sort k digits ascending: ``"3141="`` -> ``"1134"``. No cot form."""
+
+    name = "sort_digits"
+    extra_keys = ("k",)
+    supports_cot = False
+
+    def configure(self, s: dict[str, Any], key: str) -> None:
+        self.k = get_typed(s, "k", int, key, 4, minimum=2, maximum=40)
+
+    def space_size(self) -> int:
+        return 10**self.k
+
+    def sample(self, rng: random.Random) -> str:
+        return _digits(rng, self.k)
+
+    def render(self, d: str) -> Example:
+        if self.format == "compact":
+            prompt = d + "="
+        else:
+            prompt = f"Sort the digits {_spaced(d)} in ascending order. Answer with the digits only."
+        return Example(prompt, "".join(sorted(d)), {"digits": d})
+
+    def wrong_answer(self, ex: Example) -> str:
+        s = list(ex.answer)
+        for i in range(len(s) - 1):
+            if s[i] != s[i + 1]:
+                s[i], s[i + 1] = s[i + 1], s[i]
+                return "".join(s)
+        s[0] = str((int(s[0]) + 1) % 10)
+        return "".join(s)
+
+
+class Addition(GeneratedTask):
+    """Sum of ``terms`` numbers of ``digits`` digits: ``"34+58="`` -> ``"92"``.
+
+    cot: column sums from the right with the carry, ``"4+8=12,3+5+1=9#92"``.
+    """
+
+    name = "addition"
+    extra_keys = ("digits", "terms")
+
+    def configure(self, s: dict[str, Any], key: str) -> None:
+        self.digits = get_typed(s, "digits", int, key, 2, minimum=1, maximum=18)
+        self.terms = get_typed(s, "terms", int, key, 2, minimum=2, maximum=8)
+
+    def space_size(self) -> int:
+        return 10 ** (self.digits * self.terms)
+
+    def sample(self, rng: random.Random) -> tuple[int, ...]:
+        lo = 10 ** (self.digits - 1) if self.digits > 1 else 0
+        return tuple(rng.randint(lo, 10**self.digits - 1) for _ in range(self.terms))
+
+    def _answer(self, nums: tuple[int, ...], carry_on: bool = True) -> str:
+        """The sum written column by column; ``carry_on=False`` forgets every carry."""
+        cols, carry, out = [], 0, []
+        for i in range(self.digits):
+            ds = [n // 10**i % 10 for n in nums]
+            total = sum(ds) + carry
+            terms = "+".join(map(str, ds)) + (f"+{carry}" if carry else "")
+            cols.append(f"{terms}={total}")
+            out.append(total % 10)
+            carry = total // 10 if carry_on else 0
+        final = (str(carry) if carry else "") + "".join(map(str, reversed(out)))
+        final = str(int(final))
+        return ",".join(cols) + "#" + final if self.cot else final
+
+    def render(self, nums: tuple[int, ...]) -> Example:
+        if self.format == "compact":
+            prompt = "+".join(map(str, nums)) + "="
+        else:
+            prompt = f"What is {' + '.join(map(str, nums))}? Answer with the number only."
+        return Example(prompt, self._answer(nums), {"terms": list(nums)})
+
+    def wrong_answer(self, ex: Example) -> str:
+        nums = tuple(ex.meta["terms"])
+        wrong = self._answer(nums, carry_on=False)
+        if wrong == ex.answer:  # no carry anywhere: be off by one in the units instead
+            head, sep, final = wrong.rpartition("#")
+            wrong = head + sep + str(int(final) + 1)
+        return wrong
+
+
+_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+        ast.Div: operator.truediv}
+
+
+def eval_countdown(expr: str, numbers: list[int] | tuple[int, ...]) -> float | None:
+    """Value of ``expr`` if it is + - * / over exactly the given numbers (each used once), else
+    None. Parsed with ``ast`` (no ``eval``); division by zero gives None."""
+    expr = expr.strip().replace("×", "*").replace("x", "*").rstrip(".")
+    if not expr or len(expr) > 200:
+        return None
+    try:
+        tree = ast.parse(expr, mode="eval").body
+    except SyntaxError:
+        return None
+    used: list[int] = []
+
+    def walk(node: ast.AST) -> float:
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+            return _OPS[type(node.op)](walk(node.left), walk(node.right))
+        if isinstance(node, ast.Constant) and type(node.value) is int:
+            used.append(node.value)
+            return node.value
+        raise ValueError("not allowed")
+
+    try:
+        value = walk(tree)
+    except (ValueError, ZeroDivisionError):
+        return None
+    return value if sorted(used) == sorted(numbers) else None
+
+
+class Countdown(GeneratedTask):
+    """Reach ``target`` with all of ``n`` numbers (each once) and + - *: ``"3,5,7>22="`` ->
+    ``"3*5+7"``. Any correct expression counts: use the ``countdown`` reward (exact match would
+    only accept the reference). No cot form."""
+
+    name = "countdown"
+    extra_keys = ("n", "max_number", "max_target")
+    supports_cot = False
+
+    def configure(self, s: dict[str, Any], key: str) -> None:
+        self.n = get_typed(s, "n", int, key, 3, minimum=2, maximum=6)
+        self.max_number = get_typed(s, "max_number", int, key, 10, minimum=2, maximum=100)
+        self.max_target = get_typed(s, "max_target", int, key, 100, minimum=1)
+
+    def compact_alphabet(self) -> str:
+        return DIGITS + "=#,+-*()>"
+
+    def space_size(self) -> int:
+        return self.max_number**self.n
+
+    def sample(self, rng: random.Random) -> tuple[tuple[int, ...], str]:
+        while True:
+            nums = [rng.randint(1, self.max_number) for _ in range(self.n)]
+            parts = [str(x) for x in nums]
+            rng.shuffle(parts)
+            expr = parts[0]
+            for p in parts[1:]:
+                op = rng.choice("+-*")
+                # parenthesise the running expression before a product, so '*' binds as read
+                expr = f"({expr}){op}{p}" if op == "*" and ("+" in expr or "-" in expr) else f"{expr}{op}{p}"
+            value = eval_countdown(expr, nums)
+            if value is not None and 1 <= value <= self.max_target:
+                return tuple(nums), expr
+
+    def instance_key(self, inst: tuple[tuple[int, ...], str]) -> str:
+        nums, expr = inst
+        return f"{sorted(nums)}>{int(eval_countdown(expr, nums))}"
+
+    def render(self, inst: tuple[tuple[int, ...], str]) -> Example:
+        nums, expr = inst
+        target = int(eval_countdown(expr, nums))
+        if self.format == "compact":
+            prompt = ",".join(map(str, nums)) + f">{target}="
+        else:
+            prompt = (f"Using the numbers {', '.join(map(str, nums))}, each exactly once, and the "
+                      f"operations + - * and parentheses, write an expression equal to {target}. "
+                      "Answer with the expression only.")
+        return Example(prompt, expr, {"numbers": list(nums), "target": target})
+
+    def wrong_answer(self, ex: Example) -> str:
+        for i, c in enumerate(ex.answer):
+            if c in "+-*":
+                for alt in "+-*":
+                    cand = ex.answer[:i] + alt + ex.answer[i + 1:]
+                    if alt != c and eval_countdown(cand, ex.meta["numbers"]) != ex.meta["target"]:
+                        return cand
+        return ex.answer + "+1"
+
+
+GENERATED = {cls.name: cls for cls in (MaxDigits, Parity, SortDigits, Addition, Countdown)}
