@@ -3,7 +3,10 @@
 Arms: the Cartesian product of the listed values per knob, e.g. ``{w_pos: [0, 0.5, 1],
 w_neg: [0.5, 1]}`` -> 6 arms. An arm is held for ``hold`` steps; the reward of a pull is
 computed at the following ``act`` calls from the new observations (measured after the arm was
-applied): g = exp(-|target - H| / reward_scale) in (0, 1], averaged over the hold.
+applied): g = exp(-|target - H| / reward_scale) in (0, 1], from the observation at the end of the
+hold (the first one made after the arm acted ``hold`` steps). Plants respond with delay and lag,
+so ``hold`` should cover the response time: with hold 1 on a plant with one step of delay the
+reward measures the previous arm.
 
 Algorithms (statistics are per context when ``context`` is on; context = sign of the error at
 the pull):
@@ -46,7 +49,8 @@ class BanditController(Controller):
             product (knobs in the order w_pos, w_neg, eps_low, eps_high). Every listed knob must
             be actuated, every value inside ``control.bounds``.
         algorithm ["ducb"]: ``ducb``, ``thompson`` or ``exp3``.
-        hold [1]: steps each pull is held (integer >= 1).
+        hold [1]: steps each pull is held (integer >= 1); the reward is the error measured after
+            the last of them, so set it to the plant's response time (a few steps).
         reward_scale [0.1]: nats; g = exp(-|e| / reward_scale) (> 0).
         discount [0.99]: gamma of ducb / thompson statistics, in (0, 1] (1 = no forgetting).
         window [None]: sliding window (pulls, >= 1) for ducb / thompson instead of discounting.
@@ -113,8 +117,6 @@ class BanditController(Controller):
         self.current_ctx = "neg"
         self.current_p = 1.0                               # exp3 probability of the pull
         self.held = 0
-        self.acc = 0.0
-        self.acc_n = 0
 
     def reset(self, initial: Knobs, bounds: KnobBounds, actuate: tuple[str, ...] = ("w_pos",)) -> None:
         super().reset(initial, bounds, actuate)
@@ -129,7 +131,7 @@ class BanditController(Controller):
             "counts": self.counts, "sums": self.sums, "logw": self.logw,
             "history": [list(h) for h in self.history], "pulls": self.pulls,
             "current": self.current, "current_ctx": self.current_ctx, "current_p": self.current_p,
-            "held": self.held, "acc": self.acc, "acc_n": self.acc_n,
+            "held": self.held,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -145,8 +147,6 @@ class BanditController(Controller):
         self.current_ctx = str(state["current_ctx"])
         self.current_p = float(state["current_p"])
         self.held = int(state["held"])
-        self.acc = float(state["acc"])
-        self.acc_n = int(state["acc_n"])
 
     # --- statistics --------------------------------------------------------------------------
     def stats(self, ctx: str) -> tuple[np.ndarray, np.ndarray]:
@@ -212,14 +212,11 @@ class BanditController(Controller):
         return math.exp(-abs(obs.error) / self.reward_scale)
 
     def act(self, obs: Observation) -> Knobs:
-        if self.current is not None:  # this observation was measured after the current arm acted
-            self.acc += self.reward(obs)
-            self.acc_n += 1
         if self.current is None or self.held >= self.hold:
-            if self.current is not None:
-                self._update(self.current_ctx, self.current, self.acc / self.acc_n)
+            if self.current is not None:  # obs was measured after the arm acted for `hold` steps
+                self._update(self.current_ctx, self.current, self.reward(obs))
             ctx = ("pos" if obs.error > 0 else "neg") if self.context else "neg"
             self.current, self.current_ctx = self._choose(ctx), ctx
-            self.held, self.acc, self.acc_n = 0, 0.0, 0
+            self.held = 0
         self.held += 1
         return self.with_actuated(self.arms[self.current])
