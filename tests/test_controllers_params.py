@@ -79,6 +79,13 @@ def test_bad_params_raise_config_error_naming_the_parameter(name, params, key):
     assert str(info.value).startswith(key + ":")
 
 
+def test_unknown_controller_name_suggests_the_close_one():
+    with pytest.raises(ConfigError) as info:
+        make_controller("bang-bang")
+    assert info.value.key == "control.controller"
+    assert "bang_bang" in str(info.value)
+
+
 def _reg(controller, actuate, initial=None, bounds=None, target=0.3, steps=10):
     return Regulator(controller, target, initial=initial or Knobs(), bounds=bounds or KnobBounds(),
                      actuate=tuple(actuate), total_steps=steps)
