@@ -7,8 +7,11 @@ DeepSpeed engine from the ``deepspeed:`` and ``optim:`` config sections.
 
 CPU traps (see ENVIRONMENT.md), all handled in ``_cpu_tricks``:
 - single-process env vars with a free port;
-- at world size 1 DeepSpeed would JIT-compile a shared-memory comm op (~40 s of g++) that is
-  useless there: it is marked incompatible before DeepSpeed builds its comm backend;
+- DeepSpeed would JIT-compile a shared-memory comm op (~40 s of g++ per process) that is useless
+  at world size 1: it is marked incompatible before DeepSpeed builds its comm backend. With
+  several CPU ranks (tests of the distributed path) it is skipped too, and plain gloo
+  collectives are used, unless ``REGULATOR_DS_SHM=1`` asks for it (fast intra-node CPU
+  all-reduce, worth its compile time only for long multi-rank CPU runs);
 - DeepSpeed's own optimizers JIT-compile on CPU, so a torch optimizer is always passed in.
 """
 
@@ -39,10 +42,10 @@ def on_cpu() -> bool:
 def _cpu_tricks(world_size: int) -> None:
     """The CPU-only settings DeepSpeed needs before ``init_distributed`` (one helper, on purpose)."""
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    if world_size == 1:
+    if world_size == 1 or os.environ.get("REGULATOR_DS_SHM", "0") != "1":
         import deepspeed.ops
 
-        # Private switch: skip the ~40 s shm comm JIT, useless with one process.
+        # Private switch: skip the ~40 s shm comm JIT (useless with one process).
         deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
 
 

@@ -1,5 +1,7 @@
 """Run outputs: metrics.jsonl (flushed every step), tensorboard scalars, a progress bar,
-events.jsonl (regulator interventions) and summary.json. Only rank 0 writes.
+events.jsonl (regulator interventions) and summary.json. Rank 0 writes them; every other rank
+writes only ``metrics.rank{r}.jsonl`` (so one can check that all ranks saw the same entropy and
+applied the same knobs).
 
 Metric names are SPEC.md's, the same in metrics.jsonl and tensorboard.
 """
@@ -56,18 +58,19 @@ def truncate_metrics(path: Path, keep_before: int) -> None:
 
 
 class RunLogger:
-    """Writes one row per step to every sink; a no-op on ranks other than 0."""
+    """Writes one row per step to every sink (rank 0), or to metrics.rank{r}.jsonl (others)."""
 
-    def __init__(self, run_dir: Path, *, total_steps: int, start_step: int, enabled: bool,
+    def __init__(self, run_dir: Path, *, total_steps: int, start_step: int, rank: int = 0,
                  tensorboard: bool = True, progress: bool = True) -> None:
-        self.enabled = enabled
+        self.enabled = rank == 0
         self.run_dir = run_dir
         self._tb = self._bar = None
-        if not enabled:
-            return
-        truncate_metrics(run_dir / "metrics.jsonl", start_step)
-        self._metrics = open(run_dir / "metrics.jsonl", "a")  # noqa: SIM115 - closed in close()
-        self._events = open(run_dir / "events.jsonl", "a")  # noqa: SIM115
+        name = "metrics.jsonl" if rank == 0 else f"metrics.rank{rank}.jsonl"
+        truncate_metrics(run_dir / name, start_step)
+        self._metrics = open(run_dir / name, "a")  # noqa: SIM115 - closed in close()
+        if not self.enabled:
+            tensorboard = progress = False
+        self._events = open(run_dir / "events.jsonl", "a") if self.enabled else None  # noqa: SIM115
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -79,8 +82,6 @@ class RunLogger:
                              mininterval=0.5)
 
     def log(self, row: Mapping[str, Any]) -> None:
-        if not self.enabled:
-            return
         self._metrics.write(json.dumps({k: _json_value(v) for k, v in row.items()}) + "\n")
         self._metrics.flush()
         step = int(row["step"])
@@ -105,10 +106,9 @@ class RunLogger:
         log.info("step %d: regulator: %s", step, message)
 
     def close(self) -> None:
-        if not self.enabled:
-            return
         self._metrics.close()
-        self._events.close()
+        if self._events is not None:
+            self._events.close()
         if self._tb is not None:
             self._tb.flush()
             self._tb.close()

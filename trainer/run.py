@@ -221,10 +221,10 @@ def train_main(config_path: str | None, overrides: Sequence[str] = (), resume: s
             log.info("resumed %s from %s (step %d)", run_dir, ckpt.name, start)
         else:
             log.info("--resume: no checkpoint in %s, starting at step 0", run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.raw, sort_keys=False))
-    logger = RunLogger(run_dir, total_steps=cfg.train.steps, start_step=start, enabled=rank == 0,
+    logger = RunLogger(run_dir, total_steps=cfg.train.steps, start_step=start, rank=rank,
                        tensorboard=cfg.log.tensorboard, progress=cfg.log.progress)
 
     def checkpoint(step_done: int) -> None:
