@@ -238,3 +238,26 @@ def test_pid_gain_schedule_and_ema():
     out = c.act(Observation(step=5, total_steps=11, entropy=0.0, target=0.3))
     # H_f = 0.5 * 0.2 + 0.5 * 0.0 = 0.1 -> e = 0.2; factor at progress 0.5 = 0.5 -> u = 0.1
     assert out.w_pos == pytest.approx(0.5 - 0.1)
+
+
+def _doc_control_sections():
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "controllers.md").read_text()
+    for block in re.findall(r"```yaml\n(.*?)```", text, flags=re.S):
+        for chunk in re.split(r"\n(?=control:)", block):
+            if chunk.startswith("control:"):
+                yield yaml.safe_load(chunk)["control"]
+
+
+def test_every_config_example_in_the_docs_builds_and_runs():
+    sections = list(_doc_control_sections())
+    assert len(sections) >= 6
+    for section in sections:
+        reg = ControlConfig.from_mapping(section).build(total_steps=20)
+        for t in range(5):
+            assert isinstance(reg.step(t, 0.1 + 0.1 * t), Knobs)
+        assert reg.faults == 0, section
