@@ -76,6 +76,8 @@ def test_demonstrations_are_systematically_wrong_on_a_fixed_subset(kind):
     again = [t.demonstration(ex, random.Random(9), error_rate=0.3) != ex.answer for ex in exs]
     assert wrong == again  # the subset depends on the prompt only
     assert 0.2 < sum(wrong) / len(exs) < 0.4
+    hashed = [t.demonstration(ex, rng, 0.3, "hash") != ex.answer for ex in exs]
+    assert 0.2 < sum(hashed) / len(exs) < 0.4 and hashed != wrong
     if kind == "countdown":
         for ex, w in zip(exs, wrong):
             if w:

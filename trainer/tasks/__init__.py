@@ -14,7 +14,7 @@ unbounded; ``__len__`` is the train size and is None for generated tasks, so pre
 ``num_examples``); ``Task.demonstration(ex, rng, error_rate=0.0)`` for warm-up;
 ``Task.alphabet`` (characters for the char tokenizer, None = any text); ``Task.describe()``.
 Additions beyond the first interface: ``num_examples``, ``alphabet``, ``answer_rule``,
-``describe``, and the ``error_rate`` argument of ``demonstration``.
+``describe``, and the ``error_rate`` / ``error_mode`` arguments of ``demonstration``.
 """
 
 from __future__ import annotations

@@ -68,11 +68,13 @@ class Task:
         Python's ``len()`` raises TypeError on None)."""
         return self.num_examples("train")
 
-    def demonstration(self, ex: Example, rng: random.Random, error_rate: float = 0.0) -> str:
+    def demonstration(self, ex: Example, rng: random.Random, error_rate: float = 0.0,
+                      error_mode: str = "feature") -> str:
         """A completion for supervised warm-up. With ``error_rate`` > 0 the demonstration is
-        wrong on a fixed subset of prompts (a ``error_rate`` fraction chosen by a hash of the
-        prompt) in a task-specific systematic way, so the warmed model is confident and
-        imperfect. The base version returns the reference answer."""
+        wrong on a fixed ``error_rate`` fraction of prompts in a task-specific systematic way
+        (``error_mode``: "feature" = a learnable feature of the prompt picks them, "hash" = a
+        hash of the prompt), so the warmed model is confident and imperfect. The base version
+        (file tasks) always returns the reference answer."""
         return ex.answer
 
     def describe(self) -> dict[str, Any]:

@@ -16,10 +16,14 @@ trace tokens are shared by right and wrong answers, the regime of CONTROL_NOTES.
 The answer rule ``auto`` (see ``trainer.rewards.extract_answer``) reads what follows the last
 ``#``.
 
-Systematic errors (``demonstration(..., error_rate)``): on a fixed ``error_rate`` fraction of
-prompts (chosen by a hash of the prompt) the demonstration makes a task-typical mistake:
-max -> the second-largest digit, parity -> flipped, sort -> first unequal neighbours swapped,
-addition -> carries forgotten, countdown -> one operator changed.
+Systematic errors (``demonstration(..., error_rate, error_mode)``): on a fixed ``error_rate``
+fraction of prompts the demonstration makes a task-typical mistake: max -> the second-largest
+digit, parity -> flipped, sort -> first unequal neighbours swapped, addition -> carries
+forgotten, countdown -> one operator changed. Which prompts: ``error_mode="feature"`` (default)
+uses a simple, learnable feature of the prompt (``error_unit``: the leading digits / bits / first
+number, scaled to [0, 1)), so a warmed model is *confidently* wrong on a recognisable subset, as
+a pretrained model with a systematic misconception would be; ``"hash"`` uses a hash of the
+prompt (unlearnable: the model becomes uniformly uncertain instead).
 """
 
 from __future__ import annotations
@@ -85,6 +89,11 @@ class GeneratedTask(Task):
     def compact_alphabet(self) -> str:
         return DIGITS + "=#,+"
 
+    def error_unit(self, ex: Example) -> float:
+        """A learnable feature of the prompt in [0, 1): the first two digits as a fraction."""
+        d = ex.meta["digits"]
+        return int(d[:2]) / 10 ** len(d[:2])
+
     # -- the Task interface -----------------------------------------------------------------
     def in_eval(self, inst: Any) -> bool:
         return stable_unit(self.seed, self.name, self.instance_key(inst)) < self.eval_fraction
@@ -99,10 +108,17 @@ class GeneratedTask(Task):
                 return self.render(inst)
         raise RuntimeError(f"{self.name}: no {split} instance found (eval_fraction too extreme?)")
 
-    def demonstration(self, ex: Example, rng: random.Random, error_rate: float = 0.0) -> str:
-        if error_rate > 0 and stable_unit("error", self.seed, ex.prompt) < error_rate:
-            return self.wrong_answer(ex)
-        return ex.answer
+    def demonstration(self, ex: Example, rng: random.Random, error_rate: float = 0.0,
+                      error_mode: str = "feature") -> str:
+        if error_rate <= 0:
+            return ex.answer
+        if error_mode == "feature":
+            u = self.error_unit(ex)
+        elif error_mode == "hash":
+            u = stable_unit("error", self.seed, ex.prompt)
+        else:
+            raise ValueError(f"error_mode: expected 'feature' or 'hash', got {error_mode!r}")
+        return self.wrong_answer(ex) if u < error_rate else ex.answer
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.name, **{k: v for k, v in self._spec.items() if k != "kind"}}
@@ -191,6 +207,11 @@ class Parity(GeneratedTask):
     def wrong_answer(self, ex: Example) -> str:
         return self._answer(ex.meta["bits"], flip=True)
 
+    def error_unit(self, ex: Example) -> float:
+        """The leading (up to 6) bits as a binary fraction."""
+        b = ex.meta["bits"][:6]
+        return int(b, 2) / 2 ** len(b)
+
 
 class SortDigits(GeneratedTask):
     """Sort k digits ascending: ``"3141="`` -> ``"1134"``. No cot form."""
@@ -265,6 +286,11 @@ class Addition(GeneratedTask):
         else:
             prompt = f"What is {' + '.join(map(str, nums))}? Answer with the number only."
         return Example(prompt, self._answer(nums), {"terms": list(nums)})
+
+    def error_unit(self, ex: Example) -> float:
+        """The first term's leading two digits as a fraction."""
+        first = str(ex.meta["terms"][0]).zfill(self.digits)[:2]
+        return int(first) / 10 ** len(first)
 
     def wrong_answer(self, ex: Example) -> str:
         nums = tuple(ex.meta["terms"])
@@ -354,6 +380,10 @@ class Countdown(GeneratedTask):
                       f"operations + - * and parentheses, write an expression equal to {target}. "
                       "Answer with the expression only.")
         return Example(prompt, expr, {"numbers": list(nums), "target": target})
+
+    def error_unit(self, ex: Example) -> float:
+        """The first number's position in 1..max_number as a fraction."""
+        return (ex.meta["numbers"][0] - 1) / self.max_number
 
     def wrong_answer(self, ex: Example) -> str:
         for i, c in enumerate(ex.answer):
