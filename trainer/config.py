@@ -16,6 +16,20 @@ from typing import Any
 from regulator.config import ControlConfig, check_keys, get_typed
 from regulator.errors import ConfigError, unknown_name_error
 
+
+def _coerce_floats(section: dict[str, Any], cls: type) -> dict[str, Any]:
+    """Accept ``1e-6`` for float fields: YAML 1.1 (PyYAML) reads it as a string without a dot."""
+    out = dict(section)
+    for name, f in cls.__dataclass_fields__.items():
+        v = out.get(name)
+        if f.type in ("float", float) and isinstance(v, str):
+            try:
+                out[name] = float(v)
+            except ValueError:
+                pass
+    return out
+
+
 SECTIONS = ("model", "task", "reward", "rollout", "optim", "deepspeed", "control", "train", "log")
 
 
@@ -34,7 +48,7 @@ class RolloutConfig:
 
     @classmethod
     def from_mapping(cls, s: Any, key: str = "rollout") -> RolloutConfig:
-        s = check_keys(s, tuple(cls.__dataclass_fields__), key)
+        s = _coerce_floats(check_keys(s, tuple(cls.__dataclass_fields__), key), cls)
         d = cls()
         backend = get_typed(s, "backend", str, key, d.backend)
         if backend not in ("hf", "vllm"):
@@ -69,7 +83,7 @@ class OptimConfig:
 
     @classmethod
     def from_mapping(cls, s: Any, key: str = "optim") -> OptimConfig:
-        s = check_keys(s, tuple(cls.__dataclass_fields__), key)
+        s = _coerce_floats(check_keys(s, tuple(cls.__dataclass_fields__), key), cls)
         d = cls()
         betas = s.get("betas", list(d.betas))
         if (not isinstance(betas, (list, tuple)) or len(betas) != 2
@@ -124,7 +138,7 @@ class RunConfig:
 
     @classmethod
     def from_mapping(cls, s: Any, key: str = "train") -> RunConfig:
-        s = check_keys(s, tuple(cls.__dataclass_fields__), key)
+        s = _coerce_floats(check_keys(s, tuple(cls.__dataclass_fields__), key), cls)
         d = cls()
         out_dir = get_typed(s, "out_dir", str, key, d.out_dir)
         if not out_dir:
@@ -152,7 +166,7 @@ class LogConfig:
 
     @classmethod
     def from_mapping(cls, s: Any, key: str = "log") -> LogConfig:
-        s = check_keys(s, tuple(cls.__dataclass_fields__), key)
+        s = _coerce_floats(check_keys(s, tuple(cls.__dataclass_fields__), key), cls)
         d = cls()
         return cls(
             tensorboard=get_typed(s, "tensorboard", bool, key, d.tensorboard),
