@@ -1,0 +1,126 @@
+"""Adapters between controllers and gym policies.
+
+- ``ControllerPolicy``: any registered controller (or Controller instance) as a policy
+  ``obs -> action`` in ``EntropySim-v0`` / ``EntropyTrain-v0``, behind the same Regulator safety
+  layer the trainer uses, so the env run and a direct run give the same trajectory.
+- ``PolicyController`` (registry name ``policy``): any callable ``obs -> action`` (an agent
+  trained with a gymnasium-compatible RL library, say) as a Controller the trainer can use:
+  ``control: {controller: policy, params: {policy: "my_pkg.agents:act"}}`` (after ``import envs``;
+  or ``controller: envs.adapters:PolicyController`` without it).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from envs import spaces as sp
+from regulator.controller import Controller
+from regulator.errors import ConfigError
+from regulator.knobs import KnobBounds, Knobs
+from regulator.observation import Observation
+from regulator.registry import make_controller, register_controller
+from regulator.safety import Regulator
+
+#: observation fields handed on to the controller as metrics (Observation fields or extras)
+_METRIC_FIELDS = ("accuracy", "reward_mean", "pos_token_frac", "neg_token_frac", "clip_frac_low",
+                  "clip_frac_high", "dh_pos", "dh_neg", "mixed_groups")
+
+
+class ControllerPolicy:
+    """A controller run as a gym policy: ``action = policy(obs)``.
+
+    Settings (target, actuate, bounds, initial, horizon) come from ``env`` (its unwrapped env)
+    unless given. The step is read from the observation's ``progress``; a step-0 observation
+    starts a fresh Regulator (so one policy object serves many episodes).
+    """
+
+    def __init__(self, controller: str | Controller, params: Mapping[str, Any] | None = None, *,
+                 env: Any = None, target: Any = None, actuate: tuple[str, ...] | None = None,
+                 bounds: KnobBounds | None = None, initial: Knobs | None = None,
+                 horizon: int | None = None) -> None:
+        u = getattr(env, "unwrapped", env)
+        self.controller_spec = controller
+        self.params = dict(params or {})
+        self.target = target if target is not None else getattr(u, "target_spec", None)
+        self.actuate = tuple(actuate or getattr(u, "actuate", ("w_pos",)))
+        self.bounds = bounds or getattr(u, "bounds", None) or KnobBounds()
+        self.initial = initial or getattr(u, "initial", None) or Knobs()
+        self.horizon = int(horizon or getattr(u, "horizon", 0))
+        if self.target is None or self.horizon < 1:
+            raise ConfigError("ControllerPolicy", "an env, or target and horizon", None)
+        self.regulator: Regulator | None = None
+
+    def reset(self) -> None:
+        """Start a new episode with a fresh controller and Regulator."""
+        c = self.controller_spec
+        controller = make_controller(c, **self.params) if isinstance(c, str) else c
+        self.regulator = Regulator(controller, self.target, initial=self.initial, bounds=self.bounds,
+                                   actuate=self.actuate, total_steps=self.horizon)
+
+    @property
+    def knobs(self) -> Knobs | None:
+        """The knobs the last action stands for."""
+        return None if self.regulator is None else self.regulator.knobs
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        f = sp.decode(obs)
+        step = int(round(f["progress"] * max(self.horizon - 1, 1)))
+        if step == 0 or self.regulator is None:
+            self.reset()
+        assert self.regulator is not None
+        knobs = self.regulator.step(step, f["entropy"], **{k: f[k] for k in _METRIC_FIELDS})
+        return sp.knobs_to_action(knobs, self.actuate, self.bounds)
+
+
+def _load_callable(spec: str | Callable[[np.ndarray], Any]) -> Callable[[np.ndarray], Any]:
+    if callable(spec):
+        return spec
+    if not isinstance(spec, str) or ":" not in spec:
+        raise ConfigError("policy", "a callable or 'package.module:attribute'", spec)
+    mod, _, attr = spec.partition(":")
+    try:
+        obj: Any = importlib.import_module(mod)
+    except ImportError as e:
+        raise ConfigError("policy", "an importable 'package.module:attribute'", spec, hint=str(e)) from None
+    for part in attr.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise ConfigError("policy", f"an attribute {attr!r} in module {mod!r}", spec)
+    if inspect.isclass(obj):
+        obj = obj()
+    if not callable(obj):
+        raise ConfigError("policy", "a callable obs -> action", spec)
+    return obj
+
+
+@register_controller("policy")
+class PolicyController(Controller):
+    """A callable ``obs -> action`` (the env's observation vector and action box) as a Controller.
+
+    ``policy``: the callable, or ``"package.module:attr"`` (a class there is instantiated with no
+    arguments). The Observation is encoded exactly as the envs encode it; the action is mapped
+    onto the actuated knobs' bounds.
+    """
+
+    def __init__(self, policy: str | Callable[[np.ndarray], Any]) -> None:
+        self.policy_spec = policy if isinstance(policy, str) else getattr(policy, "__name__", "callable")
+        self.policy = _load_callable(policy)
+
+    def act(self, obs: Observation) -> Knobs:
+        metrics = {k: getattr(obs, k) for k in _METRIC_FIELDS if hasattr(obs, k)}
+        metrics.update({k: v for k, v in obs.extras.items() if k in _METRIC_FIELDS})
+        metrics["entropy"] = obs.entropy
+        vec = sp.encode(obs.step, obs.total_steps, obs.target, obs.next_target, obs.knobs, metrics)
+        action = np.asarray(self.policy(vec), dtype=np.float64).reshape(-1)
+        if not np.all(np.isfinite(action)):
+            return self.initial.replace(**{k: math.nan for k in self.actuate})  # Regulator holds
+        return sp.action_to_knobs(action, self.actuate, self.bounds, self.initial)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"policy": self.policy_spec}

@@ -1,0 +1,299 @@
+"""The simulated RLVR plant: many small GRPO learners advanced in one batched computation.
+
+Each plant is a genuine policy-gradient system, not an entropy formula. A softmax policy with
+logits per (prompt, position), z[p, l] = theta[p, l] (+ U[p] . W[l] with a low-rank adapter
+shared across prompts), samples ``group_size`` responses to each of ``prompts_per_step`` prompts
+of the synthetic verifiable task (``envs.sim_task``); binary rewards are checked; advantages are
+GRPO group-normalised, A = (r - mean_group r) / (std_group r + 1e-6); the update minimises
+``regulator.regulated_policy_loss`` (the trainer's function) with Adam, over
+``mini_batches x epochs`` updates per step.
+
+One plant step = ``rollout()`` (sample, verify, measure entropy before the update) then
+``update(knobs)``. All B plants advance together. Each plant is handed to the loss as one
+"sequence" of P*G*L tokens with its own knobs ([B, 1] tensors, broadcast by the loss), and
+``num_tokens`` = one plant's token count, so the loss is the sum of the per-plant token-mean
+losses and each plant's gradient is exactly its own. Tensors keep the vocabulary axis first
+([V, B, P, L]): softmax reductions over a 12-token vocabulary then run over contiguous slabs,
+~25x faster on CPU than over the last axis. Random numbers come from a counter-based hash of
+(seed, step), so a plant's trajectory depends only on its seed and its knobs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+
+from envs.counter_rng import uniform
+from envs.plant_config import PlantConfig
+from envs.sim_task import make_task
+from regulator.knobs import KNOB_NAMES, Knobs
+from regulator.loss import regulated_policy_loss
+
+
+class KnobTensor(NamedTuple):
+    """Per-plant knob values ([B, 1] tensors), duck-typed for ``regulated_policy_loss``.
+
+    The loss reads ``knobs.w_pos`` etc. only through broadcasting arithmetic, so one call
+    applies every plant's own knobs.
+    """
+
+    w_pos: torch.Tensor
+    w_neg: torch.Tensor
+    eps_low: torch.Tensor
+    eps_high: torch.Tensor
+
+
+def knobs_tensor(knobs: Knobs | Sequence[Knobs] | torch.Tensor, n: int) -> torch.Tensor:
+    """[n, 4] float32 tensor (columns in KNOB_NAMES order) from one Knobs, a list, or a tensor."""
+    if isinstance(knobs, torch.Tensor):
+        t = knobs.to(torch.float32)
+        return t.expand(n, 4) if t.dim() == 1 else t
+    if isinstance(knobs, Knobs):
+        knobs = [knobs] * n
+    if len(knobs) != n:
+        raise ValueError(f"expected {n} Knobs (one per plant), got {len(knobs)}")
+    return torch.tensor([[getattr(k, name) for name in KNOB_NAMES] for k in knobs], dtype=torch.float32)
+
+
+class SimPlant:
+    """``num_plants`` independent simulated GRPO plants (one seed each), batched.
+
+    ``rollout()`` returns per-plant measurements of the current batch (float tensors [B]):
+    ``entropy`` (token-mean entropy in nats before the update), ``accuracy``, ``reward_mean``,
+    ``pos_token_frac``, ``neg_token_frac``, ``mixed_groups`` and, with ``dh_stats``,
+    ``dh_pos``/``dh_neg``. ``update(knobs)`` applies the knobs to that batch and returns
+    ``loss``, ``clip_frac_low``, ``clip_frac_high`` (means over the step's updates).
+    """
+
+    def __init__(self, config: PlantConfig | None = None, num_plants: int = 1,
+                 seeds: Sequence[int] | int | None = 0) -> None:
+        self.config = config or PlantConfig()
+        self.num_plants = int(num_plants)
+        self.batch: dict[str, torch.Tensor] | None = None
+        self.reset(seeds)
+
+    # ------------------------------------------------------------------ state
+    def reset(self, seeds: Sequence[int] | int | None = 0, mask: torch.Tensor | None = None) -> None:
+        """(Re)start plants from their seeds: new task, policy at its start, fresh Adam state.
+
+        ``seeds``: one int (plant b gets seed + b), a list (one per plant) or None (random).
+        ``mask`` (bool [B]) restarts only the selected plants.
+        """
+        c, B = self.config, self.num_plants
+        if seeds is None:
+            seeds = [int(torch.randint(0, 2**31 - 1, ()).item()) + b for b in range(B)]
+        elif isinstance(seeds, int):
+            seeds = [seeds + b for b in range(B)]
+        seeds = [int(s) for s in seeds]
+        if len(seeds) != B:
+            raise ValueError(f"expected {B} seeds, got {len(seeds)}")
+        L, V, r = c.length, c.vocab, max(c.rank, 1)
+        if mask is None or not hasattr(self, "theta"):
+            mask = torch.ones(B, dtype=torch.bool)
+            self.seed_t = torch.zeros(B, dtype=torch.long)
+            self.steps_done = torch.zeros(B, dtype=torch.long)
+            self.theta = torch.zeros(V, B, c.prompts, L)  # tabular logits, vocabulary first
+            self.U = torch.zeros(B, c.prompts, r)  # fixed prompt features of the adapter
+            self.W = torch.zeros(B, r, L * V)  # trained adapter weights
+            self.accepted = torch.zeros(V, B, c.prompts, L, dtype=torch.bool)
+            self._adam = {n: (torch.zeros_like(p), torch.zeros_like(p)) for n, p in self._params().items()}
+            self.t = torch.zeros(B)
+        for b in torch.nonzero(mask).flatten().tolist():
+            g = torch.Generator().manual_seed(seeds[b])
+            task = make_task(c.regime, prompts=c.prompts, length=L, forks=c.forks, vocab=V,
+                             generator=g, alternates=c.alternates)
+            self.theta[:, b] = task.logits0.permute(2, 0, 1)
+            self.accepted[:, b] = task.accepted.permute(2, 0, 1)
+            if c.rank:
+                self.U[b] = c.shared_scale * torch.randn(c.prompts, c.rank, generator=g)
+            self.W[b] = 0.0
+            for m, v in self._adam.values():
+                self._plant_slice(m, b).zero_()
+                self._plant_slice(v, b).zero_()
+            self.t[b] = 0.0
+            self.seed_t[b] = seeds[b]
+            self.steps_done[b] = 0
+        self.seeds = self.seed_t.tolist()
+        self.batch = None
+
+    def _params(self) -> dict[str, torch.Tensor]:
+        return {"theta": self.theta, "W": self.W} if self.config.rank else {"theta": self.theta}
+
+    @staticmethod
+    def _plant_axis(p: torch.Tensor) -> int:
+        return 1 if p.dim() == 4 else 0  # theta is [V, B, ...]; W is [B, ...]
+
+    def _plant_slice(self, p: torch.Tensor, b: int) -> torch.Tensor:
+        return p[:, b] if self._plant_axis(p) == 1 else p[b]
+
+    def _logits(self, idx: torch.Tensor, theta: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+        """z[:, b, i] = theta[:, b, idx[b, i]] (+ U[b, idx[b, i]] . W[b])  -> [V, B, P, L]."""
+        c, B = self.config, self.num_plants
+        V, P, L = c.vocab, idx.shape[1], c.length
+        flat = (torch.arange(B)[:, None] * c.prompts + idx).reshape(-1)
+        z = theta.view(V, B * c.prompts, L).index_select(1, flat).view(V, B, P, L)
+        if c.rank:
+            u = self.U.view(B * c.prompts, -1).index_select(0, flat).view(B, P, -1)
+            z = z + torch.bmm(u, W).view(B, P, L, V).permute(3, 0, 1, 2)
+        return z
+
+    @staticmethod
+    def _log_softmax(z: torch.Tensor) -> torch.Tensor:
+        """log softmax over the leading (vocabulary) axis: z - max - log sum exp(z - max)."""
+        zs = z - z.detach().amax(0, keepdim=True)
+        return zs - zs.exp().sum(0, keepdim=True).log()
+
+    def _flat_index(self, actions: torch.Tensor) -> torch.Tensor:
+        """Index into a flattened [V, B, P, L] tensor of each sampled token ([G, B, P, L])."""
+        _, B, P, L = actions.shape
+        return actions * (B * P * L) + torch.arange(B * P * L).view(1, B, P, L)
+
+    # ------------------------------------------------------------------ rollout
+    @torch.no_grad()
+    def rollout(self) -> dict[str, torch.Tensor]:
+        """Sample this step's batch from the current policy and measure it (before any update).
+
+        Sampled tensors keep the sample axis first ([G, B, P, L]) so that broadcasting against
+        per-(prompt, position) tensors runs over contiguous slabs.
+        """
+        c, B = self.config, self.num_plants
+        P, G, L, V = c.prompts_per_step, c.group_size, c.length, c.vocab
+        idx = uniform(self.seed_t, self.steps_done, 0, (c.prompts,)).argsort(-1)[:, :P]  # prompts
+        u = uniform(self.seed_t, self.steps_done, 1, (G, P, L)).transpose(0, 1)  # [G, B, P, L]
+        z = self._logits(idx, self.theta, self.W)
+        logp = self._log_softmax(z)  # [V, B, P, L]
+        p = logp.exp()
+        # Every token of the batch at (prompt, position) sees the same distribution, so the
+        # token-mean entropy of the batch is the mean over (prompt, position) of H.
+        ent = -(p * logp).sum(0)  # [B, P, L]
+        # Inverse-CDF sampling, a = #{v < V-1 : u > F(v)}; ceil(max(u - F, 0)) is that indicator
+        # in float arithmetic (much faster than a bool comparison here).
+        cdf = p.cumsum(0)[:-1]
+        actions = (u.unsqueeze(0) - cdf.unsqueeze(1)).clamp_(min=0).ceil_().sum(0).long()
+        flat = self._flat_index(actions)
+        old_lp = logp.reshape(-1)[flat]  # log pi_old(a) per token, [G, B, P, L]
+        fp = (torch.arange(B)[:, None] * c.prompts + idx).reshape(-1)
+        acc = self.accepted.view(V, B * c.prompts, L).index_select(1, fp)
+        reward = acc.reshape(-1)[flat].all(-1).float()  # verifier: all tokens accepted, [G, B, P]
+        mean = reward.mean(0)
+        std = reward.std(0, unbiased=False)
+        adv = (reward - mean) / (std + 1e-6)  # GRPO group normalisation
+        sign = adv.sign()
+        self.batch = {"idx": idx, "actions": actions, "old_lp": old_lp, "adv": adv}
+        out = {
+            "entropy": ent.mean((1, 2)),
+            "accuracy": mean.mean(1),
+            "reward_mean": mean.mean(1),
+            "pos_token_frac": sign.clamp(min=0).mean((0, 2)),
+            "neg_token_frac": (-sign).clamp(min=0).mean((0, 2)),
+            "mixed_groups": std.sign().mean(1),
+        }
+        if c.dh_stats:
+            out.update(self._dh_stats(p, logp, ent, old_lp, adv))
+        return out
+
+    @staticmethod
+    def _dh_stats(p: torch.Tensor, logp: torch.Tensor, ent: torch.Tensor, old_lp: torch.Tensor,
+                  adv: torch.Tensor) -> dict[str, torch.Tensor]:
+        """First-order entropy change of the A>0 and A<0 tokens, per plant.
+
+        The same quantity as ``regulator.predicted_entropy_change`` on ``regulator.token_stats``
+        (a test checks it), computed batched: c = -[p_a (log p_a + H) - sum_k p_k^2 (log p_k + H)],
+        dh_pos = sum_{A>0} A c / N, dh_neg = sum_{A<0} A c / N.
+        """
+        s = (p * p * (logp + ent)).sum(0)  # [B, P, L]
+        coef = -(old_lp.exp() * (old_lp + ent) - s)  # [G, B, P, L]
+        n = float(old_lp[:, 0].numel())
+        return {
+            "dh_pos": (adv.clamp(min=0).unsqueeze(-1) * coef).sum((0, 2, 3)) / n,
+            "dh_neg": (adv.clamp(max=0).unsqueeze(-1) * coef).sum((0, 2, 3)) / n,
+        }
+
+    # ------------------------------------------------------------------ update
+    def update(self, knobs: Knobs | Sequence[Knobs] | torch.Tensor) -> dict[str, torch.Tensor]:
+        """Apply ``mini_batches x epochs`` Adam updates of the regulated loss on the last rollout.
+
+        ``knobs``: one Knobs for every plant, a list of B Knobs, or a [B, 4] tensor (KNOB_NAMES
+        order). Returns per-plant ``loss``, ``clip_frac_low`` and ``clip_frac_high`` (means over
+        the updates; clip fractions are fractions of the plant's tokens).
+        """
+        if self.batch is None:
+            raise RuntimeError("SimPlant.update() needs a rollout() first")
+        c, B = self.config, self.num_plants
+        P, G, L = c.prompts_per_step, c.group_size, c.length
+        M = c.mini_batches
+        Gm = G // M
+        kt = knobs_tensor(knobs, B)
+        if not torch.isfinite(kt[:, :3]).all() or torch.isnan(kt[:, 3]).any():
+            raise ValueError("knobs must be finite (eps_high may be inf)")
+        kn = KnobTensor(*(kt[:, i : i + 1] for i in range(4)))  # [B, 1] each
+        lo, hi = 1 - kn.eps_low, 1 + kn.eps_high
+        idx, actions, old_lp, adv = (self.batch[k] for k in ("idx", "actions", "old_lp", "adv"))
+        ntok = P * Gm * L
+        mask = torch.ones(B, ntok)
+        to_rows = lambda x: x.transpose(0, 1).reshape(B, ntok)  # [Gm, B, P, L] -> [B, tokens]  # noqa: E731
+        # Split every prompt's samples across mini-batches (splitting by prompt would leave a
+        # tabular plant on-policy, CONTROL_NOTES §7).
+        parts = []
+        for m in range(M):
+            A = adv[m::M].unsqueeze(-1).expand(Gm, B, P, L)
+            parts.append((self._flat_index(actions[m::M]), to_rows(old_lp[m::M]), to_rows(A)))
+        loss_acc, clip_lo, clip_hi = torch.zeros(B), torch.zeros(B), torch.zeros(B)
+        for _ in range(c.epochs):
+            for flat, olp, A in parts:
+                params = self._params()
+                for t in params.values():
+                    t.requires_grad_(True)
+                logp = self._log_softmax(self._logits(idx, self.theta, self.W))
+                lp = to_rows(logp.reshape(-1)[flat])
+                loss, _ = regulated_policy_loss(lp, olp, A, mask, kn, num_tokens=ntok)
+                grads = torch.autograd.grad(loss, list(params.values()))
+                for t in params.values():
+                    t.requires_grad_(False)
+                with torch.no_grad():
+                    # Per-plant figures for logging, with the loss's own definitions:
+                    # s = min(r A, clip(r, 1 - eps_low, 1 + eps_high) A), w by the sign of A
+                    # (indicators in float arithmetic: sign(max(x, 0)) = [x > 0]).
+                    ratio = (lp.detach() - olp).exp()
+                    pos, neg = A.clamp(min=0).sign(), (-A).clamp(min=0).sign()
+                    s = torch.minimum(ratio * A, torch.clamp(ratio, lo, hi) * A)
+                    loss_acc -= ((pos * kn.w_pos + neg * kn.w_neg) * s).mean(1)
+                    clip_lo += (neg * (lo - ratio).clamp(min=0).sign()).mean(1)
+                    clip_hi += (pos * (ratio - hi).clamp(min=0).sign()).mean(1)
+                    self._adam_step(params, grads)
+        n = float(c.updates_per_step)
+        self.batch = None
+        self.steps_done += 1
+        return {"loss": loss_acc / n, "clip_frac_low": clip_lo / n, "clip_frac_high": clip_hi / n}
+
+    def _adam_step(self, params: dict[str, torch.Tensor], grads: Sequence[torch.Tensor]) -> None:
+        """Adam (Kingma & Ba) with a per-plant step counter, so single plants can restart:
+        m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2, p -= lr m_hat / (sqrt(v_hat) + eps)."""
+        c = self.config
+        b1, b2 = c.betas
+        self.t += 1
+        bc1, bc2 = 1 - b1**self.t, 1 - b2**self.t  # bias corrections, per plant
+        for (name, p), g in zip(params.items(), grads):
+            m, v = self._adam[name]
+            shape = [1] * p.dim()
+            shape[self._plant_axis(p)] = -1
+            m.mul_(b1).add_(g, alpha=1 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            denom = (v / bc2.view(shape)).sqrt_().add_(c.adam_eps)
+            p.sub_((c.lr / bc1).view(shape) * m / denom)
+
+    # ------------------------------------------------------------------ helpers
+    @torch.no_grad()
+    def policy_entropy(self) -> torch.Tensor:
+        """Mean entropy over every (prompt, position) of the task, per plant (no sampling noise)."""
+        c, B = self.config, self.num_plants
+        idx = torch.arange(c.prompts).expand(B, c.prompts)
+        logp = self._log_softmax(self._logits(idx, self.theta, self.W))
+        return -(logp.exp() * logp).sum(0).mean((1, 2))
+
+    @property
+    def max_entropy(self) -> float:
+        return math.log(self.config.vocab)
