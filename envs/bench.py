@@ -1,0 +1,192 @@
+"""``regulator bench CONFIG``: rank controllers on a grid of targets x regimes x seeds.
+
+On the simulated plant every run of a regime is one plant of a batched ``SimPlant`` (the grid is
+split into ``workers`` chunks, one process each), driven by its own Regulator, as the trainer
+drives its controller. On ``plant: trainer`` each run is a real ``regulator train`` run. Outputs
+(SPEC.md): ``OUT/leaderboard.csv``, ``OUT/leaderboard.md``, ``OUT/tracking.png`` and each run's
+``OUT/runs/<regime>/<target>/<label>/seed<k>/metrics.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import multiprocessing as mp
+import queue
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from envs.bench_config import BenchConfig, parse_bench_config
+from envs.bench_report import write_reports
+from regulator.config import apply_overrides, load_yaml
+from regulator.errors import ConfigError
+from regulator.knobs import KNOB_NAMES
+from regulator.tracking import tracking_summary
+
+log = logging.getLogger(__name__)
+
+Run = tuple[str, str, int, int]  # regime, target name, controller index, seed
+_PROGRESS: Any = None  # a worker's progress queue (set by the pool initialiser)
+
+
+def run_dir(out: Path, cfg: BenchConfig, run: Run) -> Path:
+    regime, target, i, seed = run
+    return out / "runs" / regime / target / cfg.controllers[i].label / f"seed{seed}"
+
+
+def summarise(cfg: BenchConfig, run: Run, rows: Sequence[dict[str, float]]) -> dict[str, Any]:
+    """Tracking figures of one run (regulator.tracking) plus final accuracy and faults."""
+    regime, target, i, seed = run
+    h = [r["entropy/measured"] for r in rows]
+    t = [r["entropy/target"] for r in rows]
+    knobs = {k: [r[f"knobs/{k}"] for r in rows] for k in KNOB_NAMES}
+    s = tracking_summary(h, t, knobs=knobs, burn_in=cfg.burn_in, ema_alpha=cfg.ema_alpha)
+    tail = max(1, len(rows) // 10)  # final accuracy: mean over the last 10% of steps
+    acc = [r["reward/accuracy"] for r in rows[-tail:]]
+    s["final_accuracy"] = sum(acc) / len(acc)
+    s["final_entropy"] = sum(h[-tail:]) / tail
+    s["faults"] = float(rows[-1].get("control/faults", 0.0)) if rows else 0.0
+    return {"regime": regime, "target": target, "controller": cfg.controllers[i].label,
+            "seed": seed, **s}
+
+
+def _write_rows(path: Path, rows: Sequence[dict[str, float]]) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / "metrics.jsonl", "w") as f:
+        for r in rows:
+            f.write(json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                                for k, v in r.items()}) + "\n")
+
+
+def _init_worker(progress: Any) -> None:
+    global _PROGRESS
+    _PROGRESS = progress
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _sim_chunk(cfg: BenchConfig, out: str, regime: str, runs: list[Run]) -> list[dict[str, Any]]:
+    """Run a chunk of one regime's grid as one batched plant; write each run's metrics."""
+    from envs.plant import SimPlant
+    from envs.sim_loop import run_regulated
+
+    plant = SimPlant(cfg.plant_config(regime), len(runs), seeds=[r[3] for r in runs])
+    regs = [cfg.controllers[i].regulator(cfg.targets[t], cfg.horizon) for _, t, i, _ in runs]
+    n = len(runs)
+
+    def tick(step: int) -> None:
+        if _PROGRESS is not None:
+            _PROGRESS.put(n)
+
+    all_rows = run_regulated(plant, regs, cfg.horizon, on_step=tick)
+    out_path = Path(out)
+    summaries = []
+    for run, rows in zip(runs, all_rows):
+        _write_rows(run_dir(out_path, cfg, run), rows)
+        summaries.append(summarise(cfg, run, rows))
+    return summaries
+
+
+def _trainer_run(cfg: BenchConfig, out: str, run: Run) -> list[dict[str, Any]]:
+    """One real training run through ``trainer.run.train_main``; its metrics.jsonl is the run's."""
+    from trainer.run import train_main  # heavy: imported only for plant: trainer
+
+    _, target, i, seed = run
+    e = cfg.controllers[i]
+    rd = run_dir(Path(out), cfg, run)
+    dump = lambda v: yaml.safe_dump(v, default_flow_style=True, width=10**6).strip()  # noqa: E731
+    overrides = [
+        f"train.steps={cfg.horizon}", f"train.seed={seed}", f"train.out_dir={rd}",
+        f"control.controller={e.controller}", f"control.params={dump(e.params)}",
+        f"control.target={dump(cfg.targets[target])}", f"control.actuate={dump(list(e.actuate))}",
+        f"control.initial={dump(e.initial.as_dict())}",
+        f"control.bounds={dump({k: list(e.bounds.range(k)) for k in KNOB_NAMES})}",
+    ]
+    code = train_main(cfg.trainer_config, overrides=overrides)
+    if code != 0:
+        raise RuntimeError(f"training run {rd} failed (exit {code})")
+    rows = [json.loads(line) for line in open(rd / "metrics.jsonl")]
+    rows = [{k: (math.nan if v is None else v) for k, v in r.items()} for r in rows]
+    if _PROGRESS is not None:
+        _PROGRESS.put(len(rows))
+    return [summarise(cfg, run, rows)]
+
+
+def _tasks(cfg: BenchConfig) -> list[tuple[Any, tuple[Any, ...]]]:
+    """(function, args) per unit of work: sim runs in ``workers`` batched chunks per regime."""
+    out = cfg.out_dir
+    if cfg.plant == "trainer":
+        return [(_trainer_run, (cfg, out, r)) for r in cfg.runs]
+    tasks = []
+    for regime in cfg.regimes:
+        runs = [r for r in cfg.runs if r[0] == regime]
+        k = min(cfg.workers, len(runs))
+        size = math.ceil(len(runs) / k)
+        for j in range(0, len(runs), size):
+            tasks.append((_sim_chunk, (cfg, out, regime, runs[j : j + size])))
+    return tasks
+
+
+def run_bench(cfg: BenchConfig, progress_bar: bool = True) -> list[dict[str, Any]]:
+    """Run the whole grid; return one summary per run (and write every output)."""
+    from tqdm import tqdm
+
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench_config.yaml").write_text(yaml.safe_dump({
+        **{k: getattr(cfg, k) for k in ("out_dir", "plant", "horizon", "seeds", "regimes", "plant_params",
+                                        "trainer_config", "burn_in", "ema_alpha", "workers", "targets")},
+        "controllers": [e.as_dict() for e in cfg.controllers]}, sort_keys=False))
+    tasks = _tasks(cfg)
+    total = len(cfg.runs) * cfg.horizon
+    bar = tqdm(total=total, unit="plant-step", disable=not progress_bar, smoothing=0.1, mininterval=1.0)
+    summaries: list[dict[str, Any]] = []
+    if cfg.workers == 1 or len(tasks) == 1 or cfg.plant == "trainer":
+        q: Any = queue.SimpleQueue()
+        _init_worker(q)
+        for fn, args in tasks:
+            summaries.extend(fn(*args))
+            while not q.empty():
+                bar.update(q.get())
+    else:
+        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+        q = ctx.Queue()
+        with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=ctx, initializer=_init_worker,
+                                 initargs=(q,)) as pool:
+            futures = [pool.submit(fn, *args) for fn, args in tasks]
+            while not all(f.done() for f in futures):
+                try:
+                    bar.update(q.get(timeout=0.2))
+                except queue.Empty:
+                    pass
+            for f in futures:
+                summaries.extend(f.result())
+            while not q.empty():
+                bar.update(q.get())
+    bar.close()
+    write_reports(cfg, summaries, out)
+    return summaries
+
+
+def bench_main(config_path: str, overrides: Sequence[str] = ()) -> int:
+    """Entry point of ``regulator bench``: 0 on success, 1 on a failure during the runs
+    (a ConfigError propagates to the CLI, which exits 2)."""
+    cfg = parse_bench_config(apply_overrides(load_yaml(config_path), list(overrides)))
+    t0 = time.perf_counter()
+    try:
+        summaries = run_bench(cfg)
+    except ConfigError:
+        raise
+    except Exception as e:  # a failure during the runs
+        log.error("bench failed: %s: %s", type(e).__name__, e)
+        return 1
+    print(f"regulator bench: {len(summaries)} runs in {time.perf_counter() - t0:.1f} s -> "
+          f"{cfg.out_dir}/leaderboard.md")
+    return 0

@@ -1,0 +1,195 @@
+"""The ``regulator bench`` config: a grid of controllers x targets x regimes x seeds on a plant.
+
+```yaml
+out_dir: bench_out                 # OUT
+plant: sim                         # sim (simulated plant) | trainer (the real trainer)
+horizon: 300                       # steps per run
+seeds: 5                           # n (seeds 0..n-1) or a list
+regimes: [pretrained]              # sim only: plant regimes (a grid axis)
+plant_params: {lr: 0.02}           # sim only: PlantConfig fields
+trainer_config: configs/default.yaml   # trainer only: the base training config
+burn_in: 50                        # steps left out of RMSE / MAE
+ema_alpha: 0.6                     # EMA weight of the past for rmse_ema and settling
+workers: 2                         # worker processes (1 = in-process)
+control:                           # defaults for every controller entry
+  actuate: [w_pos]
+  initial: {w_pos: 1.0}
+  bounds: {w_pos: [0.0, 1.0]}
+targets:                           # name -> target spec (regulator.make_target)
+  constant: {kind: constant, value: 0.3}
+controllers:                       # each: label (default: controller name), controller,
+  - {label: grpo, controller: static, params: {preset: grpo}}   # params, and optionally
+                                   # actuate / initial / bounds overriding `control`
+```
+Every mistake is a ConfigError naming the key (the CLI exits 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from envs.plant_config import REGIMES, PlantConfig
+from regulator.config import check_keys, get_typed
+from regulator.errors import ConfigError, unknown_name_error
+from regulator.knobs import KNOB_NAMES, KnobBounds, Knobs
+from regulator.registry import get_controller_class, make_controller
+from regulator.safety import Regulator
+from regulator.targets import make_target
+
+PLANTS = ("sim", "trainer")
+TOP_KEYS = ("out_dir", "plant", "horizon", "seeds", "regimes", "plant_params", "trainer_config",
+            "burn_in", "ema_alpha", "workers", "control", "targets", "controllers")
+ENTRY_KEYS = ("label", "controller", "params", "actuate", "initial", "bounds")
+
+
+@dataclass(frozen=True)
+class ControllerEntry:
+    """One controller of the grid, with the knob settings it runs under."""
+
+    label: str
+    controller: str
+    params: dict[str, Any]
+    actuate: tuple[str, ...]
+    initial: Knobs
+    bounds: KnobBounds
+
+    def regulator(self, target: Mapping[str, Any], total_steps: int) -> Regulator:
+        return Regulator(make_controller(self.controller, **self.params), make_target(dict(target)),
+                         initial=self.initial, bounds=self.bounds, actuate=self.actuate,
+                         total_steps=total_steps)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "controller": self.controller, "params": self.params,
+                "actuate": list(self.actuate), "initial": self.initial.as_dict(),
+                "bounds": {k: list(self.bounds.range(k)) for k in KNOB_NAMES}}
+
+
+@dataclass
+class BenchConfig:
+    out_dir: str
+    plant: str = "sim"
+    horizon: int = 300
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    regimes: list[str] = field(default_factory=lambda: ["pretrained"])
+    plant_params: dict[str, Any] = field(default_factory=dict)
+    trainer_config: str | None = None
+    burn_in: int = 50
+    ema_alpha: float = 0.6
+    workers: int = 2
+    targets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    controllers: list[ControllerEntry] = field(default_factory=list)
+
+    def plant_config(self, regime: str) -> PlantConfig:
+        return PlantConfig.from_mapping({**self.plant_params, "regime": regime}, key="plant_params")
+
+    @property
+    def runs(self) -> list[tuple[str, str, int, int]]:
+        """Every (regime, target name, controller index, seed) of the grid."""
+        return [(r, t, i, s) for r in self.regimes for t in self.targets
+                for i in range(len(self.controllers)) for s in self.seeds]
+
+
+def _nonempty_list(v: Any, key: str, what: str) -> list[Any]:
+    if not isinstance(v, list) or not v:
+        raise ConfigError(key, f"a non-empty list of {what}", v)
+    return v
+
+
+def _entry(raw: Any, i: int, defaults: Mapping[str, Any], horizon: int) -> ControllerEntry:
+    key = f"controllers[{i}]"
+    if isinstance(raw, str):
+        raw = {"controller": raw}
+    s = check_keys(raw, ENTRY_KEYS, key)
+    name = s.get("controller")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{key}.controller", "a controller name or 'module:Class'", name)
+    get_controller_class(name, key=f"{key}.controller")
+    params = s.get("params") or {}
+    if not isinstance(params, Mapping):
+        raise ConfigError(f"{key}.params", "a mapping of controller parameters", params)
+    actuate = s.get("actuate", defaults.get("actuate", ["w_pos"]))
+    if isinstance(actuate, str):
+        actuate = [actuate]
+    if not isinstance(actuate, list):
+        raise ConfigError(f"{key}.actuate", "a list of knob names", actuate)
+    for j, k in enumerate(actuate):
+        if k not in KNOB_NAMES:
+            raise unknown_name_error(f"{key}.actuate[{j}]", k, KNOB_NAMES, "knob names")
+    initial = {**(defaults.get("initial") or {}), **(s.get("initial") or {})}
+    bounds = {**(defaults.get("bounds") or {}), **(s.get("bounds") or {})}
+    label = s.get("label", name)
+    if not isinstance(label, str) or not label or "/" in label:
+        raise ConfigError(f"{key}.label", "a non-empty name without '/'", label)
+    entry = ControllerEntry(label, name, dict(params), tuple(actuate),
+                            Knobs.from_mapping(initial, key=f"{key}.initial"),
+                            KnobBounds.from_mapping(bounds, key=f"{key}.bounds"))
+    try:  # build once now, so bad params fail before any run starts
+        entry.regulator({"kind": "constant", "value": 0.3}, horizon)
+    except ConfigError as e:
+        k = e.key.replace("control.params", f"{key}.params").replace("control.", f"{key}.")
+        raise ConfigError(k, e.expected, e.given, hint=e.hint) from None
+    return entry
+
+
+def parse_bench_config(cfg: Mapping[str, Any]) -> BenchConfig:
+    """Validate a bench config mapping; every error names its key."""
+    s = check_keys(cfg, TOP_KEYS, "")
+    out_dir = s.get("out_dir")
+    if not isinstance(out_dir, str) or not out_dir:
+        raise ConfigError("out_dir", "an output directory path", out_dir)
+    plant = s.get("plant", "sim")
+    if plant not in PLANTS:
+        raise unknown_name_error("plant", plant, PLANTS, "plants")
+    horizon = get_typed(s, "horizon", int, "", 300, minimum=2)
+    seeds = s.get("seeds", 5)
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise ConfigError("seeds", "a number of seeds >= 1 or a non-empty list", seeds)
+        seeds = list(range(seeds))
+    seeds = _nonempty_list(seeds, "seeds", "integer seeds")
+    if not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds):
+        raise ConfigError("seeds", "a list of integers", seeds)
+    regimes = s.get("regimes", ["pretrained"])
+    if isinstance(regimes, str):
+        regimes = [regimes]
+    regimes = _nonempty_list(regimes, "regimes", "plant regimes")
+    for i, r in enumerate(regimes):
+        if r not in REGIMES:
+            raise unknown_name_error(f"regimes[{i}]", r, REGIMES, "plant regimes")
+    plant_params = s.get("plant_params") or {}
+    if not isinstance(plant_params, Mapping) or "regime" in plant_params:
+        raise ConfigError("plant_params", "a mapping of plant fields (the regime goes in `regimes`)",
+                          plant_params)
+    trainer_config = s.get("trainer_config")
+    if plant == "trainer" and not isinstance(trainer_config, str):
+        raise ConfigError("trainer_config", "the path of a training config (plant: trainer)", trainer_config)
+    control = check_keys(s.get("control"), ("actuate", "initial", "bounds"), "control")
+    targets = s.get("targets")
+    if not isinstance(targets, Mapping) or not targets:
+        raise ConfigError("targets", "a non-empty mapping name -> target spec", targets)
+    for name, spec in targets.items():
+        if not isinstance(name, str) or "/" in name:
+            raise ConfigError("targets", "target names without '/'", name)
+        make_target(spec, key=f"targets.{name}")
+    raw = _nonempty_list(s.get("controllers"), "controllers", "controller entries")
+    entries = [_entry(e, i, control, horizon) for i, e in enumerate(raw)]
+    labels = [e.label for e in entries]
+    dup = sorted({x for x in labels if labels.count(x) > 1})
+    if dup:
+        raise ConfigError("controllers", "distinct labels (set `label` on repeated controllers)", dup[0])
+    bc = BenchConfig(
+        out_dir=out_dir, plant=plant, horizon=horizon, seeds=[int(x) for x in seeds],
+        regimes=list(regimes), plant_params=dict(plant_params), trainer_config=trainer_config,
+        burn_in=get_typed(s, "burn_in", int, "", 50, minimum=0),
+        ema_alpha=get_typed(s, "ema_alpha", float, "", 0.6, minimum=0.0, maximum=0.999),
+        workers=get_typed(s, "workers", int, "", 2, minimum=1),
+        targets={k: (dict(v) if isinstance(v, Mapping) else {"kind": "constant", "value": v})
+                 for k, v in targets.items()},
+        controllers=entries,
+    )
+    if plant == "sim":
+        for r in bc.regimes:
+            bc.plant_config(r)  # validate plant_params
+    return bc

@@ -1,0 +1,154 @@
+"""Leaderboard (CSV + Markdown, mean +/- std over seeds) and ``tracking.png`` of a bench."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: leaderboard figures, each reported as <name>_mean and <name>_std over seeds
+METRICS = ("rmse", "rmse_ema", "mae", "overshoot", "settling_step", "knob_tv", "final_accuracy",
+           "final_entropy")
+#: leaderboard.csv columns
+COLUMNS = ("regime", "target", "rank", "controller", "seeds", "settled",
+           *(f"{m}_{s}" for m in METRICS for s in ("mean", "std")), "faults")
+_TITLES = {"rmse": "RMSE", "rmse_ema": "RMSE (EMA)", "mae": "MAE", "overshoot": "overshoot",
+           "settling_step": "settling step", "knob_tv": "knob TV", "final_accuracy": "final acc.",
+           "final_entropy": "final H"}
+
+
+def _stats(values: Sequence[float]) -> tuple[float, float]:
+    v = np.asarray([x for x in values if math.isfinite(x)], dtype=float)
+    if v.size == 0:
+        return math.nan, math.nan
+    return float(v.mean()), float(v.std())
+
+
+def leaderboard(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (regime, target, controller) and per (regime, controller) over all targets
+    (target ``all``: per seed, the mean over targets; then mean +/- std over seeds), ranked by
+    the mean EMA-smoothed RMSE."""
+    rows: list[dict[str, Any]] = []
+    regimes = list(dict.fromkeys(s["regime"] for s in summaries))
+    targets = list(dict.fromkeys(s["target"] for s in summaries))
+    labels = list(dict.fromkeys(s["controller"] for s in summaries))
+    for regime in regimes:
+        for target in [*targets, "all"] if len(targets) > 1 else targets:
+            group = []
+            for label in labels:
+                runs = [s for s in summaries if s["regime"] == regime and s["controller"] == label
+                        and (target == "all" or s["target"] == target)]
+                if not runs:
+                    continue
+                seeds = sorted({s["seed"] for s in runs})
+                row: dict[str, Any] = {"regime": regime, "target": target, "controller": label,
+                                       "seeds": len(seeds)}
+                for m in METRICS:
+                    per_seed = [float(np.nanmean([s[m] for s in runs if s["seed"] == k]))
+                                if any(math.isfinite(s[m]) for s in runs if s["seed"] == k) else math.nan
+                                for k in seeds]
+                    row[f"{m}_mean"], row[f"{m}_std"] = _stats(per_seed)
+                row["settled"] = float(np.mean([math.isfinite(s["settling_step"]) for s in runs]))
+                row["faults"] = float(sum(s["faults"] for s in runs))
+                group.append(row)
+            group.sort(key=lambda r: (math.isnan(r["rmse_ema_mean"]), r["rmse_ema_mean"]))
+            for k, r in enumerate(group, 1):
+                r["rank"] = k
+            rows.extend(group)
+    return rows
+
+
+def _fmt(mean: float, std: float, digits: int = 3) -> str:
+    if math.isnan(mean):
+        return "–"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: r.get(k) for k in COLUMNS})
+
+
+def write_markdown(rows: Sequence[dict[str, Any]], path: Path, header: str) -> None:
+    lines = ["# Controller leaderboard", "", header, ""]
+    keys = list(dict.fromkeys((r["regime"], r["target"]) for r in rows))
+    for regime, target in keys:
+        lines += [f"## regime `{regime}`, target `{target}`", "",
+                  "| rank | controller | " + " | ".join(_TITLES[m] for m in METRICS) + " | settled |",
+                  "|---|---|" + "---|" * len(METRICS) + "---|"]
+        for r in (r for r in rows if (r["regime"], r["target"]) == (regime, target)):
+            cells = [_fmt(r[f"{m}_mean"], r[f"{m}_std"], 1 if m == "settling_step" else 3) for m in METRICS]
+            lines.append(f"| {r['rank']} | {r['controller']} | " + " | ".join(cells)
+                         + f" | {r['settled']:.0%} |")
+        lines.append("")
+    path.write_text("\n".join(lines))
+
+
+def _trajectories(cfg: Any, out: Path) -> dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]]:
+    """(regime, target, label) -> (mean entropy over seeds, target) per step."""
+    from envs.bench import run_dir
+
+    acc: dict[tuple[str, str, str], list[tuple[list[float], list[float]]]] = {}
+    for run in cfg.runs:
+        rows = [json.loads(x) for x in open(run_dir(out, cfg, run) / "metrics.jsonl")]
+        h = [math.nan if r["entropy/measured"] is None else r["entropy/measured"] for r in rows]
+        t = [math.nan if r["entropy/target"] is None else r["entropy/target"] for r in rows]
+        acc.setdefault((run[0], run[1], cfg.controllers[run[2]].label), []).append((h, t))
+    return {k: (np.nanmean([np.asarray(h) for h, _ in v], axis=0), np.asarray(v[0][1]))
+            for k, v in acc.items()}
+
+
+def plot_tracking(cfg: Any, out: Path) -> None:
+    """tracking.png: mean entropy over seeds vs the target, one panel per (regime, target)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    traj = _trajectories(cfg, out)
+    regimes, targets = cfg.regimes, list(cfg.targets)
+    fig, axes = plt.subplots(len(regimes), len(targets), figsize=(5 * len(targets), 3.6 * len(regimes)),
+                             squeeze=False, sharex=True)
+    cmap = plt.get_cmap("tab10" if len(cfg.controllers) <= 10 else "tab20")
+    for a, regime in enumerate(regimes):
+        for b, target in enumerate(targets):
+            ax = axes[a][b]
+            tgt = None
+            for i, e in enumerate(cfg.controllers):
+                h, tgt = traj[(regime, target, e.label)]
+                ax.plot(h, lw=1.1, color=cmap(i % cmap.N), label=e.label)
+            if tgt is not None:
+                ax.plot(tgt, "k--", lw=1.6, label="target")
+            ax.set_title(f"{regime} / {target}", fontsize=10)
+            ax.set_xlabel("step")
+            ax.set_ylabel("entropy (nats)")
+            ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="upper right", ncol=2)
+    fig.suptitle(f"entropy vs target (mean over {len(cfg.seeds)} seeds)")
+    fig.tight_layout()
+    fig.savefig(out / "tracking.png", dpi=110)
+    plt.close(fig)
+
+
+def write_reports(cfg: Any, summaries: Sequence[dict[str, Any]], out: Path) -> list[dict[str, Any]]:
+    rows = leaderboard(summaries)
+    write_csv(rows, out / "leaderboard.csv")
+    header = (f"Plant `{cfg.plant}`, {cfg.horizon} steps, seeds {cfg.seeds}; RMSE/MAE after a "
+              f"burn-in of {cfg.burn_in} steps; EMA weight {cfg.ema_alpha}; mean ± std over seeds. "
+              "Ranked by RMSE of the EMA-smoothed entropy. `settled`: share of runs whose smoothed "
+              "entropy ends within 10% of the target (settling step averages those).")
+    write_markdown(rows, out / "leaderboard.md", header)
+    with open(out / "runs.jsonl", "w") as f:
+        for s in summaries:
+            f.write(json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                                for k, v in s.items()}) + "\n")
+    plot_tracking(cfg, out)
+    return rows
