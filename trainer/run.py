@@ -48,6 +48,7 @@ class Run:
     format_prompt: Any
     eval_examples: list = field(default_factory=list)
     last_clip: dict[str, float] = field(default_factory=dict)
+    updating: bool = False            # True while the weights are being changed
 
 
 def sample_seed(seed: int, step: int, prompt: int, sample: int) -> int:
@@ -98,14 +99,15 @@ def train_step(run: Run, step: int) -> dict[str, float]:
     seen = {"reward_mean": tot[0].item() / n_seq, "accuracy": tot[1].item() / n_seq,
             "pos_token_frac": tot[3].item() / n_tok, "neg_token_frac": tot[4].item() / n_tok}
     # 5. the controller picks this step's knobs (every rank gets rank 0's)
-    knobs = broadcast_knobs(run.regulator.step(step, m.entropy, **seen, **run.last_clip, **m.dh))
+    knobs = broadcast_knobs(run.regulator.step(step, m.entropy, **seen, **run.last_clip, **m.dh,
+                                               mixed_groups=1.0 - tot[7].item() / tot[8].item()))
     # 6. regulated GRPO update: mini-batches x epochs, global token normalisation
-    t1 = time.perf_counter()
+    t1, run.updating = time.perf_counter(), True
     upd = update(run.engine, rollout, m, adv, loss_mask, knobs, temperature=ro.temperature,
                  mini_batches=cfg.optim.mini_batches, epochs=cfg.optim.epochs,
                  micro_batch=run.micro_batch, seed=sample_seed(cfg.train.seed, step, -1, 0))
     run.backend.sync_weights(run.engine.module)
-    t_upd = time.perf_counter() - t1
+    t_upd, run.updating = time.perf_counter() - t1, False
     run.last_clip = {"clip_frac_low": upd["clip/frac_low"], "clip_frac_high": upd["clip/frac_high"]}
     # 7. the row for metrics.jsonl / tensorboard (SPEC names first)
     return {
@@ -168,17 +170,30 @@ def _check_batch(cfg: TrainConfig, world: int) -> tuple[int, bool]:
     return micro, (op.mini_batches * op.epochs == 1 and micro == mini)
 
 
-def train_main(config_path: str | None, overrides: Sequence[str] = (), resume: str | None = None) -> int:
-    """Run ``regulator train``; 0 on success, 1 on a failure during the run (ConfigError -> CLI 2)."""
-    cfg = _resolve_config(config_path, overrides, resume)
-    # Build the user-facing pieces first: a bad task or reward fails before anything heavy.
+@dataclass
+class Session:
+    """A built run, ready to step: the Run, its directory and where it starts."""
+
+    run: Run
+    run_dir: Path
+    start: int = 0
+    wall_before: float = 0.0
+
+
+def build_session(cfg: TrainConfig, *, resume: bool = False, regulator: Regulator | None = None
+                  ) -> Session:
+    """Build task, reward, controller, model, DeepSpeed engine and rollout backend from ``cfg``;
+    with ``resume`` load the latest checkpoint of ``cfg.train.out_dir``. ``regulator`` replaces
+    the one ``control:`` describes (the gym env passes its own)."""
+    # The user-facing pieces first: a bad task or reward fails before anything heavy.
     from trainer.data import PromptStream
     from trainer.rewards import make_reward
     from trainer.tasks import make_task
 
     task = make_task(cfg.task, key="task")
     reward_fn = make_reward(cfg.reward, key="reward")
-    regulator = cfg.control.build(cfg.train.steps)
+    if regulator is None:
+        regulator = cfg.control.build(cfg.train.steps)
 
     from trainer.engine import build_engine, ds_config, init_distributed
 
@@ -205,32 +220,43 @@ def train_main(config_path: str | None, overrides: Sequence[str] = (), resume: s
     run = Run(cfg=cfg, engine=engine, tokenizer=tokenizer, backend=backend, reward_fn=reward_fn,
               regulator=regulator, stream=stream, rank=rank, world=world, micro_batch=micro,
               shared_forward=shared, format_prompt=format_prompt, eval_examples=eval_examples)
+    session = Session(run, Path(cfg.train.out_dir))
+    if resume:
+        from trainer.checkpoint import latest_checkpoint, load_checkpoint
 
-    run_dir = Path(cfg.train.out_dir)
-    start, wall_before = 0, 0.0
-    from trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-
-    if resume is not None:
-        ckpt = latest_checkpoint(run_dir)
+        ckpt = latest_checkpoint(session.run_dir)
         if ckpt is not None:
             state = load_checkpoint(ckpt, engine, rank=rank)
-            start, wall_before = int(state["step"]), float(state.get("wall_s", 0.0))
+            session.start, session.wall_before = int(state["step"]), float(state.get("wall_s", 0.0))
             regulator.load_state_dict(state["regulator"])
             stream.load_state_dict(state["stream"])
             run.last_clip = state.get("last_clip", {})
-            log.info("resumed %s from %s (step %d)", run_dir, ckpt.name, start)
+            log.info("resumed %s from %s (step %d)", session.run_dir, ckpt.name, session.start)
         else:
-            log.info("--resume: no checkpoint in %s, starting at step 0", run_dir)
+            log.info("--resume: no checkpoint in %s, starting at step 0", session.run_dir)
+    return session
+
+
+def train_main(config_path: str | None, overrides: Sequence[str] = (), resume: str | None = None) -> int:
+    """Run ``regulator train``; 0 on success, 1 on a failure during the run (ConfigError -> CLI 2)."""
+    cfg = _resolve_config(config_path, overrides, resume)
+    session = build_session(cfg, resume=resume is not None)
+    run, run_dir, start, wall_before = session.run, session.run_dir, session.start, session.wall_before
+    regulator, rank = run.regulator, run.rank
+    from trainer.checkpoint import save_checkpoint
+
     run_dir.mkdir(parents=True, exist_ok=True)
     if rank == 0:
         (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.raw, sort_keys=False))
     logger = RunLogger(run_dir, total_steps=cfg.train.steps, start_step=start, rank=rank,
                        tensorboard=cfg.log.tensorboard, progress=cfg.log.progress)
 
-    def checkpoint(step_done: int) -> None:
-        state = {"step": step_done, "regulator": regulator.state_dict(), "stream": stream.state_dict(),
-                 "last_clip": run.last_clip, "wall_s": wall_before + time.perf_counter() - t_start}
-        save_checkpoint(run_dir, step_done, engine, state, rank=rank, keep=cfg.train.keep_checkpoints)
+    def checkpoint(step_done: int, stream_state: dict | None = None) -> None:
+        state = {"step": step_done, "regulator": regulator.state_dict(),
+                 "stream": stream_state or run.stream.state_dict(), "last_clip": run.last_clip,
+                 "wall_s": wall_before + time.perf_counter() - t_start}
+        save_checkpoint(run_dir, step_done, run.engine, state, rank=rank,
+                        keep=cfg.train.keep_checkpoints)
 
     stop = {"signal": None}
 
@@ -242,22 +268,33 @@ def train_main(config_path: str | None, overrides: Sequence[str] = (), resume: s
     step = start
     try:
         for step in range(start, cfg.train.steps):
+            before = (run.stream.state_dict(), regulator.state_dict(), dict(run.last_clip))
             row = train_step(run, step)
             last = step == cfg.train.steps - 1
             if cfg.train.eval_every and (step % cfg.train.eval_every == 0 or last):
                 row["eval/accuracy"] = evaluate(run)
             logger.log(row)
             logger.event(step, regulator.last_event)
-            if (cfg.train.save_every and (step + 1) % cfg.train.save_every == 0) or last:
+            saved = bool(cfg.train.save_every and (step + 1) % cfg.train.save_every == 0) or last
+            if saved:
                 checkpoint(step + 1)
             if stop["signal"] is not None:
-                if not last and not (cfg.train.save_every and (step + 1) % cfg.train.save_every == 0):
+                if not saved:
                     checkpoint(step + 1)
                 log.warning("%s: checkpoint written after step %d; continue with "
                             "`regulator train --resume %s`", stop["signal"], step, run_dir)
                 return EXIT_FAILURE
-    except Exception as e:  # a failure during the run: checkpoint what we have, exit 1
+    except Exception as e:  # a failure during the run: exit 1, with a checkpoint where possible
         log.error("training failed at step %d: %s\n%s", step, e, traceback.format_exc())
+        if not run.updating and step > start and world_size() == 1:
+            # the weights are those after `step` steps: roll the rest of the state back too
+            regulator.load_state_dict(before[1])
+            run.last_clip = before[2]
+            try:
+                checkpoint(step, stream_state=before[0])
+                log.error("checkpoint of step %d written; resume with --resume %s", step, run_dir)
+            except Exception as e2:  # noqa: BLE001 - best effort
+                log.error("no checkpoint written: %s", e2)
         return EXIT_FAILURE
     finally:
         for s, h in old_handlers.items():
@@ -268,7 +305,7 @@ def train_main(config_path: str | None, overrides: Sequence[str] = (), resume: s
         summary = summarise(rows, burn_in=min(cfg.log.burn_in, max(len(rows) - 1, 0)),
                             ema_alpha=cfg.log.ema_alpha,
                             extra={"wall_s": wall_before + time.perf_counter() - t_start,
-                                   "controller": regulator.controller_name, "world_size": world,
+                                   "controller": regulator.controller_name, "world_size": run.world,
                                    "actuate": list(cfg.control.actuate)})
         write_json_atomic(run_dir / "summary.json", summary)
     return EXIT_OK
