@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 import torch
 
-#: elements per chunk temporary when ``chunk_size`` is None (2 temporaries of 16 MiB each)
-_AUTO_CHUNK_ELEMENTS = 1 << 22
+#: elements per chunk temporary when ``chunk_size`` is None: 2 temporaries of 2 MiB each, small
+#: enough to stay in cache, which makes the chunked pass faster than the naive one on CPU.
+_AUTO_CHUNK_ELEMENTS = 1 << 19
 
 
 def _rows_per_chunk(vocab: int, chunk_size: int | None) -> int:
@@ -25,14 +26,11 @@ def _rows_per_chunk(vocab: int, chunk_size: int | None) -> int:
 def _shifted_exp(rows: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """zs = (z - max z) / T, e = exp(zs), s = sum e  (two chunk-sized temporaries)."""
     z = rows.float()
-    zs = (z - z.amax(dim=-1, keepdim=True)) * (1.0 / temperature)
+    zs = z - z.amax(dim=-1, keepdim=True)
+    if temperature != 1.0:
+        zs.mul_(1.0 / temperature)
     e = zs.exp()
     return zs, e, e.sum(dim=-1)
-
-
-def _rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """sum_k a[i, k] * b[i, k] without materialising the product."""
-    return torch.bmm(a.unsqueeze(-2), b.unsqueeze(-1)).reshape(a.shape[0])
 
 
 def token_entropy(
@@ -52,7 +50,7 @@ def token_entropy(
     out = torch.empty(flat.shape[0], dtype=torch.float32, device=logits.device)
     for i in range(0, flat.shape[0], rows):
         zs, e, s = _shifted_exp(flat[i : i + rows], temperature)
-        out[i : i + rows] = s.log() - _rowdot(e, zs) / s
+        out[i : i + rows] = s.log() - zs.mul_(e).sum(dim=-1) / s  # zs is overwritten by e*zs
     return out.reshape(shape)
 
 
@@ -93,12 +91,12 @@ def token_stats(
     for i in range(0, flat.shape[0], rows):
         zs, e, s = _shifted_exp(flat[i : i + rows], temperature)
         log_s = s.log()
-        h = log_s - _rowdot(e, zs) / s
         logp_a = zs.gather(-1, acts[i : i + rows]).squeeze(-1) - log_s
         p_a = logp_a.exp()
-        e2 = e.square_()  # e is no longer needed; reuse its memory for e^2
-        s2 = e2.sum(dim=-1) / s.square()  # sum p^2
-        s2_logp = _rowdot(e2, zs) / s.square() - log_s * s2  # sum p^2 log p
+        ez = zs.mul_(e)  # zs is overwritten by e * zs
+        h = log_s - ez.sum(dim=-1) / s
+        s2 = e.square().sum(dim=-1) / s.square()  # sum p^2
+        s2_logp = ez.mul_(e).sum(dim=-1) / s.square() - log_s * s2  # sum p^2 log p
         ent[i : i + rows] = h
         lp[i : i + rows] = logp_a
         coef[i : i + rows] = -(p_a * (logp_a + h) - (s2_logp + h * s2))
