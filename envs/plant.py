@@ -104,7 +104,7 @@ class SimPlant:
         for b in torch.nonzero(mask).flatten().tolist():
             g = torch.Generator().manual_seed(seeds[b])
             task = make_task(c.regime, prompts=c.prompts, length=L, forks=c.forks, vocab=V,
-                             generator=g, alternates=c.alternates)
+                             generator=g, alternates=c.alternates, alt_share=c.alt_share)
             self.theta[:, b] = task.logits0.permute(2, 0, 1)
             self.accepted[:, b] = task.accepted.permute(2, 0, 1)
             if c.rank:

@@ -29,6 +29,7 @@ class PlantConfig:
         format tokens shared by right and wrong answers); None = the regime's default.
     vocab: tokens per position.
     alternates: extra format tokens the verifier accepts (rare at the start, pretrained only).
+    alt_share: share of a format position's non-template mass the alternates start with.
     lr, betas, adam_eps: Adam on every parameter.
     mini_batches x epochs: updates per step (each prompt's samples are split across
         mini-batches, so later mini-batches see a ratio != 1 and the clip bounds act).
@@ -46,7 +47,8 @@ class PlantConfig:
     forks: int | None = None
     vocab: int = 12
     alternates: int = 0
-    lr: float = 0.02
+    alt_share: float = 0.6
+    lr: float = 0.05
     betas: tuple[float, float] = (0.9, 0.999)
     adam_eps: float = 1e-8
     mini_batches: int = 1
@@ -80,6 +82,8 @@ class PlantConfig:
                               self.mini_batches)
         if not self.lr > 0:
             raise ConfigError("lr", "a learning rate > 0", self.lr)
+        if not 0 <= self.alt_share <= 1:
+            raise ConfigError("alt_share", "a fraction in [0, 1]", self.alt_share)
         if not self.shared_scale >= 0:
             raise ConfigError("shared_scale", "a number >= 0", self.shared_scale)
 
@@ -111,7 +115,7 @@ class PlantConfig:
                 kw[f.name] = get_typed(s, f.name, str, key)
             elif f.name == "dh_stats":
                 kw[f.name] = get_typed(s, f.name, bool, key)
-            elif f.name in ("lr", "adam_eps", "shared_scale"):
+            elif f.name in ("lr", "adam_eps", "shared_scale", "alt_share"):
                 kw[f.name] = get_typed(s, f.name, float, key)
             else:
                 kw[f.name] = get_typed(s, f.name, int, key)
