@@ -67,6 +67,13 @@ def test_control_section(tmp_path):
 
 def test_cli_exit_codes(tmp_path, capsys):
     assert main(["controllers"]) == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [\n")
+    for command in ("train", "bench"):
+        assert main([command, str(bad)]) == 2
+        err = capsys.readouterr().err
+        assert "config error" in err and "valid YAML at line" in err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     with pytest.raises(SystemExit) as exc:
         main(["no-such-command"])
     assert exc.value.code == 2
