@@ -1,0 +1,141 @@
+"""The simulated plant's mechanics: the trainer's loss per plant, batching, RNG, resets, config."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import envs.plant as plant_mod
+from envs.counter_rng import uniform
+from envs.plant import SimPlant
+from envs.plant_config import PlantConfig
+from regulator.entropy import token_stats
+from regulator.errors import ConfigError
+from regulator.knobs import Knobs
+from regulator.loss import predicted_entropy_change, regulated_policy_loss
+
+SMALL = PlantConfig(prompts=8, prompts_per_step=4, group_size=4, mini_batches=2, epochs=2)
+
+
+def _traj(plant: SimPlant, knobs, steps: int) -> torch.Tensor:
+    out = []
+    for _ in range(steps):
+        m = plant.rollout()
+        u = plant.update(knobs)
+        out.append(torch.stack([m["entropy"], m["accuracy"], u["loss"], u["clip_frac_low"]], -1))
+    return torch.stack(out)  # [steps, B, 4]
+
+
+def test_update_is_the_regulated_loss_summed_over_plants_with_their_own_knobs(monkeypatch):
+    calls = []
+
+    def spy(logprobs, old, adv, mask, knobs, num_tokens=None):
+        loss, stats = regulated_policy_loss(logprobs, old, adv, mask, knobs, num_tokens=num_tokens)
+        calls.append((logprobs.detach(), old, adv, mask, knobs, num_tokens, loss.detach()))
+        return loss, stats
+
+    monkeypatch.setattr(plant_mod, "regulated_policy_loss", spy)
+    ks = [Knobs(w_pos=0.3, eps_high=0.1), Knobs(w_neg=0.0, eps_low=0.05)]
+    p = SimPlant(SMALL, 2, seeds=[1, 2])
+    for _ in range(3):
+        p.rollout()
+        p.update(ks)
+    assert len(calls) == 3 * SMALL.updates_per_step
+    for lp, old, adv, mask, kt, n, loss in calls:
+        # loss = sum over plants b of the trainer's token-mean loss of plant b with Knobs b
+        per = [regulated_policy_loss(lp[b : b + 1], old[b : b + 1], adv[b : b + 1], mask[b : b + 1], ks[b])[0]
+               for b in range(2)]
+        assert loss == pytest.approx(float(sum(per)), rel=1e-5, abs=1e-7)
+        assert n == lp.shape[1]
+        assert kt.w_pos.flatten().tolist() == pytest.approx([0.3, 1.0])
+
+
+def test_plants_are_independent_of_the_batch_they_run_in():
+    ks = [Knobs(w_pos=0.2), Knobs(), Knobs(w_neg=0.5, eps_high=0.1)]
+    batched = _traj(SimPlant(SMALL, 3, seeds=[3, 5, 7]), ks, 20)
+    alone = _traj(SimPlant(SMALL, 1, seeds=[5]), ks[1], 20)
+    torch.testing.assert_close(batched[:, 1], alone[:, 0], rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(batched[:, 0], batched[:, 1])
+
+
+def test_equal_seeds_equal_trajectories():
+    a = _traj(SimPlant(SMALL, 2, seeds=4), Knobs(w_pos=0.5), 15)
+    b = _traj(SimPlant(SMALL, 2, seeds=4), Knobs(w_pos=0.5), 15)
+    assert torch.equal(a, b)
+
+
+def test_reset_mask_restarts_only_selected_plants():
+    p = SimPlant(SMALL, 2, seeds=[10, 11])
+    _traj(p, Knobs(), 5)
+    p.reset([20, 11], mask=torch.tensor([True, False]))
+    assert p.steps_done.tolist() == [0, 5]
+    nxt = _traj(p, Knobs(), 3)
+    fresh = _traj(SimPlant(SMALL, 1, seeds=[20]), Knobs(), 3)
+    torch.testing.assert_close(nxt[:, 0], fresh[:, 0], rtol=1e-5, atol=1e-6)
+
+
+def test_rollout_rewards_are_verified_and_advantages_group_normalised():
+    p = SimPlant(PlantConfig(), 2, seeds=0)
+    m = p.rollout()
+    b = p.batch
+    G, B, P, L = b["actions"].shape
+    V = p.config.vocab
+    rows = torch.arange(B)[:, None]
+    acc = p.accepted[:, rows, b["idx"]]  # [V, B, P, L]
+    ok = torch.stack([acc[b["actions"][g, bb, pp, ll], bb, pp, ll]
+                      for g in range(G) for bb in range(B) for pp in range(P) for ll in range(L)])
+    reward = ok.view(G, B, P, L).all(-1).float()
+    assert m["accuracy"].tolist() == pytest.approx(reward.mean((0, 2)).tolist())
+    adv = b["adv"]
+    assert adv.mean(0).abs().max() < 1e-5  # zero mean per group
+    mixed = reward.std(0) > 0
+    assert adv.std(0, unbiased=False)[mixed].sub(1).abs().max() < 1e-3  # unit std where mixed
+    assert (adv[:, ~mixed] == 0).all()
+    assert int(b["actions"].max()) < V
+
+
+def test_dh_stats_match_token_stats_and_predicted_entropy_change():
+    p = SimPlant(PlantConfig(), 2, seeds=3)
+    m = p.rollout()
+    b = p.batch
+    z = p._logits(b["idx"], p.theta, p.W)  # [V, B, P, L]
+    G = b["actions"].shape[0]
+    for pl in range(2):
+        logits = z[:, pl].permute(1, 2, 0).unsqueeze(0).expand(G, -1, -1, -1)  # [G, P, L, V]
+        ts = token_stats(logits, b["actions"][:, pl])
+        coef = ts.dh_coef.reshape(-1, z.shape[-1])  # [sequences, tokens]
+        want = predicted_entropy_change(coef, b["adv"][:, pl].reshape(-1, 1), torch.ones_like(coef))
+        assert float(m["dh_pos"][pl]) == pytest.approx(want["dh_pos"], rel=1e-4, abs=1e-7)
+        assert float(m["dh_neg"][pl]) == pytest.approx(want["dh_neg"], rel=1e-4, abs=1e-7)
+        assert float(m["entropy"][pl]) == pytest.approx(float(ts.entropy.mean()), rel=1e-5)
+
+
+def test_counter_rng_is_uniform_and_per_seed():
+    u = uniform(torch.tensor([0, 1]), torch.tensor([0, 0]), 0, (20000,))
+    assert 0.0 <= float(u.min()) and float(u.max()) < 1.0
+    assert float(u.mean()) == pytest.approx(0.5, abs=0.01)
+    assert float(u.var()) == pytest.approx(1 / 12, abs=0.005)
+    assert not torch.equal(u[0], u[1])
+    again = uniform(torch.tensor([1]), torch.tensor([0]), 0, (20000,))
+    assert torch.equal(again[0], u[1])
+
+
+@pytest.mark.parametrize("values, key", [
+    ({"regime": "finetuned"}, "plant.regime"),
+    ({"mini_batches": 3}, "plant.mini_batches"),
+    ({"prompts_per_step": 64}, "plant.prompts_per_step"),
+    ({"lr": 0}, "plant.lr"),
+    ({"betas": [0.9]}, "plant.betas"),
+    ({"learning_rate": 0.1}, "plant.learning_rate"),
+])
+def test_plant_config_errors_name_the_key(values, key):
+    with pytest.raises(ConfigError) as e:
+        PlantConfig.from_mapping(values)
+    assert e.value.key == key
+
+
+def test_regime_defaults():
+    assert (PlantConfig().length, PlantConfig().forks) == (6, 2)
+    s = PlantConfig(regime="scratch")
+    assert (s.length, s.forks) == (1, 1)
+    assert PlantConfig(mini_batches=2, epochs=3).updates_per_step == 6
