@@ -27,12 +27,20 @@ def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+def comm_device() -> torch.device:
+    """Where collectives need their tensors: the GPU under NCCL, else the CPU (gloo)."""
+    if world_size() > 1 and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def all_sum(values: list[float] | torch.Tensor) -> torch.Tensor:
-    """Sum a small float64 vector over ranks (identity in a single process)."""
+    """Sum a small float64 vector over ranks (identity in a single process); returned on CPU."""
     t = torch.as_tensor(values, dtype=torch.float64).clone()
     if world_size() > 1:
+        t = t.to(comm_device())
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t
+    return t.cpu()
 
 
 def group_advantages(rewards: torch.Tensor, std_norm: bool = True, eps: float = 1e-6

@@ -23,7 +23,7 @@ from regulator import Knobs, Regulator
 from regulator.config import apply_overrides, load_yaml
 from regulator.errors import ConfigError
 from trainer.config import TrainConfig
-from trainer.grpo import all_sum, group_advantages, measure, update, world_size
+from trainer.grpo import all_sum, comm_device, group_advantages, measure, update, world_size
 from trainer.logging import RunLogger, read_metrics, summarise, write_json_atomic
 
 log = logging.getLogger("trainer")
@@ -63,9 +63,10 @@ def broadcast_knobs(knobs: Knobs) -> Knobs:
         return knobs
     import torch.distributed as dist
 
-    t = torch.tensor([knobs.w_pos, knobs.w_neg, knobs.eps_low, knobs.eps_high], dtype=torch.float64)
+    t = torch.tensor([knobs.w_pos, knobs.w_neg, knobs.eps_low, knobs.eps_high], dtype=torch.float64,
+                     device=comm_device())
     dist.broadcast(t, src=0)
-    return Knobs(*t.tolist())
+    return Knobs(*t.cpu().tolist())
 
 
 def train_step(run: Run, step: int) -> dict[str, float]:
@@ -85,9 +86,9 @@ def train_step(run: Run, step: int) -> dict[str, float]:
     rewards = torch.tensor(res.rewards, dtype=torch.float32).view(per_rank, G)
     # 3. group-normalised advantages A_ij = (r_ij - mean_i) / (std_i + eps), one per sequence
     adv, zero_var = group_advantages(rewards, cfg.optim.adv_std_norm)
-    adv = adv.reshape(-1, 1)
     mask = rollout.response_mask
-    loss_mask = mask * (~zero_var).repeat_interleave(G)[:, None] if cfg.optim.drop_zero_var_groups else mask
+    adv, keep = adv.reshape(-1, 1).to(mask.device), (~zero_var).repeat_interleave(G)[:, None]
+    loss_mask = mask * keep.to(mask.device) if cfg.optim.drop_zero_var_groups else mask
     # 4. entropy of the rollout batch under the policy before the update (all ranks)
     m = measure(run.engine, rollout, adv, ro.temperature, keep_graph=run.shared_forward,
                 micro_batch=run.micro_batch)
