@@ -3,12 +3,15 @@
     OMP_NUM_THREADS=1 python benchmarks/plant_speed.py [--plants 64] [--steps 200]
 
 Prints plant-steps/s for 64 batched plants at 1 and 4 updates per step (with and without the
-dh_pos/dh_neg statistics) and the wall time of one 300-step episode of a single plant.
+dh_pos/dh_neg statistics) and the time of one 300-step episode of a single plant. Each figure is
+given by wall clock and by this process's CPU time: on a machine shared with other jobs (the load
+average is printed) the wall clock also counts time spent waiting for a core.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
@@ -18,27 +21,30 @@ from envs.plant_config import PlantConfig
 from regulator.knobs import Knobs
 
 
-def rate(config: PlantConfig, plants: int, steps: int) -> float:
-    """Plant-steps per second (plants x steps / wall time), after a short warm-up."""
-    plant = SimPlant(config, plants, seeds=0)
+def _timed(plant: SimPlant, steps: int) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of ``steps`` plant steps."""
     knobs = Knobs()
-    for _ in range(5):
-        plant.rollout()
-        plant.update(knobs)
-    t0 = time.perf_counter()
+    w0, c0 = time.perf_counter(), time.process_time()
     for _ in range(steps):
         plant.rollout()
         plant.update(knobs)
-    return plants * steps / (time.perf_counter() - t0)
+    return time.perf_counter() - w0, time.process_time() - c0
 
 
-def episode_seconds(config: PlantConfig, steps: int = 300) -> float:
+def rate(config: PlantConfig, plants: int, steps: int) -> tuple[float, float]:
+    """Plant-steps per second (plants x steps / time) by wall clock and by CPU time."""
+    plant = SimPlant(config, plants, seeds=0)
+    _timed(plant, 5)  # warm-up
+    wall, cpu = _timed(plant, steps)
+    return plants * steps / wall, plants * steps / cpu
+
+
+def episode_seconds(config: PlantConfig, steps: int = 300) -> tuple[float, float]:
+    """Wall and CPU seconds of one episode of a single plant, including its construction."""
+    w0, c0 = time.perf_counter(), time.process_time()
     plant = SimPlant(config, 1, seeds=0)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        plant.rollout()
-        plant.update(Knobs())
-    return time.perf_counter() - t0
+    wall, cpu = _timed(plant, steps)
+    return wall + (time.perf_counter() - w0 - wall), cpu + (time.process_time() - c0 - cpu)
 
 
 def main() -> None:
@@ -49,15 +55,18 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     base = PlantConfig()
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, plant {base.as_dict()}")
-    for dh in (False, True):
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"plant {base.as_dict()}")
+    for dh in (True, False):
         for mb in (1, 4):
             cfg = base.replace(mini_batches=mb, dh_stats=dh)
-            r = rate(cfg, args.plants, args.steps)
-            print(f"{args.plants} plants, {mb} update(s)/step, dh_stats={dh}: {r:,.0f} plant-steps/s")
+            wall, cpu = rate(cfg, args.plants, args.steps)
+            print(f"{args.plants} plants, {mb} update(s)/step, dh_stats={dh}: "
+                  f"{wall:,.0f} plant-steps/s wall, {cpu:,.0f} per CPU-second")
     for mb in (1, 4):
-        s = episode_seconds(base.replace(mini_batches=mb))
-        print(f"1 plant, 300-step episode, {mb} update(s)/step: {s:.2f} s")
+        wall, cpu = episode_seconds(base.replace(mini_batches=mb))
+        print(f"1 plant, one 300-step episode, {mb} update(s)/step: {wall:.2f} s wall, {cpu:.2f} s CPU")
 
 
 if __name__ == "__main__":

@@ -101,6 +101,7 @@ class SimPlant:
             self.accepted = torch.zeros(V, B, c.prompts, L, dtype=torch.bool)
             self._adam = {n: (torch.zeros_like(p), torch.zeros_like(p)) for n, p in self._params().items()}
             self.t = torch.zeros(B)
+            self.b1t, self.b2t = torch.ones(B), torch.ones(B)  # beta1^t, beta2^t
         for b in torch.nonzero(mask).flatten().tolist():
             g = torch.Generator().manual_seed(seeds[b])
             task = make_task(c.regime, prompts=c.prompts, length=L, forks=c.forks, vocab=V,
@@ -114,6 +115,7 @@ class SimPlant:
                 self._plant_slice(m, b).zero_()
                 self._plant_slice(v, b).zero_()
             self.t[b] = 0.0
+            self.b1t[b] = self.b2t[b] = 1.0
             self.seed_t[b] = seeds[b]
             self.steps_done[b] = 0
         self.seeds = self.seed_t.tolist()
@@ -146,11 +148,6 @@ class SimPlant:
         zs = z - z.detach().amax(0, keepdim=True)
         return zs - zs.exp().sum(0, keepdim=True).log()
 
-    def _flat_index(self, actions: torch.Tensor) -> torch.Tensor:
-        """Index into a flattened [V, B, P, L] tensor of each sampled token ([G, B, P, L])."""
-        _, B, P, L = actions.shape
-        return actions * (B * P * L) + torch.arange(B * P * L).view(1, B, P, L)
-
     # ------------------------------------------------------------------ rollout
     @torch.no_grad()
     def rollout(self) -> dict[str, torch.Tensor]:
@@ -173,13 +170,12 @@ class SimPlant:
         # in float arithmetic (much faster than a bool comparison here).
         cdf = p.cumsum(0)[:-1]
         actions = (u.unsqueeze(0) - cdf.unsqueeze(1)).clamp_(min=0).ceil_().sum(0).long()
-        flat = self._flat_index(actions)
-        old_lp = logp.reshape(-1)[flat]  # log pi_old(a) per token, [G, B, P, L]
+        old_lp = logp.gather(0, actions)  # log pi_old(a) per token, [G, B, P, L]
         fp = (torch.arange(B)[:, None] * c.prompts + idx).reshape(-1)
-        acc = self.accepted.view(V, B * c.prompts, L).index_select(1, fp)
-        reward = acc.reshape(-1)[flat].all(-1).float()  # verifier: all tokens accepted, [G, B, P]
+        acc = self.accepted.view(V, B * c.prompts, L).index_select(1, fp).view(V, B, P, L)
+        reward = acc.gather(0, actions).all(-1).float()  # verifier: all tokens accepted, [G, B, P]
         mean = reward.mean(0)
-        std = reward.std(0, unbiased=False)
+        std = (mean * (1 - mean)).sqrt()  # population std of binary rewards
         adv = (reward - mean) / (std + 1e-6)  # GRPO group normalisation
         sign = adv.sign()
         self.batch = {"idx": idx, "actions": actions, "old_lp": old_lp, "adv": adv}
@@ -239,28 +235,29 @@ class SimPlant:
         # tabular plant on-policy, CONTROL_NOTES §7).
         parts = []
         for m in range(M):
-            A = adv[m::M].unsqueeze(-1).expand(Gm, B, P, L)
-            parts.append((self._flat_index(actions[m::M]), to_rows(old_lp[m::M]), to_rows(A)))
+            A = to_rows(adv[m::M].unsqueeze(-1).expand(Gm, B, P, L))
+            # indicators [A > 0], [A < 0] in float arithmetic (sign(max(x, 0)) = [x > 0]) and the
+            # per-token weight, for the per-plant logging below
+            pos, neg = A.clamp(min=0).sign(), (-A).clamp(min=0).sign()
+            parts.append((actions[m::M], to_rows(old_lp[m::M]), A, pos, neg, pos * kn.w_pos + neg * kn.w_neg))
         loss_acc, clip_lo, clip_hi = torch.zeros(B), torch.zeros(B), torch.zeros(B)
         for _ in range(c.epochs):
-            for flat, olp, A in parts:
+            for acts, olp, A, pos, neg, w in parts:
                 params = self._params()
                 for t in params.values():
                     t.requires_grad_(True)
                 logp = self._log_softmax(self._logits(idx, self.theta, self.W))
-                lp = to_rows(logp.reshape(-1)[flat])
+                lp = to_rows(logp.gather(0, acts))
                 loss, _ = regulated_policy_loss(lp, olp, A, mask, kn, num_tokens=ntok)
                 grads = torch.autograd.grad(loss, list(params.values()))
                 for t in params.values():
                     t.requires_grad_(False)
                 with torch.no_grad():
                     # Per-plant figures for logging, with the loss's own definitions:
-                    # s = min(r A, clip(r, 1 - eps_low, 1 + eps_high) A), w by the sign of A
-                    # (indicators in float arithmetic: sign(max(x, 0)) = [x > 0]).
+                    # s = min(r A, clip(r, 1 - eps_low, 1 + eps_high) A), w by the sign of A.
                     ratio = (lp.detach() - olp).exp()
-                    pos, neg = A.clamp(min=0).sign(), (-A).clamp(min=0).sign()
                     s = torch.minimum(ratio * A, torch.clamp(ratio, lo, hi) * A)
-                    loss_acc -= ((pos * kn.w_pos + neg * kn.w_neg) * s).mean(1)
+                    loss_acc -= (w * s).mean(1)
                     clip_lo += (neg * (lo - ratio).clamp(min=0).sign()).mean(1)
                     clip_hi += (pos * (ratio - hi).clamp(min=0).sign()).mean(1)
                     self._adam_step(params, grads)
@@ -275,15 +272,19 @@ class SimPlant:
         c = self.config
         b1, b2 = c.betas
         self.t += 1
-        bc1, bc2 = 1 - b1**self.t, 1 - b2**self.t  # bias corrections, per plant
+        self.b1t.mul_(b1)
+        self.b2t.mul_(b2)
+        bc1, bc2 = 1 - self.b1t, 1 - self.b2t  # bias corrections 1 - beta^t, per plant
+        # PyTorch's form: p -= (lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps)
+        #                    = (lr sqrt(bc2) / bc1) m / (sqrt(v) + eps sqrt(bc2))
+        step, eps = c.lr * bc2.sqrt() / bc1, c.adam_eps * bc2.sqrt()
         for (name, p), g in zip(params.items(), grads):
             m, v = self._adam[name]
             shape = [1] * p.dim()
             shape[self._plant_axis(p)] = -1
-            m.mul_(b1).add_(g, alpha=1 - b1)
+            m.lerp_(g, 1 - b1)
             v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            denom = (v / bc2.view(shape)).sqrt_().add_(c.adam_eps)
-            p.sub_((c.lr / bc1).view(shape) * m / denom)
+            p.sub_(m.div(v.sqrt().add_(eps.view(shape))).mul_(step.view(shape)))
 
     # ------------------------------------------------------------------ helpers
     @torch.no_grad()
