@@ -10,6 +10,10 @@ paper's clip). The threshold is the target curve unless ``threshold`` fixes it.
 
 Variants: ``band`` > 0: no change while |H - threshold| <= band (dead band, after AEnt);
 ``hysteresis`` > 0: the moving direction flips only once H crosses threshold -/+ hysteresis.
+
+``direction: auto``: the sign is estimated online (``controllers.adaptive.KnobEffectEstimator``:
+RLS with forgetting, hysteresis + confidence bound), starting from the paper's; the rule's own
+back-and-forth steps are the excitation. Estimates: ``metrics()`` -> ``control/gain_est/<knob>``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from controllers import _params as P
+from controllers.adaptive import KnobEffectEstimator
 from regulator.controller import Controller
 from regulator.knobs import KNOB_NAMES, KnobBounds, Knobs
 from regulator.observation import Observation
@@ -30,7 +35,9 @@ class BangBangController(Controller):
     Params (defaults in brackets):
         knob ["w_pos"]: the knob it moves (must be in ``control.actuate``).
         direction [paper's: w_pos -1, w_neg +1, eps_low -1, eps_high +1]: +1 or -1, the sign of
-            the knob change that raises entropy.
+            the knob change that raises entropy, or ``auto`` (estimated online from the paper's).
+        forgetting [0.98], confidence [2.5], confirm [10]: the ``auto`` estimator's RLS
+            forgetting factor, |g| / se bound and flip confirmation steps (see ``pid``).
         delta_step [0.05]: the step Delta (> 0, knob units).
         lambda0 [0.0]: the knob's value before the first step (the paper's lambda_0 = 0);
             None = start from ``control.initial``.
@@ -50,10 +57,18 @@ class BangBangController(Controller):
         threshold: float | None = None,
         band: float = 0.0,
         hysteresis: float = 0.0,
+        forgetting: float = 0.98,
+        confidence: float = 2.5,
+        confirm: int = 10,
     ) -> None:
         self.knob = P.choice("knob", knob, KNOB_NAMES, "knob names")
-        self.direction = P.PAPER_DIRECTION[knob] if direction is None else P.direction("direction",
-                                                                                        direction)
+        self.auto = direction == "auto"
+        self.direction = (P.PAPER_DIRECTION[knob] if direction is None or self.auto
+                          else P.direction("direction", direction))
+        self.forgetting = P.number("forgetting", forgetting, above=0.5, maximum=1.0)
+        self.confidence = P.number("confidence", confidence, above=0.0)
+        self.confirm = P.integer("confirm", confirm, minimum=1)
+        self.estimator: KnobEffectEstimator | None = None
         self.delta_step = P.number("delta_step", delta_step, above=0.0)
         self.lambda0 = None if lambda0 is None else P.knob_value("lambda0", knob, lambda0)
         self.threshold = None if threshold is None else P.number("threshold", threshold, minimum=0.0)
@@ -69,10 +84,17 @@ class BangBangController(Controller):
         v0 = getattr(initial, self.knob) if self.lambda0 is None else self.lambda0
         self.value = min(max(v0, lo), hi)
         self.raising = None
+        if self.auto:
+            self.estimator = KnobEffectEstimator(
+                (self.knob,), {self.knob: self.value}, {self.knob: self.direction},
+                forgetting=self.forgetting, z=self.confidence, confirm=self.confirm)
 
     def act(self, obs: Observation) -> Knobs:
         thr = obs.target if self.threshold is None else self.threshold
         h = obs.entropy
+        if self.estimator is not None:
+            self.estimator.update(obs.step, h, {self.knob: getattr(obs.knobs, self.knob)}, obs.extras)
+            self.direction = self.estimator.sign(self.knob)
         # mode: the paper's rule is "raise if H < delta, else lower"; hysteresis delays the flip
         if self.raising is None or self.hysteresis == 0.0:
             self.raising = h < thr
@@ -87,8 +109,18 @@ class BangBangController(Controller):
         return self.with_actuated({self.knob: self.value})
 
     def state_dict(self) -> dict[str, Any]:
-        return {"value": self.value, "raising": self.raising}
+        out: dict[str, Any] = {"value": self.value, "raising": self.raising}
+        if self.estimator is not None:
+            out["estimator"] = self.estimator.state_dict()
+        return out
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.value = float(state["value"])
         self.raising = None if state["raising"] is None else bool(state["raising"])
+        if self.estimator is not None and "estimator" in state:
+            self.estimator.load_state_dict(state["estimator"])
+            self.direction = self.estimator.sign(self.knob)
+
+    def metrics(self) -> dict[str, float]:
+        """``control/gain_est/<knob>`` (and sign, z-score) under ``direction: auto``; else {}."""
+        return {} if self.estimator is None else self.estimator.metrics()

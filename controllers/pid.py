@@ -13,6 +13,12 @@ H_f the measured entropy, optionally EMA-filtered:
 - s(p): optional gain schedule over training progress p (piecewise linear).
 - g_k: per-knob gains; their signs are the directions that raise entropy (the paper's by default:
   w_pos -1, w_neg +1, eps_low -0.2, eps_high +0.2), so u > 0 always means "raise entropy".
+
+``direction: auto`` (sign-adaptive): g_k = s_k c |g_k|, where s_k is the sign of the knob's
+effect estimated online by ``controllers.adaptive.KnobEffectEstimator`` (RLS with forgetting on
+the entropy level, hysteresis + confidence bound; the configured sign is the prior) and c an
+optional magnitude correction from the estimated gains (``gain_ref``). While an estimate is not
+yet confident, a small pseudo-random dither (``excite``, knob units) is added to that knob.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import math
 from typing import Any
 
 from controllers import _params as P
+from controllers.adaptive import KnobEffectEstimator, prbs
 from regulator.controller import Controller
 from regulator.errors import ConfigError
 from regulator.knobs import KnobBounds, Knobs
@@ -64,6 +71,18 @@ class PIDController(Controller):
         gain_schedule [None]: [[progress, factor], ...], a piecewise-linear factor on kp, ki, kd.
         preset [None]: ``entropic`` = EntroPIC's PI law (kp 1, ki 0.01, u clipped to [-1, 1],
             w_pos = 1 - u, w_neg = 1 + u); needs w_pos and w_neg actuated and initial weights 1.
+        direction ["fixed"]: ``fixed`` (signs of ``gains``) or ``auto`` (signs estimated online;
+            the signs of ``gains`` are only the prior). The rest apply to ``auto`` only:
+        excite [0.1]: dither amplitude (knob units, >= 0) added while an estimate is weak.
+        excite_hold [5]: steps the dither holds each +-1 value (>= 1).
+        forgetting [0.98]: RLS forgetting factor lambda in (0.5, 1].
+        memory [1.0]: rho in [0, 1]: 1 = integrating plant (knob sets the entropy rate).
+        confidence [2.5]: |g| / se needed before an estimate counts (> 0).
+        confirm [10]: consecutive confident contrary steps before a sign flips (>= 1).
+        prior ["gains"]: initial sign from ``gains``, or ``dh`` = from the sign of the per-sign
+            first-order statistics dh_pos / dh_neg (weights only) until the RLS is confident.
+        gain_ref [None]: if set (> 0, nats per step per unit u), scale every |g_k| by
+            c = gain_ref / sum_k |g_est_k| |g_k| (clipped to [0.25, 4]) once estimates are confident.
     """
 
     def __init__(
@@ -80,6 +99,15 @@ class PIDController(Controller):
         relative_error: bool = False,
         gain_schedule: list[list[float]] | None = None,
         preset: str | None = None,
+        direction: str = "fixed",
+        excite: float = 0.1,
+        excite_hold: int = 5,
+        forgetting: float = 0.98,
+        memory: float = 1.0,
+        confidence: float = 2.5,
+        confirm: int = 10,
+        prior: str = "gains",
+        gain_ref: float | None = None,
     ) -> None:
         base = dict(_DEFAULTS)
         if preset is not None:
@@ -119,6 +147,16 @@ class PIDController(Controller):
             for i, (x, f) in enumerate(self.gain_schedule):
                 P.number(f"gain_schedule[{i}][0]", x, minimum=0.0, maximum=1.0)
                 P.number(f"gain_schedule[{i}][1]", f, minimum=0.0)
+        self.direction = P.choice("direction", direction, ("fixed", "auto"), "pid directions")
+        self.excite = P.number("excite", excite, minimum=0.0)
+        self.excite_hold = P.integer("excite_hold", excite_hold, minimum=1)
+        self.forgetting = P.number("forgetting", forgetting, above=0.5, maximum=1.0)
+        self.memory = P.number("memory", memory, minimum=0.0, maximum=1.0)
+        self.confidence = P.number("confidence", confidence, above=0.0)
+        self.confirm = P.integer("confirm", confirm, minimum=1)
+        self.prior = P.choice("prior", prior, ("gains", "dh"), "direction priors")
+        self.gain_ref = None if gain_ref is None else P.number("gain_ref", gain_ref, above=0.0)
+        self.estimator: KnobEffectEstimator | None = None
         self._clear()
 
     # --- state -------------------------------------------------------------------------------
@@ -139,22 +177,57 @@ class PIDController(Controller):
             if bounds.range("w_pos")[1] < 2.0 or bounds.range("w_neg")[1] < 2.0:
                 log.warning("pid preset 'entropic': bounds below [0, 2] on w_pos/w_neg cut EntroPIC's "
                             "1 +/- alpha range (alpha in [-1, 1])")
+        self.estimator = None
+        if self.direction == "auto":
+            self.estimator = KnobEffectEstimator(
+                self.actuate, {k: getattr(initial, k) for k in self.actuate},
+                {k: 1 if self.gains[k] > 0 else -1 for k in self.actuate},
+                forgetting=self.forgetting, memory=self.memory, z=self.confidence,
+                confirm=self.confirm, use_dh=self.prior == "dh")
         self._clear()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"integral": self.integral, "deriv": self.deriv, "h_filt": self.h_filt,
-                "last_u": self.last_u}
+        out: dict[str, Any] = {"integral": self.integral, "deriv": self.deriv, "h_filt": self.h_filt,
+                               "last_u": self.last_u}
+        if self.estimator is not None:
+            out["estimator"] = self.estimator.state_dict()
+        return out
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.integral = float(state["integral"])
         self.deriv = float(state["deriv"])
         self.h_filt = None if state["h_filt"] is None else float(state["h_filt"])
         self.last_u = float(state["last_u"])
+        if self.estimator is not None and "estimator" in state:
+            self.estimator.load_state_dict(state["estimator"])
+
+    def metrics(self) -> dict[str, float]:
+        """``control/gain_est/<knob>`` (and sign, z-score) under ``direction: auto``; else {}."""
+        return {} if self.estimator is None else self.estimator.metrics()
 
     # --- the law -----------------------------------------------------------------------------
     def knob_gains(self, obs: Observation) -> dict[str, float]:
-        """g_k for this step, actuated knobs only (the hook for direction-adaptive variants)."""
-        return {k: self.gains[k] for k in self.actuate}
+        """g_k for this step, actuated knobs only; under ``auto`` g_k = s_k c |g_k| (module doc)."""
+        est = self.estimator
+        if est is None:
+            return {k: self.gains[k] for k in self.actuate}
+        est.update(obs.step, obs.entropy, {k: getattr(obs.knobs, k) for k in self.actuate},
+                   obs.extras)
+        c = 1.0
+        if self.gain_ref is not None:
+            sure = [k for k in self.actuate if est.confident(k)]
+            total = sum(abs(est.gain(k)) * abs(self.gains[k]) for k in sure)
+            if sure and total > 0:
+                c = min(max(self.gain_ref / total, 0.25), 4.0)
+        return {k: est.sign(k) * c * abs(self.gains[k]) for k in self.actuate}
+
+    def excitation(self, obs: Observation) -> dict[str, float]:
+        """Dither d_k (knob units) on the knobs whose estimate is not yet confident."""
+        est = self.estimator
+        if est is None or self.excite == 0.0:
+            return {}
+        return {k: self.excite * prbs(obs.step, self.excite_hold, salt=i)
+                for i, k in enumerate(self.actuate) if not est.confident(k)}
 
     def gain_factor(self, obs: Observation) -> float:
         """s(p): the gain-schedule factor at this step's training progress."""
@@ -205,4 +278,9 @@ class PIDController(Controller):
             self.integral = candidate
         u = min(max(u_raw, lo), hi)
         self.last_u = u
-        return self.with_actuated({k: getattr(self.initial, k) + g * u for k, g in gains.items()})
+        values = {k: getattr(self.initial, k) + g * u for k, g in gains.items()}
+        for k, d in self.excitation(obs).items():
+            lo, hi = self.bounds.range(k)
+            v = min(max(values[k], lo), hi)
+            values[k] = v + d if lo <= v + d <= hi else v - d  # reflect at a bound: still excites
+        return self.with_actuated(values)
