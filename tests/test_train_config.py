@@ -54,3 +54,19 @@ def test_resolved_config_fills_defaults(tmp_path):
     assert cfg.raw["optim"]["epochs"] == 1 and cfg.raw["rollout"]["backend"] == "hf"
     assert cfg.raw["control"]["initial"]["eps_high"] == 0.2
     assert TrainConfig.from_mapping(cfg.raw).raw == cfg.raw  # round trip
+
+
+def test_shipped_configs_parse():
+    from pathlib import Path
+
+    from regulator.config import load_yaml
+    from trainer.tasks import make_task
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    for path in (root / "default.yaml", root / "gpu" / "qwen2.5-math-7b_paper.yaml"):
+        cfg = TrainConfig.from_mapping(load_yaml(path))
+        reg = cfg.control.build(cfg.train.steps)
+        assert reg.target_at(0) > 0, path
+    default = TrainConfig.from_mapping(load_yaml(root / "default.yaml"))
+    assert default.model["name"] == "tiny-char"  # no download
+    make_task(default.task)
