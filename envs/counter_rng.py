@@ -13,6 +13,7 @@ import torch
 _M1 = 0xBF58476D1CE4E5B9 - (1 << 64)  # the SplitMix64 constants as signed int64
 _M2 = 0x94D049BB133111EB - (1 << 64)
 _GOLDEN = 0x9E3779B97F4A7C15 - (1 << 64)
+_STEP = 0xD1B54A32D192ED03 - (1 << 64)  # an odd constant separating steps
 
 
 def _shr(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -26,12 +27,9 @@ def _mix(z: torch.Tensor) -> torch.Tensor:
     return z ^ _shr(z, 31)
 
 
-def uniform(seeds: torch.Tensor, steps: torch.Tensor, stream: int, shape: tuple[int, ...]) -> torch.Tensor:
-    """Float32 uniforms in [0, 1) of shape [B, *shape]: plant b's draw depends on (seeds[b],
-    steps[b], stream, position) only."""
-    n = 1
-    for s in shape:
-        n *= s
-    key = _mix(seeds.long() * _GOLDEN + _mix(steps.long() * 4 + stream + 1))  # [B]
-    z = _mix(key[:, None] + (torch.arange(1, n + 1, dtype=torch.long) * _GOLDEN)[None, :])
-    return (_shr(z, 40).float() * (1.0 / (1 << 24))).view(len(seeds), *shape)
+def uniform(seeds: torch.Tensor, steps: torch.Tensor, stream: int, n: int) -> torch.Tensor:
+    """Float32 uniforms in [0, 1) of shape [B, n]: plant b's draw depends on (seeds[b], steps[b],
+    stream, position) only. SplitMix64: a Weyl sequence from a per-(seed, step) key, mixed."""
+    key = _mix(seeds.long() * _GOLDEN + steps.long() * _STEP + stream)  # [B]
+    z = _mix(key[:, None] + torch.arange(1, n + 1, dtype=torch.long)[None, :] * _GOLDEN)
+    return _shr(z, 40).float() * (1.0 / (1 << 24))

@@ -158,8 +158,10 @@ class SimPlant:
         """
         c, B = self.config, self.num_plants
         P, G, L, V = c.prompts_per_step, c.group_size, c.length, c.vocab
-        idx = uniform(self.seed_t, self.steps_done, 0, (c.prompts,)).argsort(-1)[:, :P]  # prompts
-        u = uniform(self.seed_t, self.steps_done, 1, (G, P, L)).transpose(0, 1)  # [G, B, P, L]
+        # One draw per plant and step: a random subset of prompts, then one uniform per token.
+        r = uniform(self.seed_t, self.steps_done, 0, c.prompts + G * P * L)
+        idx = r[:, : c.prompts].argsort(-1)[:, :P]
+        u = r[:, c.prompts :].view(B, G, P, L).transpose(0, 1)  # [G, B, P, L]
         z = self._logits(idx, self.theta, self.W)
         logp = self._log_softmax(z)  # [V, B, P, L]
         p = logp.exp()

@@ -111,13 +111,15 @@ def test_dh_stats_match_token_stats_and_predicted_entropy_change():
 
 
 def test_counter_rng_is_uniform_and_per_seed():
-    u = uniform(torch.tensor([0, 1]), torch.tensor([0, 0]), 0, (20000,))
+    u = uniform(torch.tensor([0, 1]), torch.tensor([0, 0]), 0, 20000)
     assert 0.0 <= float(u.min()) and float(u.max()) < 1.0
     assert float(u.mean()) == pytest.approx(0.5, abs=0.01)
     assert float(u.var()) == pytest.approx(1 / 12, abs=0.005)
     assert not torch.equal(u[0], u[1])
-    again = uniform(torch.tensor([1]), torch.tensor([0]), 0, (20000,))
+    again = uniform(torch.tensor([1]), torch.tensor([0]), 0, 20000)
     assert torch.equal(again[0], u[1])
+    other_step = uniform(torch.tensor([1]), torch.tensor([1]), 0, 20000)
+    assert abs(float(torch.corrcoef(torch.stack([other_step[0], u[1]]))[0, 1])) < 0.03
 
 
 @pytest.mark.parametrize("values, key", [

@@ -44,8 +44,8 @@ def test_pretrained_grpo_collapses_and_w_pos_0_keeps_entropy(pretrained_weights)
     h0 = ent[0].mean()
     final = ent[-30:].mean(0)  # [variant, seed]
     grpo, wpos0 = final[0], final[1]
-    # measured: start 0.49 nats; GRPO ends at 0.05 (11% of the start, seeds 0.03-0.09);
-    # w_pos = 0 ends at 0.60, above its start (accuracy ~0.48 vs 0.95: it barely learns).
+    # measured: start 0.50 nats; GRPO ends at 0.05 (10% of the start, seeds 0.035-0.072);
+    # w_pos = 0 ends at 0.59, above its start (accuracy ~0.48 vs 0.95: it barely learns).
     assert grpo.max() < 0.3 * h0
     assert (wpos0 > 3 * grpo).all()
     assert wpos0.mean() > 0.8 * h0
@@ -55,7 +55,7 @@ def test_pretrained_grpo_collapses_and_w_pos_0_keeps_entropy(pretrained_weights)
 def test_pretrained_w_neg_0_collapses_fastest(pretrained_weights):
     ent, _, _ = pretrained_weights
     first = ent[:150].mean(0)  # mean entropy over the first half: the speed of the collapse
-    # measured: w_neg = 0 0.26, GRPO 0.34, w_pos = 0 0.51 (seed spread ~0.02)
+    # measured: w_neg = 0 0.26, GRPO 0.34, w_pos = 0 0.52 (seed spread ~0.02)
     assert first[2].mean() < first[0].mean() - 0.04
     assert (first[2] < first[0]).sum() >= SEEDS - 1
     assert (first[2] < first[1]).all()
@@ -66,7 +66,7 @@ def test_pretrained_more_updates_per_step_collapse_faster():
     for mb in (1, 2, 4):
         ent, _, _ = _run(PlantConfig(mini_batches=mb), [Knobs()], 150)
         firsts.append(ent.mean(0)[0])  # [seeds]
-    # measured first-half means: 0.34 / 0.28 / 0.24 nats for 1 / 2 / 4 updates per step
+    # measured first-half means: 0.34 / 0.28 / 0.23 nats for 1 / 2 / 4 updates per step
     assert firsts[1].mean() < firsts[0].mean() - 0.03
     assert firsts[2].mean() < firsts[1].mean() - 0.015
     assert (firsts[2] < firsts[0]).all()
@@ -75,18 +75,21 @@ def test_pretrained_more_updates_per_step_collapse_faster():
 def test_pretrained_clip_bites_and_removing_the_upper_bound_keeps_entropy_higher():
     """Clip facts need off-policy updates: 4 mini-batches x 4 epochs, and format positions with
     rare alternative tokens the verifier accepts (``alternates``), whose growth in positive
-    samples the upper bound limits (DAPO's Clip-Higher mechanism). 16 seeds: the effect is small."""
+    samples the upper bound limits (DAPO's Clip-Higher mechanism). The effect is small against
+    the seed-to-seed spread, so 48 paired seeds."""
     cfg = PlantConfig(mini_batches=4, epochs=4, alternates=3, alt_share=0.95)
-    ent, _, clip_hi = _run(cfg, [Knobs(eps_high=0.2), Knobs(eps_high=float("inf"))], 150, seeds=16)
+    ent, _, clip_hi = _run(cfg, [Knobs(eps_high=0.2), Knobs(eps_high=float("inf"))], 150, seeds=48)
     # measured: clip_frac_high 0.7% of tokens at eps_high 0.2 (0 without the bound); a clip
-    # fraction ~0 (as with 1 update per step or tabular Adam at lr 0.02) would mean no authority.
+    # fraction ~0 (as with 1 update per step, or tabular Adam at lr 0.02) would mean no authority.
     assert clip_hi[0].mean() > 0.002
     assert clip_hi[1].max() == 0.0
-    d = ent.mean(0)[1] - ent.mean(0)[0]  # paired difference of mean entropy, per seed
+    late = ent[75:].mean(0)  # mean entropy over the second half, per variant and seed
+    d = late[1] - late[0]  # paired: same seed, same task and start
     t = d.mean() / (d.std() / d.numel() ** 0.5)
-    # measured: +0.013 nats (t = 3.2 over 16 seeds). eps_high 0.5 vs 0.2 was within noise
-    # (|t| < 1): two effects cancel there (docs/envs.md), so it is not asserted.
-    assert d.mean() > 0.004 and t > 2.0
+    # measured: +0.021 nats (t = 4.7, higher for 39 of 48 seeds); at 16 seeds t ranged 1.2-2.8
+    # over three disjoint seed sets. eps_high 0.5 vs 0.2 was within noise (|t| < 1): two
+    # effects cancel there (docs/envs.md), so it is not asserted.
+    assert d.mean() > 0.005 and t > 2.5
 
 
 @pytest.fixture(scope="module")
@@ -100,9 +103,9 @@ def test_scratch_regime_directions(scratch_weights):
     ent, _, _ = scratch_weights
     assert ent[0].mean() == pytest.approx(torch.log(torch.tensor(12.0)).item(), abs=1e-4)
     final = ent[-30:].mean(0)
-    # measured finals: GRPO 0.15, w_pos = 0 0.11, w_neg = 0 0.39 (seed spread < 0.01)
+    # measured finals: GRPO 0.154, w_pos = 0 0.113, w_neg = 0 0.387 (seed spread < 0.02)
     assert (final[2] > 2 * final[0]).all()
     assert (final[1] < final[0]).all()
-    # early on, w_pos = 0 still slows the fall (first-half means 1.90 vs 1.67)
+    # early on, w_pos = 0 still slows the fall (first-half means 1.89 vs 1.67)
     first = ent[:100].mean(0)
     assert (first[1] > first[0] + 0.1).all()
