@@ -5,7 +5,8 @@ out_dir: bench_out                 # OUT
 plant: sim                         # sim (simulated plant) | trainer (the real trainer)
 horizon: 300                       # steps per run
 seeds: 5                           # n (seeds 0..n-1) or a list
-regimes: [pretrained]              # sim only: plant regimes (a grid axis)
+regimes: [pretrained]              # sim only: plant regimes (a grid axis; trainer runs show
+                                   # the regime `trainer`)
 plant_params: {lr: 0.02}           # sim only: PlantConfig fields
 trainer_config: configs/default.yaml   # trainer only: the base training config
 burn_in: 50                        # steps left out of RMSE / MAE
@@ -151,12 +152,16 @@ def parse_bench_config(cfg: Mapping[str, Any]) -> BenchConfig:
     seeds = _nonempty_list(seeds, "seeds", "integer seeds")
     if not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds):
         raise ConfigError("seeds", "a list of integers", seeds)
-    regimes = s.get("regimes", ["pretrained"])
+    if plant == "trainer":
+        for k in ("regimes", "plant_params"):
+            if k in s:
+                raise ConfigError(k, "no value with plant: trainer (set the trainer_config instead)", s[k])
+    regimes = s.get("regimes", ["pretrained"] if plant == "sim" else ["trainer"])
     if isinstance(regimes, str):
         regimes = [regimes]
     regimes = _nonempty_list(regimes, "regimes", "plant regimes")
     for i, r in enumerate(regimes):
-        if r not in REGIMES:
+        if r not in REGIMES and plant == "sim":
             raise unknown_name_error(f"regimes[{i}]", r, REGIMES, "plant regimes")
     plant_params = s.get("plant_params") or {}
     if not isinstance(plant_params, Mapping) or "regime" in plant_params:

@@ -148,3 +148,23 @@ def test_sim_default_config_parses_and_runs_when_builtins_exist(tmp_path):
     assert code == 0
     rows = list(csv.DictReader(open(out / "leaderboard.csv")))
     assert {r["controller"] for r in rows} == {e.label for e in cfg.controllers}
+
+
+def test_bench_on_the_real_trainer(tmp_path):
+    """plant: trainer runs `regulator train` per grid point (tiny model, 2 steps)."""
+    from _train_helpers import tiny_config, write_config
+
+    trainer_cfg = write_config(tmp_path, tiny_config(tmp_path))
+    out = tmp_path / "out"
+    cfg = {"out_dir": str(out), "plant": "trainer", "trainer_config": str(trainer_cfg), "horizon": 2,
+           "seeds": [0], "burn_in": 0, "workers": 1, "targets": {"c": {"kind": "constant", "value": 1.5}},
+           "controllers": [{"label": "grpo", "controller": "static"}]}
+    assert cli_main(["bench", _write(tmp_path, cfg)]) == 0
+    rows = list(csv.DictReader(open(out / "leaderboard.csv")))
+    assert [(r["regime"], r["controller"]) for r in rows] == [("trainer", "grpo")]
+    assert math.isfinite(float(rows[0]["rmse_mean"]))
+    lines = [json.loads(x) for x in open(out / "runs/trainer/c/grpo/seed0/metrics.jsonl")]
+    assert [r["step"] for r in lines] == [0, 1]
+    with pytest.raises(ConfigError) as e:
+        parse_bench_config({**cfg, "regimes": ["scratch"]})
+    assert e.value.key == "regimes"
