@@ -1,14 +1,15 @@
 """Built-in controllers; importing this package registers them.
 
-Registry names: ``static``, ``schedule``, ``pid``, ``bang_bang``, ``bandit``. Parameters and
+Registry names: ``static``, ``schedule``, ``pid``, ``bang_bang``, ``bandit``, ``predictive``. Parameters and
 defaults: each class's docstring and ``docs/controllers.md``.
 """
 
 from controllers.bandit import BanditController
 from controllers.bang_bang import BangBangController
 from controllers.pid import PIDController
+from controllers.predictive import PredictiveController
 from controllers.schedule import ScheduleController
 from controllers.static import StaticController
 
-__all__ = ["BanditController", "BangBangController", "PIDController", "ScheduleController",
-           "StaticController"]
+__all__ = ["BanditController", "BangBangController", "PIDController", "PredictiveController",
+           "ScheduleController", "StaticController"]

@@ -1,0 +1,360 @@
+"""``regulator tune CONFIG``: identify each knob's sign, gain, delay and noise by open-loop step
+probes on the user's own setup, and recommend knobs and PI gains (``envs.identify``).
+
+CONFIG is either a sim-plant spec (has ``plant: sim``)::
+
+    plant: sim
+    plant_params: {regime: pretrained}     # PlantConfig fields (docs/envs.md)
+    knobs: [w_pos, w_neg]                  # candidate knobs
+    initial: {w_pos: 1.0, w_neg: 1.0}      # the operating point k0
+    bounds: {w_pos: [0, 2], w_neg: [0, 2]}
+    delta: {w_pos: 0.5, w_neg: 0.5}        # probe step per knob (default: a quarter of the span)
+    start: 0                               # steps at k0 before the step
+    probe_steps: 30                        # steps after it
+    seeds: 3                               # n (0..n-1) or a list
+    target: {kind: constant, value: 0.35}  # copied into the recommended control section
+    tau_c: null                            # closed-loop time constant (steps); null = rule
+    out_dir: runs/tune
+
+or a training config (``regulator train``'s), whose ``control`` section gives the defaults
+(knobs = control.actuate, initial, bounds, target) and whose optional ``tune:`` mapping holds
+the keys above except ``plant``/``plant_params`` (defaults there: start 10, probe_steps 20,
+seeds 3, out_dir = train.out_dir + "/tune"). Every mistake is a ConfigError naming the key.
+
+Writes OUT/identification.json, OUT/probes.png and OUT/control.yaml; prints the table and the
+``control:`` section.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from envs.identify import KnobModel, control_section, identify_knob, recommend
+from regulator.config import apply_overrides, check_keys, get_typed, load_yaml
+from regulator.errors import ConfigError, unknown_name_error
+from regulator.knobs import KNOB_NAMES, KnobBounds, Knobs
+
+log = logging.getLogger(__name__)
+
+TUNE_KEYS = ("knobs", "initial", "bounds", "delta", "start", "probe_steps", "seeds", "target",
+             "tau_c", "out_dir")
+SIM_KEYS = ("plant", "plant_params", *TUNE_KEYS)
+
+#: runner(schedules, seeds, steps) -> entropy [len(schedules), len(seeds), steps]; schedule[t]
+#: is the Knobs of step t
+Runner = Callable[[list[list[Knobs]], list[int], int], np.ndarray]
+
+
+@dataclass
+class TuneSpec:
+    knobs: list[str]
+    initial: Knobs
+    bounds: KnobBounds
+    delta: dict[str, float]
+    start: int
+    probe_steps: int
+    seeds: list[int]
+    target: Any
+    tau_c: float | None
+    out_dir: str
+    plant: str = "sim"
+    plant_params: dict[str, Any] = field(default_factory=dict)
+    train_raw: dict[str, Any] | None = None
+
+    def schedules(self) -> tuple[list[list[Knobs]], list[tuple[str, str]]]:
+        """The base run and a +delta and -delta run per knob (labels: (knob, 'up'|'down'))."""
+        steps = self.start + self.probe_steps + 1
+        out, labels = [[self.initial] * steps], [("", "base")]
+        for k in self.knobs:
+            for sgn, lab in ((1, "up"), (-1, "down")):
+                lo, hi = self.bounds.range(k)
+                v = min(max(getattr(self.initial, k) + sgn * self.delta[k], lo), hi)
+                probe = self.initial.replace(**{k: v})
+                out.append([self.initial] * self.start + [probe] * (steps - self.start))
+                labels.append((k, lab))
+        return out, labels
+
+
+def _seeds(v: Any, key: str) -> list[int]:
+    if isinstance(v, int) and not isinstance(v, bool):
+        if v < 2:
+            raise ConfigError(key, "at least 2 seeds (the gain's error bar is their spread)", v)
+        return list(range(v))
+    if isinstance(v, list) and len(v) >= 2 and all(isinstance(s, int) and not isinstance(s, bool) for s in v):
+        return list(v)
+    raise ConfigError(key, "an integer >= 2 or a list of at least 2 integer seeds", v)
+
+
+def parse_tune_spec(raw: Mapping[str, Any]) -> TuneSpec:
+    """A sim-plant spec or a training config (module doc) -> TuneSpec."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError("config", "a mapping (a sim-plant spec or a training config)", raw)
+    if "plant" in raw:
+        s = check_keys(raw, SIM_KEYS, "")
+        if s["plant"] != "sim":
+            raise unknown_name_error("plant", s["plant"], ["sim"], "tune plants (a training "
+                                     "config has no 'plant' key)")
+        pp = s.get("plant_params") or {}
+        if not isinstance(pp, Mapping):
+            raise ConfigError("plant_params", "a mapping of PlantConfig fields", pp)
+        from envs.plant_config import PlantConfig
+
+        PlantConfig.from_mapping(pp, key="plant_params")
+        control: Mapping[str, Any] = {}
+        tune, prefix, defaults = s, "", {"start": 0, "probe_steps": 30, "out_dir": "runs/tune"}
+        train_raw = None
+    elif "model" in raw or "train" in raw:
+        from trainer.config import TrainConfig
+
+        train_raw = {k: v for k, v in raw.items() if k != "tune"}
+        cfg = TrainConfig.from_mapping(train_raw)
+        tune = raw.get("tune") or {}
+        tune = check_keys(tune, TUNE_KEYS, "tune")
+        prefix = "tune."
+        control = {"knobs": list(cfg.control.actuate), "initial": cfg.control.initial.as_dict(),
+                   "target": raw.get("control", {}).get("target"),
+                   "bounds": {k: list(cfg.control.bounds.range(k)) for k in KNOB_NAMES}}
+        defaults = {"start": 10, "probe_steps": 20, "out_dir": str(Path(cfg.train.out_dir) / "tune")}
+        pp, s = {}, {"plant": "trainer"}
+    else:
+        raise ConfigError("plant", "'plant: sim' (a sim-plant spec) or a training config with "
+                          "'model' and 'train' sections", None)
+    knobs = tune.get("knobs", control.get("knobs", ["w_pos", "w_neg"]))
+    if isinstance(knobs, str):
+        knobs = [knobs]
+    if not isinstance(knobs, list) or not knobs:
+        raise ConfigError(f"{prefix}knobs", "a non-empty list of knob names", knobs)
+    for i, k in enumerate(knobs):
+        if k not in KNOB_NAMES:
+            raise unknown_name_error(f"{prefix}knobs[{i}]", k, KNOB_NAMES, "knob names")
+    initial = Knobs.from_mapping({**control.get("initial", {}), **(tune.get("initial") or {})},
+                                 key=f"{prefix}initial")
+    bounds_map = dict(control.get("bounds", {}))
+    bounds_map.update(tune.get("bounds") or {})
+    bounds = KnobBounds.from_mapping(bounds_map, key=f"{prefix}bounds")
+    initial = bounds.clamp(initial, only=tuple(knobs))
+    delta_raw = tune.get("delta") or {}
+    if not isinstance(delta_raw, Mapping):
+        raise ConfigError(f"{prefix}delta", "a mapping knob -> probe step", delta_raw)
+    delta = {}
+    for k in knobs:
+        lo, hi = bounds.range(k)
+        span = (hi - lo) if math.isfinite(hi - lo) else 1.0
+        d = delta_raw.get(k, 0.25 * span)
+        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 < d <= span:
+            raise ConfigError(f"{prefix}delta.{k}", f"a probe step in (0, {span}] (the bound span)", d)
+        delta[k] = float(d)
+    for k in delta_raw:
+        if k not in knobs:
+            raise ConfigError(f"{prefix}delta.{k}", f"a knob listed in {prefix}knobs", k)
+    sec = prefix.rstrip(".")
+    start = get_typed(tune, "start", int, sec, defaults["start"], minimum=0)
+    probe = get_typed(tune, "probe_steps", int, sec, defaults["probe_steps"], minimum=4)
+    seeds = _seeds(tune.get("seeds", 3), f"{prefix}seeds")
+    tau_c = tune.get("tau_c")
+    if tau_c is not None and (isinstance(tau_c, bool) or not isinstance(tau_c, (int, float)) or tau_c <= 0):
+        raise ConfigError(f"{prefix}tau_c", "null or a time constant in steps > 0", tau_c)
+    out_dir = tune.get("out_dir", defaults["out_dir"])
+    if not isinstance(out_dir, str) or not out_dir:
+        raise ConfigError(f"{prefix}out_dir", "a directory path", out_dir)
+    target = tune.get("target", control.get("target"))
+    if target is not None:
+        from regulator.targets import make_target
+
+        make_target(target, key=f"{prefix}target")
+    return TuneSpec(list(knobs), initial, bounds, delta, start, probe, seeds, target,
+                    None if tau_c is None else float(tau_c), out_dir, s["plant"], dict(pp), train_raw)
+
+
+# --- runners --------------------------------------------------------------------------------------
+def sim_runner(plant_params: Mapping[str, Any], progress: bool = True) -> Runner:
+    """Every (schedule, seed) as one plant of a batched SimPlant (paired by seed)."""
+    def run(schedules: list[list[Knobs]], seeds: list[int], steps: int) -> np.ndarray:
+        import torch
+
+        from envs.plant import SimPlant
+        from envs.plant_config import PlantConfig
+
+        n = len(schedules) * len(seeds)
+        plant = SimPlant(PlantConfig.from_mapping(dict(plant_params), key="plant_params"), n,
+                         seeds=[s for _ in schedules for s in seeds])
+        out = torch.zeros(steps, n)
+        for t in _progress(range(steps), progress, "probing"):
+            out[t] = plant.rollout()["entropy"]
+            if t < steps - 1:
+                plant.update([sch[t] for sch in schedules for _ in seeds])
+        return out.T.reshape(len(schedules), len(seeds), steps).numpy().astype(float)
+    return run
+
+
+def trainer_runner(train_raw: Mapping[str, Any], progress: bool = True) -> Runner:
+    """Each (schedule, seed) as one short run of the real trainer (``trainer.run.train_step``)."""
+    def run(schedules: list[list[Knobs]], seeds: list[int], steps: int) -> np.ndarray:
+        from regulator.controller import Controller
+        from regulator.safety import Regulator
+        from trainer.config import TrainConfig
+        from trainer.run import build_session, train_step
+
+        class _Open(Controller):
+            name = "tune-probe"
+
+            def __init__(self, schedule: list[Knobs]) -> None:
+                self.schedule = schedule
+
+            def act(self, obs):  # noqa: ANN001, ANN202
+                return self.schedule[obs.step]
+
+        out = np.zeros((len(schedules), len(seeds), steps))
+        bar = _progress(range(len(schedules) * len(seeds) * steps), progress, "probing")
+        it = iter(bar)
+        for i, sch in enumerate(schedules):
+            for j, seed in enumerate(seeds):
+                raw = apply_overrides(dict(train_raw), [f"train.seed={seed}", f"train.steps={steps}",
+                                                        "train.eval_every=0", "train.save_every=0"])
+                cfg = TrainConfig.from_mapping(raw)
+                reg = Regulator(_Open(sch), cfg.control.target, initial=sch[0],
+                                bounds=KnobBounds(), actuate=KNOB_NAMES, total_steps=steps)
+                session = build_session(cfg, regulator=reg)
+                for t in range(steps):
+                    out[i, j, t] = train_step(session.run, t)["entropy/measured"]
+                    next(it, None)
+        return out
+    return run
+
+
+def _progress(it: Any, on: bool, desc: str) -> Any:
+    if not on:
+        return it
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        return it
+    return tqdm(it, desc=desc, leave=False)
+
+
+# --- the procedure ---------------------------------------------------------------------------------
+def identify(spec: TuneSpec, runner: Runner) -> tuple[list[KnobModel], np.ndarray, list]:
+    schedules, labels = spec.schedules()
+    steps = spec.start + spec.probe_steps + 1
+    H = runner(schedules, spec.seeds, steps)
+    base = H[0]
+    models = []
+    for k in spec.knobs:
+        up = H[labels.index((k, "up"))]
+        dn = H[labels.index((k, "down"))]
+        lo, hi = spec.bounds.range(k)
+        k0 = getattr(spec.initial, k)
+        # a step clipped at a bound is smaller than delta; use the mean applied step
+        d_up, d_dn = min(k0 + spec.delta[k], hi) - k0, k0 - max(k0 - spec.delta[k], lo)
+        if d_up <= 0 or d_dn <= 0:  # operating point on a bound: one-sided probe
+            d = max(d_up, d_dn)
+            same = up if d_up > 0 else dn
+            models.append(identify_knob(k, base, same if d_up > 0 else 2 * base - same,
+                                        2 * base - same if d_up > 0 else same, spec.start, d))
+        else:
+            models.append(identify_knob(k, base, up, dn, spec.start, 0.5 * (d_up + d_dn)))
+    return models, H, labels
+
+
+def tune_sim(plant: Any, *, actuate: Sequence[str] = ("w_pos", "w_neg"),
+             bounds: Mapping[str, Sequence[float]] | None = None, seeds: Sequence[int] = (0, 1, 2),
+             start: int = 0, probe_steps: int = 30, target: Any = None) -> dict[str, Any]:
+    """Programmatic ``regulator tune`` on a sim plant (a PlantConfig): models + control section."""
+    raw = {"plant": "sim", "plant_params": plant.as_dict() if hasattr(plant, "as_dict") else dict(plant),
+           "knobs": list(actuate), "bounds": {k: list(v) for k, v in (bounds or {}).items()},
+           "seeds": list(seeds), "start": start, "probe_steps": probe_steps, "target": target}
+    raw["plant_params"]["betas"] = list(raw["plant_params"].get("betas", (0.9, 0.999)))
+    spec = parse_tune_spec(raw)
+    models, _, _ = identify(spec, sim_runner(spec.plant_params, progress=False))
+    return _result(spec, models)
+
+
+def _result(spec: TuneSpec, models: list[KnobModel]) -> dict[str, Any]:
+    b = {k: spec.bounds.range(k) for k in KNOB_NAMES}
+    rec = recommend(models, b, tau_c=spec.tau_c)
+    out: dict[str, Any] = {"models": [m.as_dict() for m in models], "recommendation": rec}
+    if rec["knobs"]:
+        out["control"] = control_section(rec, spec.initial.as_dict(), b, spec.target)
+    return out
+
+
+def format_table(models: list[KnobModel]) -> str:
+    lines = ["knob      sign  gain (nats/step/unit)   +-se      delay  noise   z      authority",
+             "-" * 84]
+    for m in models:
+        lines.append(f"{m.knob:9s} {'+' if m.sign > 0 else '-':>4s}  {m.gain:+.5f}               "
+                     f"{m.stderr:.5f}   {m.delay:5d}  {m.noise:.4f}  {min(m.zscore, 999):5.1f}  "
+                     f"{m.verdict}")
+    return "\n".join(lines)
+
+
+def plot_probes(path: Path, spec: TuneSpec, models: list[KnobModel], H: np.ndarray, labels: list) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(models), figsize=(4.5 * len(models), 3.5), squeeze=False)
+    j = np.arange(1, spec.probe_steps + 1)
+    for ax, m in zip(axes[0], models):
+        for lab, sgn, color in (("up", 1, "tab:red"), ("down", -1, "tab:blue")):
+            D = H[labels.index((m.knob, lab))][:, spec.start + 1:] - H[0][:, spec.start + 1:]
+            for d in D:
+                ax.plot(j, d, color=color, alpha=0.25, lw=0.8)
+            ax.plot(j, D.mean(0), color=color, lw=2, label=f"{m.knob} {'+' if sgn > 0 else '-'}{m.delta:g}")
+            ax.plot(j, sgn * m.delta * m.gain * np.maximum(j - m.delay, 0), color=color, ls="--", lw=1)
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set_title(f"{m.knob}: g={m.gain:+.4f}/step ({m.verdict})")
+        ax.set_xlabel("steps after the knob step")
+        ax.set_ylabel("H(probe) - H(base), nats")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def tune_main(config_path: str, overrides: Sequence[str] = ()) -> int:
+    """Entry point of ``regulator tune``: 0 on success, 1 if the probes fail (ConfigError -> 2)."""
+    raw = apply_overrides(load_yaml(config_path), list(overrides))
+    spec = parse_tune_spec(raw)
+    runner = sim_runner(spec.plant_params) if spec.plant == "sim" else trainer_runner(spec.train_raw or {})
+    n_runs = (1 + 2 * len(spec.knobs)) * len(spec.seeds)
+    print(f"regulator tune: {len(spec.knobs)} knobs x (+-) x {len(spec.seeds)} seeds + base = {n_runs} "
+          f"runs of {spec.start + spec.probe_steps + 1} steps on the {spec.plant} plant", flush=True)
+    t0 = time.perf_counter()
+    try:
+        models, H, labels = identify(spec, runner)
+    except ConfigError:
+        raise
+    except Exception as e:  # a failure during the probes
+        log.error("tune failed: %s: %s", type(e).__name__, e)
+        return 1
+    out = Path(spec.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result = _result(spec, models)
+    result["probe"] = {"start": spec.start, "probe_steps": spec.probe_steps, "seeds": spec.seeds,
+                       "delta": spec.delta, "wall_s": time.perf_counter() - t0}
+    (out / "identification.json").write_text(json.dumps(result, indent=2, default=float) + "\n")
+    plot_probes(out / "probes.png", spec, models, H, labels)
+    print(format_table(models))
+    rec = result["recommendation"]
+    if not rec["knobs"]:
+        print(f"\nno recommendation: {rec['reason']}; probe longer, with larger steps or more seeds")
+        return 0
+    print(f"\nrecommended: {', '.join(rec['knobs'])} (SIMC, integrating plant: k={rec['process_gain']:.4g} "
+          f"nats/step per unit u, theta={rec['theta']:g}, tau_c={rec['tau_c']:.3g} steps)")
+    text = yaml.safe_dump({"control": result["control"]}, sort_keys=False, default_flow_style=None)
+    (out / "control.yaml").write_text(text)
+    print(text, end="")
+    print(f"regulator tune: {time.perf_counter() - t0:.1f} s -> {out}/control.yaml, {out}/probes.png")
+    return 0

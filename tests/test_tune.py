@@ -1,0 +1,129 @@
+"""``regulator tune``: identification on a synthetic linear plant with known parameters, SIMC
+gains, the sim-plant spec end to end, and bad configs exiting 2 naming the key."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import yaml
+
+from envs.identify import KnobModel, recommend
+from envs.tune import identify, parse_tune_spec, tune_main
+from regulator.config import ControlConfig
+from regulator.errors import ConfigError
+from regulator.knobs import KNOB_NAMES
+from trainer.cli import main
+
+GAINS = {"w_pos": -0.008, "w_neg": 0.003, "eps_high": 0.0}  # true g (nats / step / unit knob)
+DELAY = 2  # true dead time (steps)
+NOISE = 0.02  # measurement noise (nats)
+
+
+def linear_runner(seed_offset: int = 0):
+    """H_t = 0.5 - 0.002 t + sum_k g_k sum_{s < t - DELAY} (k_s - k0) + N(0, NOISE^2), with
+    process noise common to the runs of one seed (as paired runs of a real plant share it)."""
+    def run(schedules, seeds, steps):
+        out = np.zeros((len(schedules), len(seeds), steps))
+        for j, seed in enumerate(seeds):
+            rng = np.random.default_rng(seed + seed_offset)
+            drift = np.cumsum(rng.normal(0, 0.003, steps))  # shared by the paired runs
+            for i, sch in enumerate(schedules):
+                meas = np.random.default_rng([seed + seed_offset, i]).normal(0, NOISE, steps)
+                dev = np.array([[getattr(k, n) - getattr(sch[0], n) for n in GAINS] for k in sch])
+                effect = np.zeros(steps)
+                for t in range(steps):
+                    s_end = t - DELAY  # knobs of steps < t - DELAY have acted on H_t
+                    if s_end > 0:
+                        effect[t] = sum(g * dev[:s_end, c].sum() for c, g in enumerate(GAINS.values()))
+                out[i, j] = 0.5 - 0.002 * np.arange(steps) + drift + effect + meas
+        return out
+    return run
+
+
+SPEC = {"plant": "sim", "knobs": ["w_pos", "w_neg", "eps_high"], "start": 5, "probe_steps": 30,
+        "seeds": 4, "bounds": {"w_pos": [0, 2], "w_neg": [0, 2], "eps_high": [0, 1]},
+        "delta": {"w_pos": 0.5, "w_neg": 0.5, "eps_high": 0.2}}
+
+
+@pytest.mark.parametrize("offset", [0, 100])
+def test_identification_recovers_sign_gain_delay_noise(offset):
+    spec = parse_tune_spec(SPEC)
+    models, _, _ = identify(spec, linear_runner(offset))
+    by = {m.knob: m for m in models}
+    for k in ("w_pos", "w_neg"):
+        m = by[k]
+        assert m.sign == (1 if GAINS[k] > 0 else -1)
+        assert m.gain == pytest.approx(GAINS[k], rel=0.3)
+        assert m.verdict == "strong"
+        assert abs(m.delay - DELAY) <= 1
+        assert m.noise == pytest.approx(NOISE, rel=0.3)
+    assert by["eps_high"].verdict != "strong"  # no effect: no authority claimed
+
+
+def test_recommend_applies_simc_for_an_integrating_plant():
+    m = [KnobModel("w_pos", -0.01, 0.001, 1, 0.02, 0.5, 0.0),
+         KnobModel("w_neg", 0.0001, 0.001, 0, 0.02, 0.5, 0.0)]
+    b = {k: (0.0, 2.0) for k in KNOB_NAMES}
+    rec = recommend(m, b, tau_c=10.0)
+    assert rec["knobs"] == ["w_pos"] and rec["gains"] == {"w_pos": -1.0}
+    theta = 2.0  # delay 1 + the one-step sampling delay
+    assert rec["kp"] == pytest.approx(1 / (0.01 * (10 + theta)))
+    assert rec["ki"] == pytest.approx(rec["kp"] / (4 * (10 + theta)))
+    # the noise rule: Kc sigma <= 0.1
+    auto = recommend(m, b)
+    assert auto["kp"] * 0.02 <= 0.1 + 1e-9
+    assert recommend([m[1]], b)["knobs"] == []
+
+
+def test_tune_main_on_the_sim_plant(tmp_path, capsys):
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "plant": "sim", "plant_params": {"regime": "pretrained"}, "knobs": ["w_pos", "w_neg"],
+        "bounds": {"w_pos": [0, 2], "w_neg": [0, 2]}, "probe_steps": 20, "seeds": 3,
+        "target": {"kind": "constant", "value": 0.35}, "out_dir": str(tmp_path / "out")}))
+    assert tune_main(str(cfg), ["seeds=2"]) == 0
+    out = capsys.readouterr().out
+    assert "authority" in out and "control:" in out
+    for f in ("identification.json", "probes.png", "control.yaml"):
+        assert (tmp_path / "out" / f).stat().st_size > 0
+    control = yaml.safe_load((tmp_path / "out" / "control.yaml").read_text())["control"]
+    # the paper's regime: lowering w_pos raises entropy, raising w_neg does (tests/test_plant_facts)
+    assert control["params"]["gains"].get("w_pos", -1) < 0
+    assert control["params"]["gains"].get("w_neg", 1) > 0
+    reg = ControlConfig.from_mapping(control).build(10)  # ready to paste: it builds
+    assert math.isfinite(reg.step(0, 0.4).w_pos)
+
+
+@pytest.mark.parametrize("bad,key", [
+    ({"plant": "real"}, "plant"),
+    ({"knobs": ["w_poz"]}, "knobs[0]"),
+    ({"delta": {"w_pos": -1}}, "delta.w_pos"),
+    ({"seeds": 1}, "seeds"),
+    ({"probe_steps": 2}, "probe_steps"),
+    ({"tau_c": 0}, "tau_c"),
+    ({"plant_params": {"regime": "warm"}}, "plant_params.regime"),
+    ({"bounds": {"w_pos": [1, 0]}}, "bounds.w_pos"),
+    ({"probe_stepz": 3}, "probe_stepz"),
+])
+def test_bad_tune_configs_exit_2_naming_the_key(tmp_path, capsys, bad, key):
+    raw = {"plant": "sim", "knobs": ["w_pos"], **bad}
+    with pytest.raises(ConfigError) as e:
+        parse_tune_spec(raw)
+    assert e.value.key == key
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    assert main(["tune", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert key in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_train_config_is_accepted_and_its_tune_section_checked():
+    raw = yaml.safe_load(open("configs/default.yaml"))
+    spec = parse_tune_spec(raw)
+    assert spec.plant == "trainer" and spec.knobs == ["w_pos", "w_neg"]
+    assert spec.start == 10 and spec.probe_steps == 20 and len(spec.seeds) == 3
+    with pytest.raises(ConfigError) as e:
+        parse_tune_spec({**raw, "tune": {"seedz": 3}})
+    assert e.value.key == "tune.seedz"
