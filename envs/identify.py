@@ -20,6 +20,9 @@ Tuning: SIMC for an integrating process with delay (Skogestad 2003), k e^{-theta
     Kc = 1 / (k (tau_c + theta')),    tau_I = 4 (tau_c + theta'),    theta' = theta + 1,
 in our PID's units (u per nat, ki = Kc / tau_I per step). tau_c, the closed-loop time constant,
 is max(theta', the smallest value that keeps the noise in u, Kc sigma, below ``u_noise``).
+u_noise = 0.3 (u units: weight units for w_pos / w_neg) was chosen among 0.1 / 0.2 / 0.3 on the
+simulated plant (benchmarks/direction_auto.py; docs/tuning.md): 0.1 left the integral far too
+slow to cancel the plant's own drift (the collapse).
 """
 
 from __future__ import annotations
@@ -96,7 +99,7 @@ def identify_knob(knob: str, base: np.ndarray, up: np.ndarray, down: np.ndarray,
 
 
 def recommend(models: list[KnobModel], bounds: dict[str, tuple[float, float]], *,
-              tau_c: float | None = None, u_noise: float = 0.1, keep: float = 0.3) -> dict[str, Any]:
+              tau_c: float | None = None, u_noise: float = 0.3, keep: float = 0.3) -> dict[str, Any]:
     """Pick the knobs with authority and PI gains for them by SIMC (module doc).
 
     A knob is kept if its verdict is ``strong`` and its authority |g| x (bound span) is at least

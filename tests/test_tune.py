@@ -71,9 +71,10 @@ def test_recommend_applies_simc_for_an_integrating_plant():
     theta = 2.0  # delay 1 + the one-step sampling delay
     assert rec["kp"] == pytest.approx(1 / (0.01 * (10 + theta)))
     assert rec["ki"] == pytest.approx(rec["kp"] / (4 * (10 + theta)))
-    # the noise rule: Kc sigma <= 0.1
+    # the noise rule: Kc sigma <= u_noise (0.3)
     auto = recommend(m, b)
-    assert auto["kp"] * 0.02 <= 0.1 + 1e-9
+    assert auto["kp"] * 0.02 <= 0.3 + 1e-9
+    assert recommend(m, b, u_noise=0.1)["kp"] * 0.02 <= 0.1 + 1e-9
     assert recommend([m[1]], b)["knobs"] == []
 
 
