@@ -12,9 +12,8 @@ install: $(VENV)/.installed
 # torch==2.13.0 first (the CPU wheel on these machines), then the project with pinned extras.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e ".[test,math,gguf]"
+	$(PIP) install -q -c constraints.txt -e ".[test,math,gguf,parquet]"
 	touch $@
 
 demo: install
