@@ -203,11 +203,12 @@ class SimPlant:
         dh_pos = sum_{A>0} A c / N, dh_neg = sum_{A<0} A c / N.
         """
         s = (p * p * (logp + ent)).sum(0)  # [B, P, L]
-        coef = -(old_lp.exp() * (old_lp + ent) - s)  # [G, B, P, L]
+        coef = s - old_lp.exp() * (old_lp + ent)  # c per token, [G, B, P, L]
+        c_seq = coef.sum(-1)  # A is per response: sum_{A>0} A c = sum_seq max(A, 0) sum_l c
         n = float(old_lp[:, 0].numel())
         return {
-            "dh_pos": (adv.clamp(min=0).unsqueeze(-1) * coef).sum((0, 2, 3)) / n,
-            "dh_neg": (adv.clamp(max=0).unsqueeze(-1) * coef).sum((0, 2, 3)) / n,
+            "dh_pos": (adv.clamp(min=0) * c_seq).sum((0, 2)) / n,
+            "dh_neg": (adv.clamp(max=0) * c_seq).sum((0, 2)) / n,
         }
 
     # ------------------------------------------------------------------ update
