@@ -37,7 +37,8 @@ class ControllerPolicy:
 
     Settings (target, actuate, bounds, initial, horizon) come from ``env`` (its unwrapped env)
     unless given. The step is read from the observation's ``progress``; a step-0 observation
-    starts a fresh Regulator (so one policy object serves many episodes).
+    starts a fresh controller and Regulator (so one policy object serves many episodes). A batch
+    of observations ([num_envs, fields], from a vector env) gets one controller per row.
     """
 
     def __init__(self, controller: str | Controller, params: Mapping[str, Any] | None = None, *,
@@ -54,28 +55,46 @@ class ControllerPolicy:
         self.horizon = int(horizon or getattr(u, "horizon", 0))
         if self.target is None or self.horizon < 1:
             raise ConfigError("ControllerPolicy", "an env, or target and horizon", None)
-        self.regulator: Regulator | None = None
+        self.regulators: list[Regulator | None] = []
 
-    def reset(self) -> None:
-        """Start a new episode with a fresh controller and Regulator."""
+    def _new_regulator(self) -> Regulator:
         c = self.controller_spec
-        controller = make_controller(c, **self.params) if isinstance(c, str) else c
-        self.regulator = Regulator(controller, self.target, initial=self.initial, bounds=self.bounds,
-                                   actuate=self.actuate, total_steps=self.horizon)
+        if isinstance(c, Controller):
+            if len(self.regulators) > 1:
+                raise ValueError("a Controller instance serves one env; pass a registry name for a batch")
+            controller = c
+        else:
+            controller = make_controller(c, **self.params)
+        return Regulator(controller, self.target, initial=self.initial, bounds=self.bounds,
+                         actuate=self.actuate, total_steps=self.horizon)
+
+    @property
+    def regulator(self) -> Regulator | None:
+        """The Regulator of the first (or only) env."""
+        return self.regulators[0] if self.regulators else None
 
     @property
     def knobs(self) -> Knobs | None:
-        """The knobs the last action stands for."""
-        return None if self.regulator is None else self.regulator.knobs
+        """The knobs the last action of the first (or only) env stands for."""
+        r = self.regulator
+        return None if r is None else r.knobs
 
-    def __call__(self, obs: np.ndarray) -> np.ndarray:
+    def _act(self, i: int, obs: np.ndarray) -> np.ndarray:
         f = sp.decode(obs)
         step = int(round(f["progress"] * max(self.horizon - 1, 1)))
-        if step == 0 or self.regulator is None:
-            self.reset()
-        assert self.regulator is not None
-        knobs = self.regulator.step(step, f["entropy"], **{k: f[k] for k in _METRIC_FIELDS})
+        while len(self.regulators) <= i:
+            self.regulators.append(None)
+        reg = self.regulators[i]
+        if step == 0 or reg is None:
+            reg = self.regulators[i] = self._new_regulator()
+        knobs = reg.step(step, f["entropy"], **{k: f[k] for k in _METRIC_FIELDS})
         return sp.knobs_to_action(knobs, self.actuate, self.bounds)
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        obs = np.asarray(obs, dtype=np.float32)
+        if obs.ndim == 1:
+            return self._act(0, obs)
+        return np.stack([self._act(i, o) for i, o in enumerate(obs)])
 
 
 def _load_callable(spec: str | Callable[[np.ndarray], Any]) -> Callable[[np.ndarray], Any]:

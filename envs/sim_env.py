@@ -196,6 +196,22 @@ class EntropySimVectorEnv(VectorEnv):
     def horizon(self) -> int:
         return self._core.horizon
 
+    @property
+    def actuate(self) -> tuple[str, ...]:
+        return self._core.actuate
+
+    @property
+    def bounds(self) -> KnobBounds:
+        return self._core.bounds
+
+    @property
+    def initial(self) -> Knobs:
+        return self._core.initial
+
+    @property
+    def target_spec(self) -> Any:
+        return self._core.target_spec
+
     def _seeds(self, seed: int | None) -> list[int]:
         base = seed if seed is not None else int(self.np_random.integers(0, 2**31 - 1))
         return [base + b for b in range(self.num_envs)]

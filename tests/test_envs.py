@@ -160,3 +160,22 @@ def test_policy_controller_wraps_a_callable_and_runs_in_the_regulator():
                      actuate=("w_pos",), total_steps=10)
     assert reg2.step(0, 0.5).w_pos == 0.5  # action 0 -> middle of [0, 1]
     assert reg2.faults == 0
+
+
+def test_controller_policy_on_the_vector_env_equals_direct_batched_run():
+    horizon, target = 15, {"kind": "constant", "value": 0.4}
+    venv = gym.make_vec(envs.SIM_ID, num_envs=3, vectorization_mode="vector_entry_point",
+                        horizon=horizon, plant=SMALL, target=target)
+    policy = ControllerPolicy("test_envs_prop", env=venv)
+    obs, _ = venv.reset(seed=20)
+    via_env = []
+    for _ in range(horizon):
+        obs, r, term, trunc, info = venv.step(policy(obs))
+        via_env.append(np.stack([info["entropy/measured"], info["knobs/w_pos"]], -1))
+    plant = SimPlant(PlantConfig(**SMALL), 3, seeds=[20, 21, 22])
+    regs = [Regulator(_PropWpos(), target, actuate=("w_pos",), total_steps=horizon) for _ in range(3)]
+    rows = run_regulated(plant, regs, horizon)
+    direct = np.array([[[r[t]["entropy/measured"], r[t]["knobs/w_pos"]] for r in rows]
+                       for t in range(horizon)])
+    np.testing.assert_allclose(np.array(via_env), direct, rtol=0, atol=1e-6)
+    assert len(policy.regulators) == 3
