@@ -71,6 +71,7 @@ def controllers(regime: str, tuned: dict[str, Any] | None
                              ACTUATE),
         "pid_hand_correct": ("pid", dict(hand), ACTUATE),
         "predictive": ("predictive", {}, ACTUATE),
+        "grpo_uncontrolled": ("static", {"preset": "grpo"}, ACTUATE),
     }
     if tuned is not None:
         out["pid_tuned"] = (tuned["controller"], dict(tuned["params"]), tuple(tuned["actuate"]))
@@ -87,10 +88,12 @@ def run_cell(regime: str, target: dict[str, Any], name: str, params: dict[str, A
                       total_steps=horizon) for _ in seeds]
     rows = run_regulated(plant, regs, horizon)
     out = []
-    for r in rows:
+    for r, reg in zip(rows, regs):
         h = [x["entropy/measured"] for x in r]
         t = [x["entropy/target"] for x in r]
-        out.append(tracking_summary(h, t, burn_in=burn_in))
+        summ = tracking_summary(h, t, burn_in=burn_in)
+        summ.update(getattr(reg.controller, "metrics", dict)())  # final control/gain_* estimates
+        out.append(summ)
     return out
 
 
@@ -119,8 +122,11 @@ def main(argv: list[str] | None = None) -> None:
                 summ = run_cell(regime, target, name, params, actuate, seeds, a.horizon, BURN_IN[regime])
                 results[(regime, tname, label)] = [s["rmse_ema"] for s in summ]
                 v = np.array(results[(regime, tname, label)])
+                signs = {k.split("/")[-1]: [int(x[k]) for x in summ]
+                         for k in summ[0] if k.startswith("control/gain_sign/")}
                 print(f"{regime:10s} {tname:8s} {label:18s} rmse_ema {v.mean():.4f} "
-                      f"[{v.min():.4f}-{v.max():.4f}]", flush=True)
+                      f"[{v.min():.4f}-{v.max():.4f}]" + (f"  final signs {signs}" if signs else ""),
+                      flush=True)
     print_table(results)
     print(f"# {time.perf_counter() - t0:.0f} s", flush=True)
 
