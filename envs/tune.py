@@ -197,8 +197,11 @@ def sim_runner(plant_params: Mapping[str, Any], progress: bool = True) -> Runner
     return run
 
 
-def trainer_runner(train_raw: Mapping[str, Any], progress: bool = True) -> Runner:
-    """Each (schedule, seed) as one short run of the real trainer (``trainer.run.train_step``)."""
+def trainer_runner(train_raw: Mapping[str, Any], bounds: KnobBounds, progress: bool = True) -> Runner:
+    """Each (schedule, seed) as one short run of the real trainer (``trainer.run.train_step``).
+
+    The Regulator between the schedule and the trainer gets the spec's ``bounds`` (with the
+    default bounds, w_pos <= 1, a +delta probe from 1 would be clamped to no step at all)."""
     def run(schedules: list[list[Knobs]], seeds: list[int], steps: int) -> np.ndarray:
         from regulator.controller import Controller
         from regulator.safety import Regulator
@@ -223,7 +226,7 @@ def trainer_runner(train_raw: Mapping[str, Any], progress: bool = True) -> Runne
                                                         "train.eval_every=0", "train.save_every=0"])
                 cfg = TrainConfig.from_mapping(raw)
                 reg = Regulator(_Open(sch), cfg.control.target, initial=sch[0],
-                                bounds=KnobBounds(), actuate=KNOB_NAMES, total_steps=steps)
+                                bounds=bounds, actuate=KNOB_NAMES, total_steps=steps)
                 session = build_session(cfg, regulator=reg)
                 for t in range(steps):
                     out[i, j, t] = train_step(session.run, t)["entropy/measured"]
@@ -327,7 +330,8 @@ def tune_main(config_path: str, overrides: Sequence[str] = ()) -> int:
     """Entry point of ``regulator tune``: 0 on success, 1 if the probes fail (ConfigError -> 2)."""
     raw = apply_overrides(load_yaml(config_path), list(overrides))
     spec = parse_tune_spec(raw)
-    runner = sim_runner(spec.plant_params) if spec.plant == "sim" else trainer_runner(spec.train_raw or {})
+    runner = (sim_runner(spec.plant_params) if spec.plant == "sim"
+              else trainer_runner(spec.train_raw or {}, spec.bounds))
     n_runs = (1 + 2 * len(spec.knobs)) * len(spec.seeds)
     print(f"regulator tune: {len(spec.knobs)} knobs x (+-) x {len(spec.seeds)} seeds + base = {n_runs} "
           f"runs of {spec.start + spec.probe_steps + 1} steps on the {spec.plant} plant", flush=True)
