@@ -45,6 +45,26 @@ def test_resume_reproduces_uninterrupted_run(tmp_path):
     assert len({r["entropy/measured"] for r in a}) == 8
 
 
+@pytest.mark.parametrize("stage, bf16", [(0, True), (1, False), (2, True), (3, False)])
+def test_resume_under_zero_and_bf16(tmp_path, stage, bf16):
+    ds = {"deepspeed": {"zero_stage": stage, "bf16": bf16}}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    straight = tiny_config(tmp_path / "a", train={"steps": 4, "save_every": 2}, **ds)
+    assert main(["train", str(write_config(tmp_path / "a", straight))]) == 0
+    half = tiny_config(tmp_path / "b", train={"steps": 2, "save_every": 2}, **ds)
+    path = write_config(tmp_path / "b", half)
+    assert main(["train", str(path)]) == 0
+    run_b = tmp_path / "b" / "run"
+    assert main(["train", str(path), "--resume", str(run_b), "--set", "train.steps=4"]) == 0
+    a = _strip_times(read_metrics(tmp_path / "a" / "run" / "metrics.jsonl"))
+    b = _strip_times(read_metrics(run_b / "metrics.jsonl"))
+    assert len(a) == len(b) == 4
+    for ra, rb in zip(a, b):
+        for k in ra:
+            assert rb[k] == pytest.approx(ra[k], rel=1e-5, abs=1e-7), (ra["step"], k)
+
+
 def test_resume_after_crash_drops_rows_past_the_checkpoint(tmp_path):
     cfg = tiny_config(tmp_path, train={"steps": 6, "save_every": 3})
     path = write_config(tmp_path, cfg)

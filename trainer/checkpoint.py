@@ -2,9 +2,10 @@
 
 Layout: ``RUN_DIR/checkpoints/step-000050/`` holds
 - ``model.safetensors``   the policy weights (rank 0; safetensors, no pickle);
-- ``optimizer-rank{r}.pt`` each rank's optimizer state (loaded with ``weights_only=True``);
+- ``optimizer-rank{r}.pt`` each rank's optimizer state (loaded with ``weights_only=True``; the
+  few plain-data DeepSpeed classes of ZeRO / bf16 optimizer states are allow-listed);
 - ``rng-rank{r}.pt``       each rank's python / numpy / torch RNG states (``weights_only=True``);
-- ``state.json``           step, regulator (controller) state, prompt-stream position, config hash.
+- ``state.json``           step, regulator (controller) state, prompt-stream position, wall time.
 and ``RUN_DIR/checkpoints/latest`` names the newest complete one.
 
 Atomicity: everything is written into ``.tmp-step-N/``, fsynced, then renamed; ``latest`` is
@@ -14,6 +15,7 @@ next time, and ``latest`` still names the previous complete checkpoint.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import random
@@ -126,6 +128,31 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return done[-1] if done else None
 
 
+def _safe_globals() -> list[Any]:
+    """Plain-data DeepSpeed classes that ZeRO / bf16 optimizer states contain; allow-listed for
+    ``torch.load(weights_only=True)`` (everything else stays forbidden)."""
+    out: list[Any] = []
+    try:
+        from deepspeed.runtime.fp16 import loss_scaler
+
+        out += [loss_scaler.LossScaler, loss_scaler.DynamicLossScaler]
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        from deepspeed.runtime.zero.config import ZeroStageEnum
+        from deepspeed.utils.tensor_fragment import fragment_address
+
+        out += [ZeroStageEnum, fragment_address]
+    except ImportError:  # pragma: no cover
+        pass
+    return out
+
+
+def _load(path: Path) -> Any:
+    with torch.serialization.safe_globals(_safe_globals()):
+        return torch.load(path, weights_only=True)
+
+
 def load_checkpoint(path: Path, engine, *, rank: int) -> dict[str, Any]:
     """Restore weights, optimizer and RNG state into a fresh engine; return state.json."""
     from safetensors.torch import load_file
@@ -144,11 +171,18 @@ def load_checkpoint(path: Path, engine, *, rank: int) -> dict[str, Any]:
         if set(missing) - tied or unexpected:
             raise RuntimeError(f"checkpoint {path} does not match the model: missing "
                                f"{sorted(set(missing) - tied)}, unexpected {sorted(unexpected)}")
-    opt_file = path / f"optimizer-rank{rank}.pt"
-    if not opt_file.exists():
-        raise RuntimeError(f"{opt_file} is missing: resume with the same number of ranks")
-    engine.optimizer.load_state_dict(torch.load(opt_file, weights_only=True))
+    files = [path / f"optimizer-rank{r}.pt" for r in range(world_size())]
+    if not all(f.exists() for f in files) or (path / f"optimizer-rank{len(files)}.pt").exists():
+        raise RuntimeError(f"{path}: optimizer files for {world_size()} ranks expected: resume with "
+                           "the number of ranks that wrote the checkpoint")
+    opt = engine.optimizer
+    params = list(inspect.signature(opt.load_state_dict).parameters)
+    if params and params[0] == "state_dict_list":  # ZeRO / BF16 wrappers: one state per rank
+        kwargs = {"load_from_fp32_weights": True} if "load_from_fp32_weights" in params else {}
+        opt.load_state_dict([_load(f) for f in files], **kwargs)
+    else:
+        opt.load_state_dict(_load(files[rank]))
     rng_file = path / f"rng-rank{rank}.pt"
     if rng_file.exists():
-        set_rng_state(torch.load(rng_file, weights_only=True))
+        set_rng_state(_load(rng_file))
     return json.loads((path / "state.json").read_text())
