@@ -9,7 +9,8 @@ CONFIG is either a sim-plant spec (has ``plant: sim``)::
     initial: {w_pos: 1.0, w_neg: 1.0}      # the operating point k0
     bounds: {w_pos: [0, 2], w_neg: [0, 2]}
     delta: {w_pos: 0.5, w_neg: 0.5}        # probe step per knob (default: a quarter of the span)
-    start: 0                               # steps at k0 before the step
+    start: 0                               # steps at k0 before the step; a list = several
+                                           # phases of training, each probed (signs compared)
     probe_steps: 30                        # steps after it
     seeds: 3                               # n (0..n-1) or a list
     target: {kind: constant, value: 0.35}  # copied into the recommended control section
@@ -22,7 +23,9 @@ the keys above except ``plant``/``plant_params`` (defaults there: start 10, prob
 seeds 3, out_dir = train.out_dir + "/tune"). Every mistake is a ConfigError naming the key.
 
 Writes OUT/identification.json, OUT/probes.png and OUT/control.yaml; prints the table and the
-``control:`` section.
+``control:`` section. With several ``start`` phases, a knob whose sign differs between phases
+(with authority in both) gets ``direction: auto`` in the recommendation, its prior the first
+phase's sign, and the SIMC gains use the mean |g| over the phases.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ class TuneSpec:
     initial: Knobs
     bounds: KnobBounds
     delta: dict[str, float]
-    start: int
+    starts: list[int]
     probe_steps: int
     seeds: list[int]
     target: Any
@@ -71,16 +74,16 @@ class TuneSpec:
     plant_params: dict[str, Any] = field(default_factory=dict)
     train_raw: dict[str, Any] | None = None
 
-    def schedules(self) -> tuple[list[list[Knobs]], list[tuple[str, str]]]:
+    def schedules(self, start: int) -> tuple[list[list[Knobs]], list[tuple[str, str]]]:
         """The base run and a +delta and -delta run per knob (labels: (knob, 'up'|'down'))."""
-        steps = self.start + self.probe_steps + 1
+        steps = start + self.probe_steps + 1
         out, labels = [[self.initial] * steps], [("", "base")]
         for k in self.knobs:
             for sgn, lab in ((1, "up"), (-1, "down")):
                 lo, hi = self.bounds.range(k)
                 v = min(max(getattr(self.initial, k) + sgn * self.delta[k], lo), hi)
                 probe = self.initial.replace(**{k: v})
-                out.append([self.initial] * self.start + [probe] * (steps - self.start))
+                out.append([self.initial] * start + [probe] * (steps - start))
                 labels.append((k, lab))
         return out, labels
 
@@ -158,7 +161,14 @@ def parse_tune_spec(raw: Mapping[str, Any]) -> TuneSpec:
         if k not in knobs:
             raise ConfigError(f"{prefix}delta.{k}", f"a knob listed in {prefix}knobs", k)
     sec = prefix.rstrip(".")
-    start = get_typed(tune, "start", int, sec, defaults["start"], minimum=0)
+    starts = tune.get("start", defaults["start"])
+    starts = starts if isinstance(starts, list) else [starts]
+    for i, st in enumerate(starts):
+        if isinstance(st, bool) or not isinstance(st, int) or st < 0:
+            raise ConfigError(f"{prefix}start" + (f"[{i}]" if len(starts) > 1 else ""),
+                              "a step >= 0 or a list of them", st)
+    if not starts or sorted(set(starts)) != starts:
+        raise ConfigError(f"{prefix}start", "a step or a non-empty increasing list of steps", starts)
     probe = get_typed(tune, "probe_steps", int, sec, defaults["probe_steps"], minimum=4)
     seeds = _seeds(tune.get("seeds", 3), f"{prefix}seeds")
     tau_c = tune.get("tau_c")
@@ -172,7 +182,7 @@ def parse_tune_spec(raw: Mapping[str, Any]) -> TuneSpec:
         from regulator.targets import make_target
 
         make_target(target, key=f"{prefix}target")
-    return TuneSpec(list(knobs), initial, bounds, delta, start, probe, seeds, target,
+    return TuneSpec(list(knobs), initial, bounds, delta, starts, probe, seeds, target,
                     None if tau_c is None else float(tau_c), out_dir, s["plant"], dict(pp), train_raw)
 
 
@@ -246,9 +256,12 @@ def _progress(it: Any, on: bool, desc: str) -> Any:
 
 
 # --- the procedure ---------------------------------------------------------------------------------
-def identify(spec: TuneSpec, runner: Runner) -> tuple[list[KnobModel], np.ndarray, list]:
-    schedules, labels = spec.schedules()
-    steps = spec.start + spec.probe_steps + 1
+def identify(spec: TuneSpec, runner: Runner, start: int | None = None
+             ) -> tuple[list[KnobModel], np.ndarray, list]:
+    """Probe every knob from step ``start`` (default: the first phase) and fit each."""
+    start = spec.starts[0] if start is None else start
+    schedules, labels = spec.schedules(start)
+    steps = start + spec.probe_steps + 1
     H = runner(schedules, spec.seeds, steps)
     base = H[0]
     models = []
@@ -263,61 +276,100 @@ def identify(spec: TuneSpec, runner: Runner) -> tuple[list[KnobModel], np.ndarra
             d = max(d_up, d_dn)
             same = up if d_up > 0 else dn
             models.append(identify_knob(k, base, same if d_up > 0 else 2 * base - same,
-                                        2 * base - same if d_up > 0 else same, spec.start, d))
+                                        2 * base - same if d_up > 0 else same, start, d))
         else:
-            models.append(identify_knob(k, base, up, dn, spec.start, 0.5 * (d_up + d_dn)))
+            models.append(identify_knob(k, base, up, dn, start, 0.5 * (d_up + d_dn)))
     return models, H, labels
+
+
+def merge_phases(phases: list[list[KnobModel]]) -> tuple[list[KnobModel], list[str]]:
+    """One model per knob over the phases, and the knobs whose sign flips between phases.
+
+    Sign: the first phase with authority (``strong``); gain magnitude: mean |g| over the strong
+    phases; delay and noise: the largest. A knob flips if strong phases disagree on its sign."""
+    merged, flips = [], []
+    for i, m0 in enumerate(phases[0]):
+        ms = [p[i] for p in phases]
+        strong = [m for m in ms if m.verdict == "strong"]
+        if len(ms) == 1 or not strong:
+            merged.append(max(ms, key=lambda m: m.zscore))
+            continue
+        if len({m.sign for m in strong}) > 1:
+            flips.append(m0.knob)
+        mag = float(np.mean([abs(m.gain) for m in strong]))
+        merged.append(KnobModel(m0.knob, strong[0].sign * mag, min(m.stderr for m in strong),
+                                max(m.delay for m in strong), max(m.noise for m in strong),
+                                m0.delta, float(np.mean([m.asymmetry for m in strong]))))
+    return merged, flips
 
 
 def tune_sim(plant: Any, *, actuate: Sequence[str] = ("w_pos", "w_neg"),
              bounds: Mapping[str, Sequence[float]] | None = None, seeds: Sequence[int] = (0, 1, 2),
-             start: int = 0, probe_steps: int = 30, target: Any = None) -> dict[str, Any]:
+             start: int | list[int] = 0, probe_steps: int = 30, target: Any = None) -> dict[str, Any]:
     """Programmatic ``regulator tune`` on a sim plant (a PlantConfig): models + control section."""
     raw = {"plant": "sim", "plant_params": plant.as_dict() if hasattr(plant, "as_dict") else dict(plant),
            "knobs": list(actuate), "bounds": {k: list(v) for k, v in (bounds or {}).items()},
            "seeds": list(seeds), "start": start, "probe_steps": probe_steps, "target": target}
     raw["plant_params"]["betas"] = list(raw["plant_params"].get("betas", (0.9, 0.999)))
     spec = parse_tune_spec(raw)
-    models, _, _ = identify(spec, sim_runner(spec.plant_params, progress=False))
-    return _result(spec, models)
+    runner = sim_runner(spec.plant_params, progress=False)
+    return _result(spec, [identify(spec, runner, st)[0] for st in spec.starts])
 
 
-def _result(spec: TuneSpec, models: list[KnobModel]) -> dict[str, Any]:
+def _result(spec: TuneSpec, phases: list[list[KnobModel]]) -> dict[str, Any]:
     b = {k: spec.bounds.range(k) for k in KNOB_NAMES}
+    models, flips = merge_phases(phases)
     rec = recommend(models, b, tau_c=spec.tau_c)
-    out: dict[str, Any] = {"models": [m.as_dict() for m in models], "recommendation": rec}
+    out: dict[str, Any] = {"phases": [{"start": st, "models": [m.as_dict() for m in ms]}
+                                      for st, ms in zip(spec.starts, phases)],
+                           "models": [m.as_dict() for m in models], "flips": flips,
+                           "recommendation": rec}
     if rec["knobs"]:
         out["control"] = control_section(rec, spec.initial.as_dict(), b, spec.target)
+        if any(k in flips for k in rec["knobs"]):
+            out["control"]["params"]["direction"] = "auto"
     return out
 
 
-def format_table(models: list[KnobModel]) -> str:
-    lines = ["knob      sign  gain (nats/step/unit)   +-se      delay  noise   z      authority",
-             "-" * 84]
-    for m in models:
-        lines.append(f"{m.knob:9s} {'+' if m.sign > 0 else '-':>4s}  {m.gain:+.5f}               "
-                     f"{m.stderr:.5f}   {m.delay:5d}  {m.noise:.4f}  {min(m.zscore, 999):5.1f}  "
-                     f"{m.verdict}")
+def format_table(phases: list[list[KnobModel]], starts: list[int]) -> str:
+    lines = ["from step  knob      sign  gain (nats/step/unit)   +-se      delay  noise   z      authority",
+             "-" * 95]
+    for st, models in zip(starts, phases):
+        lines += _rows(models, f"{st:9d}  ")
     return "\n".join(lines)
 
 
-def plot_probes(path: Path, spec: TuneSpec, models: list[KnobModel], H: np.ndarray, labels: list) -> None:
+def _rows(models: list[KnobModel], lead: str) -> list[str]:
+    lines = []
+    for m in models:
+        lines.append(f"{lead}{m.knob:9s} {'+' if m.sign > 0 else '-':>4s}  {m.gain:+.5f}               "
+                     f"{m.stderr:.5f}   {m.delay:5d}  {m.noise:.4f}  {min(m.zscore, 999):5.1f}  "
+                     f"{m.verdict}")
+    return lines
+
+
+def plot_probes(path: Path, spec: TuneSpec, phases: list[tuple[int, list[KnobModel], np.ndarray, list]]
+                ) -> None:
+    """Per phase and knob: H(probe) - H(base) per seed, their mean, and the fitted model."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(models), figsize=(4.5 * len(models), 3.5), squeeze=False)
+    n = len(spec.knobs)
+    fig, axes = plt.subplots(len(phases), n, figsize=(4.5 * n, 3.5 * len(phases)), squeeze=False)
     j = np.arange(1, spec.probe_steps + 1)
-    for ax, m in zip(axes[0], models):
+    panels = [(ax, start, m, H, labels) for (start, models, H, labels), row in zip(phases, axes)
+              for ax, m in zip(row, models)]
+    for ax, start, m, H, labels in panels:
         for lab, sgn, color in (("up", 1, "tab:red"), ("down", -1, "tab:blue")):
-            D = H[labels.index((m.knob, lab))][:, spec.start + 1:] - H[0][:, spec.start + 1:]
+            D = H[labels.index((m.knob, lab))][:, start + 1:] - H[0][:, start + 1:]
             for d in D:
                 ax.plot(j, d, color=color, alpha=0.25, lw=0.8)
             ax.plot(j, D.mean(0), color=color, lw=2, label=f"{m.knob} {'+' if sgn > 0 else '-'}{m.delta:g}")
             ax.plot(j, sgn * m.delta * m.gain * np.maximum(j - m.delay, 0), color=color, ls="--", lw=1)
         ax.axhline(0, color="k", lw=0.5)
-        ax.set_title(f"{m.knob}: g={m.gain:+.4f}/step ({m.verdict})")
+        ax.set_title(f"{m.knob} from step {start}: g={m.gain:+.4f}/step ({m.verdict})", fontsize=10)
         ax.set_xlabel("steps after the knob step")
         ax.set_ylabel("H(probe) - H(base), nats")
         ax.legend(fontsize=8)
@@ -333,11 +385,12 @@ def tune_main(config_path: str, overrides: Sequence[str] = ()) -> int:
     runner = (sim_runner(spec.plant_params) if spec.plant == "sim"
               else trainer_runner(spec.train_raw or {}, spec.bounds))
     n_runs = (1 + 2 * len(spec.knobs)) * len(spec.seeds)
+    lengths = " + ".join(str(st + spec.probe_steps + 1) for st in spec.starts)
     print(f"regulator tune: {len(spec.knobs)} knobs x (+-) x {len(spec.seeds)} seeds + base = {n_runs} "
-          f"runs of {spec.start + spec.probe_steps + 1} steps on the {spec.plant} plant", flush=True)
+          f"runs of {lengths} steps on the {spec.plant} plant", flush=True)
     t0 = time.perf_counter()
     try:
-        models, H, labels = identify(spec, runner)
+        probed = [(st, *identify(spec, runner, st)) for st in spec.starts]
     except ConfigError:
         raise
     except Exception as e:  # a failure during the probes
@@ -345,12 +398,15 @@ def tune_main(config_path: str, overrides: Sequence[str] = ()) -> int:
         return 1
     out = Path(spec.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    result = _result(spec, models)
-    result["probe"] = {"start": spec.start, "probe_steps": spec.probe_steps, "seeds": spec.seeds,
+    phases = [p[1] for p in probed]
+    result = _result(spec, phases)
+    result["probe"] = {"start": spec.starts, "probe_steps": spec.probe_steps, "seeds": spec.seeds,
                        "delta": spec.delta, "wall_s": time.perf_counter() - t0}
     (out / "identification.json").write_text(json.dumps(result, indent=2, default=float) + "\n")
-    plot_probes(out / "probes.png", spec, models, H, labels)
-    print(format_table(models))
+    plot_probes(out / "probes.png", spec, probed)
+    print(format_table(phases, spec.starts))
+    if result["flips"]:
+        print(f"\nsign changes between phases: {', '.join(result['flips'])} -> direction: auto")
     rec = result["recommendation"]
     if not rec["knobs"]:
         print(f"\nno recommendation: {rec['reason']}; probe longer, with larger steps or more seeds")

@@ -124,7 +124,7 @@ def test_a_train_config_is_accepted_and_its_tune_section_checked():
     raw = yaml.safe_load(open("configs/default.yaml"))
     spec = parse_tune_spec(raw)
     assert spec.plant == "trainer" and spec.knobs == ["w_pos", "w_neg"]
-    assert spec.start == 10 and spec.probe_steps == 20 and len(spec.seeds) == 3
+    assert spec.starts == [10] and spec.probe_steps == 20 and len(spec.seeds) == 3
     with pytest.raises(ConfigError) as e:
         parse_tune_spec({**raw, "tune": {"seedz": 3}})
     assert e.value.key == "tune.seedz"
@@ -145,3 +145,24 @@ def test_trainer_probes_apply_the_spec_bounds():
     assert not np.allclose(base[:, 3:], up[:, 3:])  # the step acted
     assert not np.allclose(base[:, 3:], down[:, 3:])
     assert math.isfinite(models[0].gain)
+
+
+def test_phases_with_opposite_signs_recommend_direction_auto():
+    """Two probe phases on the synthetic plant with the w_neg gain reversed in the second one."""
+    spec = parse_tune_spec({**SPEC, "knobs": ["w_pos", "w_neg"], "start": [5, 50],
+                            "delta": {"w_pos": 0.5, "w_neg": 0.5}})
+    first = identify(spec, linear_runner(), 5)[0]
+    GAINS["w_neg"] = -GAINS["w_neg"]
+    try:
+        second = identify(spec, linear_runner(), 50)[0]
+    finally:
+        GAINS["w_neg"] = -GAINS["w_neg"]
+    from envs.tune import _result
+
+    out = _result(spec, [first, second])
+    assert out["flips"] == ["w_neg"]
+    assert out["control"]["params"]["direction"] == "auto"
+    assert out["control"]["params"]["gains"]["w_neg"] > 0  # the first phase's sign is the prior
+    with pytest.raises(ConfigError) as e:
+        parse_tune_spec({**SPEC, "start": [50, 5]})
+    assert e.value.key == "start"
