@@ -88,3 +88,24 @@ def test_raising_reward_function_does_not_stop_training(tmp_path, monkeypatch):
     rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
     assert len(rows) == 4
     assert sum(r["reward/failures"] for r in rows) > 0
+
+
+def test_controller_fault_is_logged_and_training_goes_on(tmp_path, monkeypatch):
+    mod = tmp_path / "faulty_ctl_mod.py"
+    mod.write_text(
+        "from regulator import Controller\n"
+        "class Faulty(Controller):\n"
+        "    def act(self, obs):\n"
+        "        if obs.step == 2:\n"
+        "            raise RuntimeError('sensor glitch')\n"
+        "        return self.with_actuated({'w_pos': 0.5})\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = tiny_config(tmp_path, train={"steps": 4, "save_every": 0})
+    cfg["control"] = {"controller": "faulty_ctl_mod:Faulty", "actuate": ["w_pos"],
+                      "target": {"kind": "constant", "value": 1.0}}
+    assert train_main(str(write_config(tmp_path, cfg))) == 0
+    rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert [r["control/faults"] for r in rows] == [0.0, 0.0, 1.0, 1.0]
+    assert [r["knobs/w_pos"] for r in rows] == [0.5, 0.5, 0.5, 0.5]  # held at the fault
+    events = [json.loads(line) for line in (tmp_path / "run" / "events.jsonl").read_text().splitlines()]
+    assert any(e["step"] == 2 and "sensor glitch" in e["event"] for e in events)
