@@ -171,14 +171,19 @@ class HFGenerateBackend:
 class VLLMBackend:
     """A colocated vLLM engine (CUDA only; ``pip install 'entropy-regulator[vllm]'``).
 
-    UNTESTED on the build machines (no GPU). Weights are pushed from the training module after
-    every update with ``load_weights`` on the vLLM worker's model. Per-request seeds keep the
-    sampling reproducible, as in the HF backend.
+    UNTESTED on the build machines (no GPU). Follows TRL's colocate mode: every training rank
+    runs its own in-process engine (``distributed_executor_backend="external_launcher"``, the
+    engine lives inside the torch.distributed job), and after every update the training weights
+    are pushed into it with the model's ``load_weights`` (gathered first under ZeRO-3).
+    Per-request seeds keep the sampling reproducible, as in the HF backend.
     """
 
     def __init__(self, model_path: str, tokenizer, *, max_new_tokens: int, temperature: float,
                  top_k: int = 0, top_p: float = 1.0, gpu_memory_utilization: float = 0.3,
-                 dtype: str = "bfloat16", seed: int = 0):
+                 dtype: str = "bfloat16", seed: int = 0, max_model_len: int | None = None):
+        import os
+
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the engine in this process
         try:
             from vllm import LLM
         except ImportError as e:  # pragma: no cover - optional extra
@@ -189,8 +194,10 @@ class VLLMBackend:
         self.tokenizer = tokenizer
         self.max_new_tokens, self.temperature, self.top_k, self.top_p = (
             max_new_tokens, temperature, top_k, top_p)
+        kw = {"max_model_len": max_model_len} if max_model_len else {}
         self.llm = LLM(model=model_path, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
-                       seed=seed, enable_prefix_caching=True)
+                       seed=seed, distributed_executor_backend="external_launcher",
+                       enable_prefix_caching=True, **kw)
         self.eos = eos_token_ids(tokenizer)
 
     @torch.no_grad()
@@ -211,20 +218,28 @@ class VLLMBackend:
         full[:, : ids.shape[1]] = ids
         for i, r in enumerate(resp):
             full[i, ids.shape[1]: ids.shape[1] + len(r)] = torch.tensor(r, dtype=ids.dtype)
-        return _layout(self.tokenizer, ids, mask, full, self.eos)
+        device = torch.device("cuda", torch.cuda.current_device())
+        return _layout(self.tokenizer, ids.to(device), mask.to(device), full.to(device), self.eos)
+
+    def _vllm_model(self):
+        executor = self.llm.llm_engine.model_executor
+        worker = executor.driver_worker
+        worker = getattr(worker, "worker", worker)  # newer vLLM wraps the worker
+        return worker.model_runner.model
 
     def sync_weights(self, model: torch.nn.Module) -> None:
-        """Push the training weights into the vLLM worker (colocated, same GPU)."""
-        state = {k: v.detach() for k, v in model.state_dict().items()}
+        """Push the training weights into the colocated engine (same GPU, no copy to host)."""
+        target = self._vllm_model()
+        params = list(model.parameters())
+        zero3 = any(hasattr(p, "ds_id") for p in params)
+        if zero3:  # ZeRO-3 shards the weights: gather them for the copy
+            import deepspeed
 
-        def _load(worker):  # runs inside the vLLM worker
-            worker.model_runner.model.load_weights(weights=list(state.items()))
-
-        try:
-            self.llm.collective_rpc(_load)
-        except AttributeError:  # older vLLM
-            runner = self.llm.llm_engine.model_executor.driver_worker.model_runner
-            runner.model.load_weights(weights=list(state.items()))
+            with deepspeed.zero.GatheredParameters(params):
+                target.load_weights(weights=list(model.state_dict().items()))
+        else:
+            target.load_weights(weights=list(model.state_dict().items()))
+        self.llm.reset_prefix_cache()
 
 
 def make_backend(rollout_cfg, model: torch.nn.Module, tokenizer, *, model_path: str | None,
