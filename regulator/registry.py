@@ -137,5 +137,6 @@ def controller_origins() -> dict[str, str]:
     for name, ep in _entry_points().items():
         if name not in _REGISTRY:
             dist = ep.dist.name if ep.dist is not None else "unknown distribution"
-            out[name] = f"plugin ({dist}: {ep.value})"
+            own = dist == "entropy-regulator"
+            out[name] = ep.value.partition(":")[0] if own else f"plugin ({dist}: {ep.value})"
     return dict(sorted(out.items()))
