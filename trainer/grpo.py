@@ -14,6 +14,7 @@ rollout -> rewards -> advantages -> entropy (before the update) -> Regulator.ste
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -80,6 +81,7 @@ class Measured:
     logprobs: torch.Tensor | None               # [B, T] with graph when the forward is shared
     entropy: float                              # token mean over all ranks' response tokens
     dh: dict[str, float] = field(default_factory=dict)  # dh_pos, dh_neg (global token mean)
+    stats_s: float = 0.0                        # seconds spent on the entropy statistics
 
 
 def measure(engine, rollout: Rollout, advantages: torch.Tensor, temperature: float, *,
@@ -93,11 +95,13 @@ def measure(engine, rollout: Rollout, advantages: torch.Tensor, temperature: flo
     n = mask.shape[0]
     chunks = [slice(0, n)] if keep_graph else [slice(i, i + micro_batch) for i in range(0, n, micro_batch)]
     old, lps, h_sum, c_terms = [], [], 0.0, {"dh_pos": 0.0, "dh_neg": 0.0}
+    stats_s = 0.0
     for rows in chunks:
         with torch.set_grad_enabled(keep_graph):
             logits = response_logits(engine, rollout, rows)
             if keep_graph:
                 lps.append(sampled_logprobs(logits, actions[rows], temperature))
+        t0 = time.perf_counter()  # the statistics reuse these logits: no extra forward
         st = token_stats(logits.detach(), actions[rows], temperature)
         m = mask[rows]
         old.append(st.logprob)
@@ -105,6 +109,7 @@ def measure(engine, rollout: Rollout, advantages: torch.Tensor, temperature: flo
         per = predicted_entropy_change(st.dh_coef, advantages[rows], m)  # means over chunk tokens
         for k in c_terms:
             c_terms[k] += per[k] * float(m.sum())
+        stats_s += time.perf_counter() - t0  # float() above synchronised the device
         del logits
     tot = all_sum([h_sum, float(mask.sum()), c_terms["dh_pos"], c_terms["dh_neg"]])
     ntok = max(float(tot[1]), 1.0)
@@ -113,6 +118,7 @@ def measure(engine, rollout: Rollout, advantages: torch.Tensor, temperature: flo
         logprobs=torch.cat(lps) if keep_graph else None,
         entropy=float(tot[0]) / ntok,
         dh={"dh_pos": float(tot[2]) / ntok, "dh_neg": float(tot[3]) / ntok},
+        stats_s=stats_s,
     )
 
 
@@ -131,13 +137,13 @@ def update(engine, rollout: Rollout, measured: Measured, advantages: torch.Tenso
     n = loss_mask.shape[0]
     ws = world_size()
     gen = torch.Generator().manual_seed(int(seed))
-    sums = torch.zeros(5, dtype=torch.float64)  # loss, clip_low tokens, clip_high tokens, tokens, updates
+    acc = None  # loss, clip_low tokens, clip_high tokens, tokens: summed on the device, one sync
+    updates = 0
     actions = rollout.response_ids
     for _epoch in range(epochs):
         order = torch.randperm(n, generator=gen) if mini_batches > 1 else torch.arange(n)
         for mb in order.chunk(mini_batches):
             n_global = float(all_sum([float(loss_mask[mb].sum())])[0])
-            mb_loss = 0.0
             for i in range(0, len(mb), micro_batch):
                 rows = mb[i:i + micro_batch]
                 if measured.logprobs is not None:  # the measuring forward's graph (ratio = 1)
@@ -150,14 +156,13 @@ def update(engine, rollout: Rollout, measured: Measured, advantages: torch.Tenso
                                                  num_tokens=max(n_global, 1.0))
                 engine.backward(loss * ws, scale_wrt_gas=False)
                 engine.step()
-                mb_loss += float(loss.detach())
-                tok = float(st["tokens"])
-                sums += torch.tensor([0.0, float(st["clip_frac_low"]) * tok,
-                                      float(st["clip_frac_high"]) * tok, tok, 0.0], dtype=torch.float64)
-            sums[0] += mb_loss
-            sums[4] += 1
-    tot = all_sum(sums)
-    updates = max(float(sums[4]), 1.0)
+                tok = st["tokens"]
+                row = torch.stack([loss.detach(), st["clip_frac_low"] * tok,
+                                   st["clip_frac_high"] * tok, tok]).double()
+                acc = row if acc is None else acc + row
+            updates += 1
+    tot = all_sum(acc.cpu() if acc is not None else torch.zeros(4, dtype=torch.float64))
+    updates = max(float(updates), 1.0)
     ntok = max(float(tot[3]), 1.0)
     return {"loss/policy": float(tot[0]) / updates, "clip/frac_low": float(tot[1]) / ntok,
             "clip/frac_high": float(tot[2]) / ntok}

@@ -90,6 +90,7 @@ def train_step(run: Run, step: int) -> dict[str, float]:
     adv, keep = adv.reshape(-1, 1).to(mask.device), (~zero_var).repeat_interleave(G)[:, None]
     loss_mask = mask * keep.to(mask.device) if cfg.optim.drop_zero_var_groups else mask
     # 4. entropy of the rollout batch under the policy before the update (all ranks)
+    t_m = time.perf_counter()
     m = measure(run.engine, rollout, adv, ro.temperature, keep_graph=run.shared_forward,
                 micro_batch=run.micro_batch)
     pos, neg = (adv > 0).float() * mask, (adv < 0).float() * mask
@@ -99,9 +100,12 @@ def train_step(run: Run, step: int) -> dict[str, float]:
     n_seq, n_tok = tot[2].item(), max(tot[5].item(), 1.0)
     seen = {"reward_mean": tot[0].item() / n_seq, "accuracy": tot[1].item() / n_seq,
             "pos_token_frac": tot[3].item() / n_tok, "neg_token_frac": tot[4].item() / n_tok}
+    t_m = time.perf_counter() - t_m
     # 5. the controller picks this step's knobs (every rank gets rank 0's)
+    t_c = time.perf_counter()
     knobs = broadcast_knobs(run.regulator.step(step, m.entropy, **seen, **run.last_clip, **m.dh,
                                                mixed_groups=1.0 - tot[7].item() / tot[8].item()))
+    t_c = time.perf_counter() - t_c + m.stats_s  # control = Regulator + entropy statistics
     # 6. regulated GRPO update: mini-batches x epochs, global token normalisation
     t1, run.updating = time.perf_counter(), True
     upd = update(run.engine, rollout, m, adv, loss_mask, knobs, temperature=ro.temperature,
@@ -117,6 +121,7 @@ def train_step(run: Run, step: int) -> dict[str, float]:
         "reward/mean": seen["reward_mean"], "reward/accuracy": seen["accuracy"], **upd,
         "tokens/pos_frac": seen["pos_token_frac"], "tokens/neg_frac": seen["neg_token_frac"],
         "time/step_s": time.perf_counter() - t0, "time/generate_s": t_gen, "time/update_s": t_upd,
+        "time/measure_s": t_m, "time/control_s": t_c,
         "entropy/dh_pos": m.dh["dh_pos"], "entropy/dh_neg": m.dh["dh_neg"],
         "reward/failures": tot[6].item(), "groups/zero_var_frac": tot[7].item() / tot[8].item(),
         "response/length": n_tok / n_seq, **run.regulator.metrics(),
