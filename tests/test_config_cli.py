@@ -28,6 +28,12 @@ def test_load_yaml_errors(tmp_path):
         load_yaml(tmp_path / "list.yaml")
 
 
+def test_yaml_reads_scientific_notation_as_float(tmp_path):
+    (tmp_path / "c.yaml").write_text("optim: {lr: 1e-6, eps: -2.5E+3, name: x1e3}\n")
+    assert load_yaml(tmp_path / "c.yaml") == {"optim": {"lr": 1e-6, "eps": -2500.0, "name": "x1e3"}}
+    assert apply_overrides({}, ["optim.lr=3e-5"]) == {"optim": {"lr": 3e-5}}
+
+
 def test_overrides_and_typed_access():
     cfg = apply_overrides({"train": {"steps": 10}}, ["train.steps=20", "control.target.value=0.5",
                                                      "log.name=run a"])

@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="regulator", description="Adaptive entropy regulation for RLVR.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     t = sub.add_parser("train", help="train with a target-entropy config")
-    t.add_argument("config", help="YAML config (see configs/default.yaml)")
+    t.add_argument("config", nargs="?", help="YAML config (see configs/default.yaml); optional "
+                   "with --resume, which uses the run's own config.yaml")
     t.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="override a config value (repeatable)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")

@@ -16,20 +16,6 @@ from typing import Any
 from regulator.config import ControlConfig, check_keys, get_typed
 from regulator.errors import ConfigError, unknown_name_error
 
-
-def _coerce_floats(section: dict[str, Any], cls: type) -> dict[str, Any]:
-    """Accept ``1e-6`` for float fields: YAML 1.1 (PyYAML) reads it as a string without a dot."""
-    out = dict(section)
-    for name, f in cls.__dataclass_fields__.items():
-        v = out.get(name)
-        if f.type in ("float", float) and isinstance(v, str):
-            try:
-                out[name] = float(v)
-            except ValueError:
-                pass
-    return out
-
-
 SECTIONS = ("model", "task", "reward", "rollout", "optim", "deepspeed", "control", "train", "log")
 
 
@@ -48,7 +34,7 @@ class RolloutConfig:
 
     @classmethod
     def from_mapping(cls, s: Any, key: str = "rollout") -> RolloutConfig:
-        s = _coerce_floats(check_keys(s, tuple(cls.__dataclass_fields__), key), cls)
+        s = check_keys(s, tuple(cls.__dataclass_fields__), key)
         d = cls()
         backend = get_typed(s, "backend", str, key, d.backend)
         if backend not in ("hf", "vllm"):
@@ -83,7 +69,7 @@ class OptimConfig:
 
     @classmethod
     def from_mapping(cls, s: Any, key: str = "optim") -> OptimConfig:
-        s = _coerce_floats(check_keys(s, tuple(cls.__dataclass_fields__), key), cls)
+        s = check_keys(s, tuple(cls.__dataclass_fields__), key)
         d = cls()
         betas = s.get("betas", list(d.betas))
         if (not isinstance(betas, (list, tuple)) or len(betas) != 2
@@ -138,7 +124,7 @@ class RunConfig:
 
     @classmethod
     def from_mapping(cls, s: Any, key: str = "train") -> RunConfig:
-        s = _coerce_floats(check_keys(s, tuple(cls.__dataclass_fields__), key), cls)
+        s = check_keys(s, tuple(cls.__dataclass_fields__), key)
         d = cls()
         out_dir = get_typed(s, "out_dir", str, key, d.out_dir)
         if not out_dir:
@@ -166,7 +152,7 @@ class LogConfig:
 
     @classmethod
     def from_mapping(cls, s: Any, key: str = "log") -> LogConfig:
-        s = _coerce_floats(check_keys(s, tuple(cls.__dataclass_fields__), key), cls)
+        s = check_keys(s, tuple(cls.__dataclass_fields__), key)
         d = cls()
         return cls(
             tensorboard=get_typed(s, "tensorboard", bool, key, d.tensorboard),
