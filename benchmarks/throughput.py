@@ -111,7 +111,9 @@ class Variant:
         self.restore()
         rows = []
         for s in range(n):
+            c0 = time.process_time()  # this process's CPU time: robust to other processes' load
             rows.append(train_step(self.run, s))
+            rows[-1]["_cpu_s"] = time.process_time() - c0
             rows[-1]["_regulator_s"] = self.regulator_s
         return rows
 
@@ -119,7 +121,7 @@ class Variant:
 def breakdown(row: dict[str, float], n_seq: int) -> dict[str, float]:
     """One step's row -> stage seconds, tokens and rates."""
     stats_s = row["time/control_s"] - row.get("_regulator_s", 0.0)
-    out = {"step": row["time/step_s"], "generate": row["time/generate_s"],
+    out = {"step": row["time/step_s"], "cpu_step": row["_cpu_s"], "generate": row["time/generate_s"],
            "old_logprob": row["time/measure_s"] - min(stats_s, row["time/measure_s"]),
            "update": row["time/update_s"], "control": row["time/control_s"],
            "regulator": row["_regulator_s"], "entropy_stats": stats_s}
@@ -188,14 +190,16 @@ def summarise(res: dict[str, Any]) -> dict[str, Any]:
         med["control_frac"] = statistics.median(r["control"] / r["step"] for r in reps)
         table[name] = med
 
-    def ratio(a: str, b: str) -> dict[str, float]:
-        return _spread([x["step"] / y["step"] for x, y in zip(per[a], per[b])])
+    def ratio(a: str, b: str, key: str) -> dict[str, float]:
+        return _spread([x[key] / y[key] for x, y in zip(per[a], per[b])])
 
-    return {"table": table, "ratios": {
-        "pid/static (1 update)": ratio("pid/1", "static/1"),
-        "pid/static (2 updates)": ratio("pid/2", "static/2"),
-        "2 updates / 1 (pid)": ratio("pid/2", "pid/1"),
-        "2 updates / 1 (static)": ratio("static/2", "static/1")}}
+    pairs = {"pid/static (1 update)": ("pid/1", "static/1"),
+             "pid/static (2 updates)": ("pid/2", "static/2"),
+             "2 updates / 1 (pid)": ("pid/2", "pid/1"),
+             "2 updates / 1 (static)": ("static/2", "static/1")}
+    return {"table": table,
+            "ratios": {k: ratio(a, b, "step") for k, (a, b) in pairs.items()},
+            "cpu_ratios": {k: ratio(a, b, "cpu_step") for k, (a, b) in pairs.items()}}
 
 
 def render(res: dict[str, Any], summ: dict[str, Any]) -> str:
@@ -213,7 +217,9 @@ def render(res: dict[str, Any], summ: dict[str, Any]) -> str:
                      f"{m['entropy_stats'] * 1e3:>12.3f}{m['tokens_per_s']:>9.0f}"
                      f"{m['gen_tokens_per_s']:>11.0f}")
     for k, r in summ["ratios"].items():
-        lines.append(f"  step-time ratio {k:<24} {r['median']:.3f}  [{r['min']:.3f}, {r['max']:.3f}]")
+        c = summ["cpu_ratios"][k]
+        lines.append(f"  step-time ratio {k:<24} wall {r['median']:.3f} [{r['min']:.3f}, {r['max']:.3f}]"
+                     f"   process CPU {c['median']:.3f} [{c['min']:.3f}, {c['max']:.3f}]")
     lines.append("  peak memory MiB: " + ", ".join(f"{k} {v:.0f}" for k, v in res["peak_mb"].items()))
     return "\n".join(lines)
 
