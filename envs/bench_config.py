@@ -171,6 +171,15 @@ def parse_bench_config(cfg: Mapping[str, Any]) -> BenchConfig:
     if plant == "trainer" and not isinstance(trainer_config, str):
         raise ConfigError("trainer_config", "the path of a training config (plant: trainer)", trainer_config)
     control = check_keys(s.get("control"), ("actuate", "initial", "bounds"), "control")
+    # the shared defaults are checked under their own key (the entries below merge them in)
+    actuate = control.get("actuate", [])
+    if not isinstance(actuate, (list, str)):
+        raise ConfigError("control.actuate", "a list of knob names", actuate)
+    for j, k in enumerate([actuate] if isinstance(actuate, str) else actuate):
+        if k not in KNOB_NAMES:
+            raise unknown_name_error(f"control.actuate[{j}]", k, KNOB_NAMES, "knob names")
+    Knobs.from_mapping(control.get("initial"), key="control.initial")
+    KnobBounds.from_mapping(control.get("bounds"), key="control.bounds")
     targets = s.get("targets")
     if not isinstance(targets, Mapping) or not targets:
         raise ConfigError("targets", "a non-empty mapping name -> target spec", targets)

@@ -108,7 +108,8 @@ class PlantConfig:
                 continue
             v = s[f.name]
             if f.name == "betas":
-                if not (isinstance(v, (list, tuple)) and len(v) == 2):
+                if not (isinstance(v, (list, tuple)) and len(v) == 2 and all(
+                        isinstance(b, (int, float)) and not isinstance(b, bool) for b in v)):
                     raise ConfigError(f"{key}.betas", "a [beta1, beta2] pair", v)
                 kw["betas"] = (float(v[0]), float(v[1]))
             elif f.name == "regime":

@@ -55,6 +55,8 @@ class _SimCore:
                  plant: PlantConfig | Mapping[str, Any] | None = None, regime: str | None = None) -> None:
         if isinstance(actuate, str):
             actuate = (actuate,)
+        if not isinstance(actuate, (list, tuple)):
+            raise ConfigError("actuate", "a knob name or a list of knob names", actuate)
         for i, k in enumerate(actuate):
             if k not in KNOB_NAMES:
                 raise unknown_name_error(f"actuate[{i}]", k, KNOB_NAMES, "knob names")

@@ -86,6 +86,8 @@ class EntropyTrainEnv(gym.Env):
         raw = apply_overrides(raw, list(overrides))
         self._raw = raw
         self.cfg = TrainConfig.from_mapping(raw)
+        if not isinstance(actuate, (str, list, tuple)):
+            raise ConfigError("actuate", "a knob name or a list of knob names", actuate)
         actuate = (actuate,) if isinstance(actuate, str) else tuple(actuate)
         if not actuate:
             raise ConfigError("actuate", "at least one knob name", list(actuate))

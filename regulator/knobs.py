@@ -55,6 +55,8 @@ class Knobs:
     @classmethod
     def from_mapping(cls, values: Mapping[str, object] | None, key: str = "initial") -> Knobs:
         """Build from a config mapping; unknown names raise a ConfigError naming `key`."""
+        if values is not None and not isinstance(values, Mapping):
+            raise ConfigError(key, "a mapping knob -> value", values)
         values = dict(values or {})
         unknown = set(values) - set(KNOB_NAMES)
         if unknown:
@@ -153,6 +155,8 @@ class KnobBounds:
     @classmethod
     def from_mapping(cls, values: Mapping[str, object] | None, key: str = "bounds") -> KnobBounds:
         """Build from a config mapping such as ``{w_pos: [0, 1], max_delta: 0.1}``."""
+        if values is not None and not isinstance(values, Mapping):
+            raise ConfigError(key, "a mapping knob -> [min, max] (and max_delta)", values)
         values = dict(values or {})
         allowed = (*KNOB_NAMES, "max_delta")
         for k in values:

@@ -133,7 +133,7 @@ def make_target(spec: Mapping[str, Any] | float | int, key: str = "control.targe
     kind = spec.get("kind")
     if kind is None:
         raise ConfigError(f"{key}.kind", f"one of {', '.join(_KINDS)}")
-    if kind not in _KINDS:
+    if not isinstance(kind, str) or kind not in _KINDS:
         raise unknown_name_error(f"{key}.kind", kind, _KINDS, "target kinds")
     for k in spec:
         if k != "kind" and k not in _KINDS[kind]:

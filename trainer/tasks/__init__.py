@@ -39,6 +39,8 @@ def make_task(spec: Mapping[str, Any] | str, key: str = "task") -> Task:
     kind = s.get("kind")
     if kind is None:
         raise ConfigError(f"{key}.kind", f"one of the task kinds: {', '.join(KINDS)}", None)
+    if not isinstance(kind, str):
+        raise unknown_name_error(f"{key}.kind", kind, KINDS, "task kinds")
     if kind in GENERATED:
         return GENERATED[kind](s, key)
     if kind in FILE_KINDS:
