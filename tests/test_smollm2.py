@@ -34,7 +34,7 @@ def test_cached_smollm2_loads_fast_with_the_right_eos(smollm2_cache):
     build_policy({"name": "smollm2-135m"})  # warm the imports
     t0 = time.perf_counter()
     model, tok = build_policy({"name": "smollm2-135m"})
-    assert time.perf_counter() - t0 < 5.0  # < 1 s on an idle machine
+    assert time.perf_counter() - t0 < 10.0  # 0.4 s on an idle machine; slack for busy CI
     assert tok.eos_token == SMOLLM2_EOS and tok.eos_token_id == 2
     assert model.generation_config.eos_token_id == 2 and tok.padding_side == "left"
     assert sum(p.numel() for p in model.parameters()) == 134_515_008

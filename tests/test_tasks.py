@@ -134,6 +134,7 @@ def test_parquet_task(tmp_path):
     ({"kind": "jsonl", "path": "/nonexistent/data.jsonl"}, "task.path"),
     ({"kind": "jsonl"}, "task.path"),
     ({}, "task.kind"),
+    ({"kind": ["max_digits"]}, "task.kind"),
 ])
 def test_bad_specs_name_the_key(spec, key):
     with pytest.raises(ConfigError) as e:
