@@ -59,11 +59,13 @@ class SeededSampler:
 
     argmax(z / T + g), g ~ Gumbel(0, 1) i.i.d., is a sample of softmax(z / T). Each row draws
     its noise from its own generator seeded with ``seeds[row]``, so a row's sample is the same
-    whatever batch it is in. Optional top-k / top-p filtering happens before the noise.
+    whatever batch it is in (on a given device: CPU and CUDA generators give different streams).
+    Optional top-k / top-p filtering happens before the noise.
     """
 
     def __init__(self, seeds: list[int], temperature: float, top_k: int = 0, top_p: float = 1.0):
-        self.gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.seeds = [int(s) for s in seeds]
+        self.gens: list[torch.Generator] = []  # made on the logits' device at the first call
         self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
@@ -76,7 +78,9 @@ class SeededSampler:
             cum = sorted_z.softmax(-1).cumsum(-1)
             drop = cum - sorted_z.softmax(-1) >= self.top_p  # keep the smallest set reaching top_p
             z = z.masked_fill(drop.scatter(-1, idx, drop), float("-inf"))
-        u = torch.stack([torch.rand(z.shape[-1], generator=g) for g in self.gens]).to(z.device)
+        if not self.gens:  # the noise is drawn where the logits are: no host->device copy per token
+            self.gens = [torch.Generator(device=z.device).manual_seed(s) for s in self.seeds]
+        u = torch.stack([torch.rand(z.shape[-1], generator=g, device=z.device) for g in self.gens])
         gumbel = -torch.log(-torch.log(u.clamp(1e-20, 1.0 - 1e-7)))
         return z + gumbel
 
