@@ -8,7 +8,9 @@ of ``regulator.tracking_summary``, mean over seeds (min-max in brackets).
     OMP_NUM_THREADS=1 python benchmarks/direction_auto.py [--seeds 5] [--horizon 300] [--no-tune]
 
 "tuned" runs ``regulator tune``'s identification (``envs.tune.tune_sim``) on the regime's plant
-with seeds disjoint from the grid's, and uses the PI gains and knob signs it recommends.
+with seeds disjoint from the grid's, and uses the PI gains and knob signs it recommends: probed
+where the knobs act in that regime (``TUNE_START``), and "tuned_2phase" probed at steps 0 and 80
+without knowing the regime (a sign that differs between the phases gets ``direction: auto``).
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ DEFAULT_PI = {"kp": 2.0, "ki": 0.2}
 TUNE_START = {"pretrained": 0, "scratch": 80}
 
 
-def controllers(regime: str, tuned: dict[str, Any] | None
+def controllers(regime: str, tuned: dict[str, Any] | None, tuned2: dict[str, Any] | None = None
                 ) -> dict[str, tuple[str, dict[str, Any], tuple[str, ...]]]:
     """label -> (registry name, params, actuated knobs)."""
     hand = HAND[regime]
@@ -75,6 +77,9 @@ def controllers(regime: str, tuned: dict[str, Any] | None
     }
     if tuned is not None:
         out["pid_tuned"] = (tuned["controller"], dict(tuned["params"]), tuple(tuned["actuate"]))
+    if tuned2 is not None:
+        out["pid_tuned_2phase"] = (tuned2["controller"], dict(tuned2["params"]),
+                                   tuple(tuned2["actuate"]))
     return out
 
 
@@ -109,14 +114,18 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     results: dict[tuple[str, str, str], list[float]] = {}
     for regime in ("pretrained", "scratch"):
-        tuned = None
+        tuned = tuned2 = None
         if not a.no_tune:
             from envs.tune import tune_sim
             tuned = tune_sim(PlantConfig(regime=regime), actuate=ACTUATE, bounds=BOUNDS,
                              seeds=[1000, 1001, 1002], start=TUNE_START[regime])["control"]
             print(f"# tuned ({regime}): {tuned}", flush=True)
+            # without knowing the regime: probe at the start and after 80 steps
+            tuned2 = tune_sim(PlantConfig(regime=regime), actuate=ACTUATE, bounds=BOUNDS,
+                              seeds=[1000, 1001, 1002], start=[0, 80])["control"]
+            print(f"# tuned, phases [0, 80] ({regime}): {tuned2}", flush=True)
         for tname, target in TARGETS[regime].items():
-            for label, (name, params, actuate) in controllers(regime, tuned).items():
+            for label, (name, params, actuate) in controllers(regime, tuned, tuned2).items():
                 if a.only and label not in a.only.split(","):
                     continue
                 summ = run_cell(regime, target, name, params, actuate, seeds, a.horizon, BURN_IN[regime])
