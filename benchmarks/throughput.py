@@ -179,6 +179,11 @@ def _spread(xs: list[float]) -> dict[str, float]:
     return {"median": statistics.median(xs), "min": min(xs), "max": max(xs)}
 
 
+def _fastest(a: list[dict[str, float]], b: list[dict[str, float]], key: str) -> float:
+    """Ratio of the fastest repeats: the least disturbed estimate on a loaded machine."""
+    return min(x[key] for x in a) / min(y[key] for y in b)
+
+
 def summarise(res: dict[str, Any]) -> dict[str, Any]:
     """Per-variant medians, control share and the paired ratios (median [min, max])."""
     per = res["per_repeat"]
@@ -191,14 +196,20 @@ def summarise(res: dict[str, Any]) -> dict[str, Any]:
         table[name] = med
 
     def ratio(a: str, b: str, key: str) -> dict[str, float]:
-        return _spread([x[key] / y[key] for x, y in zip(per[a], per[b])])
+        return {**_spread([x[key] / y[key] for x, y in zip(per[a], per[b])]),
+                "fastest": _fastest(per[a], per[b], key)}
 
     pairs = {"pid/static (1 update)": ("pid/1", "static/1"),
              "pid/static (2 updates)": ("pid/2", "static/2"),
              "2 updates / 1 (pid)": ("pid/2", "pid/1"),
              "2 updates / 1 (static)": ("static/2", "static/1")}
+    def implied(a: str, b: str) -> dict[str, float]:  # b's step with a's control time instead
+        return _spread([(y["step"] - y["control"] + x["control"]) / y["step"]
+                        for x, y in zip(per[a], per[b])])
+
     return {"table": table,
             "ratios": {k: ratio(a, b, "step") for k, (a, b) in pairs.items()},
+            "implied_ratios": {k: implied(a, b) for k, (a, b) in list(pairs.items())[:2]},
             "cpu_ratios": {k: ratio(a, b, "cpu_step") for k, (a, b) in pairs.items()}}
 
 
@@ -219,7 +230,10 @@ def render(res: dict[str, Any], summ: dict[str, Any]) -> str:
     for k, r in summ["ratios"].items():
         c = summ["cpu_ratios"][k]
         lines.append(f"  step-time ratio {k:<24} wall {r['median']:.3f} [{r['min']:.3f}, {r['max']:.3f}]"
-                     f"   process CPU {c['median']:.3f} [{c['min']:.3f}, {c['max']:.3f}]")
+                     f" fastest {r['fastest']:.3f}   process CPU {c['median']:.3f} "
+                     f"[{c['min']:.3f}, {c['max']:.3f}] fastest {c['fastest']:.3f}")
+    for k, r in summ["implied_ratios"].items():
+        lines.append(f"  implied by control time {k:<16} {r['median']:.4f} [{r['min']:.4f}, {r['max']:.4f}]")
     lines.append("  peak memory MiB: " + ", ".join(f"{k} {v:.0f}" for k, v in res["peak_mb"].items()))
     return "\n".join(lines)
 
@@ -231,8 +245,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=0, help="steps per repeat; 0 = the model's default")
     ap.add_argument("--json", default=None, help="write every number here")
     ap.add_argument("--tiny", action="store_true", help="smoke mode: minute sizes (tests)")
+    ap.add_argument("--render", default=None, help="print the tables of a saved --json file")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a.render:
+        for res in json.loads(Path(a.render).read_text()):
+            print(f"== {res['model']}: skipped: {res['skipped']}" if "skipped" in res
+                  else render(res, summarise(res)))
+        return 0
     if a.child:  # one model per process: its own peak RSS, threads and DeepSpeed state
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         print(json.dumps(child(a.child, a.repeats, a.steps, a.tiny)))

@@ -168,6 +168,11 @@ def test_benchmark_smoke(tmp_path):
     for r in [*res["summary"]["ratios"].values(), *res["summary"]["cpu_ratios"].values()]:
         assert 0 < r["min"] <= r["median"] <= r["max"]
     assert len(res["load_before"]) == 3
+    for r in res["summary"]["implied_ratios"].values():  # pid's control time on static's step
+        assert 0 < r["min"] <= r["median"] <= r["max"]
+    again = subprocess.run([sys.executable, str(script), "--render", str(out)], capture_output=True,
+                           text=True, timeout=60)
+    assert again.returncode == 0 and "fastest" in again.stdout and "implied" in again.stdout
 
 
 def test_benchmark_skips_smollm2_without_its_cache(tmp_path, monkeypatch):
