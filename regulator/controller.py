@@ -53,6 +53,13 @@ class Controller(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
         """Restore what ``state_dict`` returned."""
 
+    def metrics(self) -> dict[str, float]:
+        """Numbers worth logging each step, e.g. ``control/gain_est/<knob>`` (default: none).
+
+        The Regulator merges them into its own metrics, so the trainer and the bench log them.
+        """
+        return {}
+
     def with_actuated(self, values: dict[str, float]) -> Knobs:
         """``initial`` with the actuated knobs set to ``values`` clamped into their bounds.
 

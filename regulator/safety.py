@@ -128,8 +128,19 @@ class Regulator:
         return self.knobs
 
     def metrics(self) -> dict[str, float]:
-        """Counters for logging: ``control/faults``, ``control/clamped``."""
-        return {"control/faults": float(self.faults), "control/clamped": float(self.clamped)}
+        """For logging: ``control/faults``, ``control/clamped`` and the controller's own
+        ``metrics()`` (a controller whose metrics raise is reported, not fatal)."""
+        out = {"control/faults": float(self.faults), "control/clamped": float(self.clamped)}
+        try:
+            extra = self.controller.metrics()
+        except Exception as e:  # a logging hook must never stop a run
+            log.warning("controller %r metrics() raised %s: %s", self.controller_name,
+                        type(e).__name__, e)
+            return out
+        for k, v in (extra or {}).items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                out.setdefault(str(k), float(v))
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -147,3 +147,24 @@ def test_relative_target_calibrates_on_first_measurement():
     reg.step(0, 2.0)
     assert reg.controller.seen[0].target == pytest.approx(1.0)
     assert reg.target_at(3) == pytest.approx(1.0)
+
+
+def test_regulator_metrics_merge_the_controllers_own():
+    class Reporting(Controller):
+        def act(self, obs):
+            return self.initial
+
+        def metrics(self):
+            return {"control/gain_est/w_pos": -0.5, "control/faults": 99.0, "label": "x"}
+
+    reg = Regulator(Reporting(), 0.3, total_steps=3)
+    reg.step(0, 0.2)
+    m = reg.metrics()
+    # the controller's numbers are added; the Regulator's own counters cannot be overwritten
+    assert m == {"control/faults": 0.0, "control/clamped": 0.0, "control/gain_est/w_pos": -0.5}
+
+    class Broken(Reporting):
+        def metrics(self):
+            raise RuntimeError("no")
+
+    assert Regulator(Broken(), 0.3, total_steps=3).metrics()["control/faults"] == 0.0
