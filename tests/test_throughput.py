@@ -186,3 +186,14 @@ def test_benchmark_skips_smollm2_without_its_cache(tmp_path, monkeypatch):
     spec.loader.exec_module(mod)
     res = mod.child("smollm2", 1, 1, tiny=False)
     assert "make smollm2" in res["skipped"]
+
+
+def test_entropy_chunks_are_large_on_accelerators():
+    """CPU: cache-sized chunks; an accelerator: few, large chunks (few kernel launches)."""
+    from regulator.entropy import _rows_per_chunk
+
+    v = 151936
+    cpu, gpu = _rows_per_chunk(v, None, torch.device("cpu")), _rows_per_chunk(v, None, torch.device("cuda"))
+    assert cpu * v <= 1 << 19 and gpu * v <= 1 << 25       # bounded temporaries (elements)
+    assert -(-8192 // gpu) <= 64 < -(-8192 // cpu)         # chunks for 8k positions
+    assert _rows_per_chunk(v, 7, torch.device("cuda")) == 7  # an explicit size wins
