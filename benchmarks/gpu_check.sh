@@ -7,9 +7,9 @@
 #   benchmarks/gpu_check.sh --dry-run    # the same code path at minute sizes (CPU is fine)
 #
 # DeepSpeed: if `import deepspeed` fails, the script installs it offline from WHEEL_DIR
-# (default: ./wheels, then shared/wheels), which must hold the deepspeed wheel and its small
+# (default: .cache/wheels, then shared/wheels), which must hold the deepspeed wheel and its small
 # pure-Python dependencies; make it on a machine with network access:
-#   pip wheel --no-deps -w wheels deepspeed==0.19.8 hjson msgpack ninja py-cpuinfo pydantic \
+#   pip wheel --no-deps -w .cache/wheels deepspeed==0.19.8 hjson msgpack ninja py-cpuinfo pydantic \
 #       pydantic-core annotated-types typing-inspection einops psutil
 # Output: JSON lines (one per section, then {"ok": true}); also written to $OUT/gpu_check.jsonl
 # when $OUT is set.
@@ -19,7 +19,7 @@ PY=${PYTHON:-python3}
 export HF_HUB_OFFLINE=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export TOKENIZERS_PARALLELISM=false
 if ! "$PY" -c "import deepspeed" >/dev/null 2>&1; then
-    for d in "${WHEEL_DIR:-}" wheels shared/wheels; do
+    for d in "${WHEEL_DIR:-}" .cache/wheels shared/wheels; do
         if [ -n "$d" ] && ls "$d"/deepspeed-*.whl >/dev/null 2>&1; then
             "$PY" -m pip install -q --no-index --find-links "$d" deepspeed
             break
