@@ -121,6 +121,8 @@ def summarise(rows: Sequence[Mapping[str, Any]], *, burn_in: int, ema_alpha: flo
     """Final figures of a run: tracking quality after ``burn_in``, final entropy and accuracy."""
     if not rows:
         return dict(extra or {})
+    # skipped steps (no response tokens, non-finite entropy) measured nothing: left out of the figures
+    all_rows, rows = rows, [r for r in rows if not r.get("train/skipped")] or list(rows)
     tail = rows[-min(10, len(rows)):]
     ent = [float(r["entropy/measured"]) for r in rows]
     tgt = [float(r["entropy/target"]) for r in rows]
@@ -128,7 +130,8 @@ def summarise(rows: Sequence[Mapping[str, Any]], *, burn_in: int, ema_alpha: flo
     track = tracking_summary(ent, tgt, knobs=knobs, burn_in=burn_in, ema_alpha=ema_alpha)
     mean = lambda key: sum(float(r[key]) for r in tail) / len(tail)  # noqa: E731
     out: dict[str, Any] = {
-        "steps": int(rows[-1]["step"]) + 1,
+        "steps": int(all_rows[-1]["step"]) + 1,
+        "skipped_steps": sum(1 for r in all_rows if r.get("train/skipped")),
         "final_entropy": mean("entropy/measured"),
         "final_target": float(rows[-1]["entropy/target"]),
         "final_accuracy": mean("reward/accuracy"),
@@ -148,7 +151,7 @@ def summarise(rows: Sequence[Mapping[str, Any]], *, burn_in: int, ema_alpha: flo
     for key in ("control/faults", "control/clamped"):
         if key in rows[-1]:
             out[key] = float(rows[-1][key])
-    out["reward/failures"] = sum(float(r.get("reward/failures", 0.0)) for r in rows)
+    out["reward/failures"] = sum(float(r.get("reward/failures", 0.0)) for r in all_rows)
     out.update(extra or {})
     return {k: _json_value(v) if not isinstance(v, dict) else {kk: _json_value(vv) for kk, vv in v.items()}
             for k, v in out.items()}

@@ -101,22 +101,34 @@ def train_step(run: Run, step: int) -> dict[str, float]:
     seen = {"reward_mean": tot[0].item() / n_seq, "accuracy": tot[1].item() / n_seq,
             "pos_token_frac": tot[3].item() / n_tok, "neg_token_frac": tot[4].item() / n_tok}
     t_m = time.perf_counter() - t_m
-    # 5. the controller picks this step's knobs (every rank gets rank 0's)
-    t_c = time.perf_counter()
-    knobs = broadcast_knobs(run.regulator.step(step, m.entropy, **seen, **run.last_clip, **m.dh,
-                                               mixed_groups=1.0 - tot[7].item() / tot[8].item()))
-    t_c = time.perf_counter() - t_c + m.stats_s  # control = Regulator + entropy statistics
-    # 6. regulated GRPO update: mini-batches x epochs, global token normalisation
-    t1, run.updating = time.perf_counter(), True
-    upd = update(run.engine, rollout, m, adv, loss_mask, knobs, temperature=ro.temperature,
-                 mini_batches=cfg.optim.mini_batches, epochs=cfg.optim.epochs,
-                 micro_batch=run.micro_batch, seed=sample_seed(cfg.train.seed, step, -1, 0))
-    run.backend.sync_weights(run.engine.module)
-    t_upd, run.updating = time.perf_counter() - t1, False
-    run.last_clip = {"clip_frac_low": upd["clip/frac_low"], "clip_frac_high": upd["clip/frac_high"]}
+    entropy = m.entropy if tot[5].item() > 0 else math.nan  # no response token: nothing measured
+    if not math.isfinite(entropy):
+        # 4b. nothing to measure or learn from (every response empty, or a diverged forward):
+        # skip the controller and the update, hold the knobs, log the step and go on
+        knobs, t_c, t_upd = run.regulator.knobs, 0.0, 0.0
+        upd = {"loss/policy": math.nan, "clip/frac_low": math.nan, "clip/frac_high": math.nan}
+        run.regulator.last_event = (f"step {step} skipped: entropy {entropy} over {tot[5].item():.0f} "
+                                    "response tokens (no controller call, no update, knobs held)")
+    else:
+        # 5. the controller picks this step's knobs (every rank gets rank 0's)
+        t_c = time.perf_counter()
+        knobs = broadcast_knobs(run.regulator.step(step, m.entropy, **seen, **run.last_clip, **m.dh,
+                                                   mixed_groups=1.0 - tot[7].item() / tot[8].item()))
+        t_c = time.perf_counter() - t_c + m.stats_s  # control = Regulator + entropy statistics
+        # 6. regulated GRPO update: mini-batches x epochs, global token normalisation
+        t1, run.updating = time.perf_counter(), True
+        upd = update(run.engine, rollout, m, adv, loss_mask, knobs, temperature=ro.temperature,
+                     mini_batches=cfg.optim.mini_batches, epochs=cfg.optim.epochs,
+                     micro_batch=run.micro_batch, seed=sample_seed(cfg.train.seed, step, -1, 0))
+        if not math.isfinite(upd["loss/policy"]):  # the weights may be corrupt: no checkpoint
+            raise FloatingPointError(f"non-finite loss {upd['loss/policy']} at step {step}: the "
+                                     "weights diverged; resume from the last checkpoint")
+        run.backend.sync_weights(run.engine.module)
+        t_upd, run.updating = time.perf_counter() - t1, False
+        run.last_clip = {"clip_frac_low": upd["clip/frac_low"], "clip_frac_high": upd["clip/frac_high"]}
     # 7. the row for metrics.jsonl / tensorboard (SPEC names first)
     return {
-        "step": step, "entropy/measured": m.entropy, "entropy/target": run.regulator.target_at(step),
+        "step": step, "entropy/measured": entropy, "entropy/target": run.regulator.target_at(step),
         **{f"knobs/{k}": v for k, v in knobs.as_dict().items()},
         "reward/mean": seen["reward_mean"], "reward/accuracy": seen["accuracy"], **upd,
         "tokens/pos_frac": seen["pos_token_frac"], "tokens/neg_frac": seen["neg_token_frac"],
@@ -124,7 +136,8 @@ def train_step(run: Run, step: int) -> dict[str, float]:
         "time/measure_s": t_m, "time/control_s": t_c,
         "entropy/dh_pos": m.dh["dh_pos"], "entropy/dh_neg": m.dh["dh_neg"],
         "reward/failures": tot[6].item(), "groups/zero_var_frac": tot[7].item() / tot[8].item(),
-        "response/length": n_tok / n_seq, **run.regulator.metrics(),
+        "response/length": tot[5].item() / n_seq, "train/skipped": float(not math.isfinite(entropy)),
+        **run.regulator.metrics(),
     }
 
 
