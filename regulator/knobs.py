@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 
 from regulator.errors import ConfigError, unknown_name_error
 
@@ -32,11 +32,11 @@ class Knobs:
     eps_high: float = 0.2
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            v = _as_float(f.name, getattr(self, f.name))
-            object.__setattr__(self, f.name, v)
+        for name in KNOB_NAMES:
+            v = _as_float(name, getattr(self, name))
+            object.__setattr__(self, name, v)
             if math.isnan(v):
-                raise ConfigError(f.name, "a number, not NaN", v)
+                raise ConfigError(name, "a number, not NaN", v)
         for name in ("w_pos", "w_neg"):
             v = getattr(self, name)
             if v < 0 or math.isinf(v):
@@ -47,7 +47,7 @@ class Knobs:
             raise ConfigError("eps_high", "a value >= 0 (inf = no upper clipping)", self.eps_high)
 
     def as_dict(self) -> dict[str, float]:
-        return asdict(self)
+        return {name: getattr(self, name) for name in KNOB_NAMES}  # (asdict deep-copies: slow)
 
     def replace(self, **changes: float) -> Knobs:
         return replace(self, **changes)
