@@ -134,7 +134,10 @@ class EntropyTrainEnv(gym.Env):
 
             try:
                 for step in range(self.horizon + 1):
-                    self._out.put(("row", train_step(session.run, step)))
+                    row = train_step(session.run, step)
+                    if row.get("train/skipped"):  # no observation to hand out: end the episode
+                        raise RuntimeError(session.run.regulator.last_event)
+                    self._out.put(("row", row))
             except _Stop:
                 return
             except BaseException as e:  # noqa: BLE001 - reported to the env

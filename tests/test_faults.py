@@ -278,3 +278,28 @@ def test_kill_9_during_a_checkpoint_write(tmp_path):
                 assert new[k] == pytest.approx(old[k], rel=1e-5, abs=1e-7), k
     assert not (ckpts / ".tmp-step-000004").exists()  # the half-written folder is gone
     assert latest_checkpoint(run).name == f"step-{steps:06d}"
+
+
+def test_train_env_ends_with_a_clear_error_on_a_skipped_step(tmp_path, monkeypatch):
+    """EntropyTrain-v0 has no observation for a skipped step: env.step raises, naming it."""
+    import gymnasium as gym
+
+    import envs
+
+    real_measure, n = trainer.run.measure, {"measure": 0}
+
+    def measure(*a, **k):
+        m = real_measure(*a, **k)
+        n["measure"] += 1
+        if n["measure"] == 2:  # step 1
+            m.entropy = math.nan
+        return m
+
+    monkeypatch.setattr(trainer.run, "measure", measure)
+    env = gym.make(envs.TRAIN_ID, config=tiny_config(tmp_path), horizon=3)
+    try:
+        env.reset(seed=0)
+        with pytest.raises(RuntimeError, match="step 1 skipped"):
+            env.step(env.action_space.sample())
+    finally:
+        env.close()
