@@ -130,7 +130,7 @@ def _entry(raw: Any, i: int, defaults: Mapping[str, Any], horizon: int) -> Contr
         entry.regulator({"kind": "constant", "value": 0.3}, horizon)
     except ConfigError as e:
         k = e.key.replace("control.params", f"{key}.params").replace("control.", f"{key}.")
-        raise ConfigError(k, e.expected, e.given, hint=e.hint) from None
+        raise e.with_key(k) from None
     return entry
 
 

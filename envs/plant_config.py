@@ -123,4 +123,4 @@ class PlantConfig:
         try:
             return cls(**kw)
         except ConfigError as e:
-            raise ConfigError(f"{key}.{e.key}", e.expected, e.given, hint=e.hint) from None
+            raise e.with_key(f"{key}.{e.key}") from None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+_NOT_GIVEN = object()
+
 
 class ConfigError(ValueError):
     """A user-facing configuration error: names the key, what was expected and what was given.
@@ -12,17 +14,22 @@ class ConfigError(ValueError):
     The CLI turns it into a one-line message and exit code 2.
     """
 
-    def __init__(self, key: str, expected: str, given: object = None, *, hint: str = "") -> None:
+    def __init__(self, key: str, expected: str, given: object = _NOT_GIVEN, *, hint: str = "") -> None:
         self.key = key
         self.expected = expected
-        self.given = given
+        self.given = None if given is _NOT_GIVEN else given
+        self._given = given
         self.hint = hint
         msg = f"{key}: expected {expected}"
-        if given is not None:
+        if given is not _NOT_GIVEN:  # a given None is shown as "got None" (YAML null)
             msg += f", got {given!r}"
         if hint:
             msg += f" ({hint})"
         super().__init__(msg)
+
+    def with_key(self, key: str) -> ConfigError:
+        """The same error reported under another (usually longer) key path."""
+        return ConfigError(key, self.expected, self._given, hint=self.hint)
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

@@ -65,7 +65,7 @@ class Knobs:
         try:
             return cls(**values)  # type: ignore[arg-type]
         except ConfigError as e:
-            raise ConfigError(f"{key}.{e.key}", e.expected, e.given) from None
+            raise e.with_key(f"{key}.{e.key}") from None
 
 
 _DEFAULT_RANGES: dict[str, tuple[float, float]] = {
@@ -166,4 +166,4 @@ class KnobBounds:
         try:
             return cls(**kwargs)  # type: ignore[arg-type]
         except ConfigError as e:
-            raise ConfigError(f"{key}.{e.key}", e.expected, e.given) from None
+            raise e.with_key(f"{key}.{e.key}") from None

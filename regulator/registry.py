@@ -121,7 +121,7 @@ def make_controller(name: str, /, **params: Any) -> Controller:
     except ConfigError as e:
         if e.key.startswith("control."):
             raise
-        raise ConfigError(f"control.params.{e.key}", e.expected, e.given, hint=e.hint) from None
+        raise e.with_key(f"control.params.{e.key}") from None
 
 
 def list_controllers() -> list[str]:

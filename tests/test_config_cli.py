@@ -112,3 +112,11 @@ def test_public_api_names():
                  "make_controller", "list_controllers", "TargetCurve", "make_target", "Regulator",
                  "regulated_policy_loss", "token_entropy", "masked_mean"]:
         assert hasattr(regulator, name), name
+
+
+def test_error_shows_a_given_null_and_keeps_it_when_rekeyed():
+    with pytest.raises(ConfigError, match=r"control.initial.w_pos: expected a number, got None$"):
+        ControlConfig.from_mapping({"initial": {"w_pos": None}})
+    bare = ConfigError("task.k", "an integer")
+    assert str(bare) == "task.k: expected an integer"
+    assert str(bare.with_key("x.task.k")) == "x.task.k: expected an integer"
