@@ -121,17 +121,10 @@ class _SimCore:
         return obs, reward, self.t >= self.horizon, infos
 
 
-class EntropySimEnv(gym.Env):
-    __doc__ = __doc__
+class _CoreView:
+    """Read-only views of the run settings both env classes share through their ``_core``."""
 
-    metadata = {"render_modes": []}
-    observation_fields = sp.OBSERVATION_FIELDS
-
-    def __init__(self, **kwargs: Any) -> None:
-        self._core = _SimCore(1, **kwargs)
-        self.observation_space = sp.observation_space()
-        self.action_space = sp.action_space(self._core.actuate)
-        self._done = True
+    _core: _SimCore
 
     @property
     def horizon(self) -> int:
@@ -152,6 +145,19 @@ class EntropySimEnv(gym.Env):
     @property
     def target_spec(self) -> Any:
         return self._core.target_spec
+
+
+class EntropySimEnv(_CoreView, gym.Env):
+    __doc__ = __doc__
+
+    metadata = {"render_modes": []}
+    observation_fields = sp.OBSERVATION_FIELDS
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._core = _SimCore(1, **kwargs)
+        self.observation_space = sp.observation_space()
+        self.action_space = sp.action_space(self._core.actuate)
+        self._done = True
 
     @property
     def plant(self) -> SimPlant:
@@ -173,7 +179,7 @@ class EntropySimEnv(gym.Env):
         return obs[0], float(reward[0]), False, bool(end), infos[0]
 
 
-class EntropySimVectorEnv(VectorEnv):
+class EntropySimVectorEnv(_CoreView, VectorEnv):
     """``num_envs`` simulated plants in one batched computation (same kwargs as the single env).
 
     All plants share the horizon, so they truncate together; the step after that resets them
@@ -193,26 +199,6 @@ class EntropySimVectorEnv(VectorEnv):
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
         self._needs_reset = False
         self._started = False
-
-    @property
-    def horizon(self) -> int:
-        return self._core.horizon
-
-    @property
-    def actuate(self) -> tuple[str, ...]:
-        return self._core.actuate
-
-    @property
-    def bounds(self) -> KnobBounds:
-        return self._core.bounds
-
-    @property
-    def initial(self) -> Knobs:
-        return self._core.initial
-
-    @property
-    def target_spec(self) -> Any:
-        return self._core.target_spec
 
     def _seeds(self, seed: int | None) -> list[int]:
         base = seed if seed is not None else int(self.np_random.integers(0, 2**31 - 1))
