@@ -120,7 +120,16 @@ class RunConfig:
     keep_checkpoints: int = 2
     eval_every: int = 0             # greedy accuracy on the eval split every N steps (0 = off)
     eval_prompts: int = 64
+    eval_samples: int = 0           # n sampled responses per eval prompt: avg@n, pass@k, distinct,
+                                    # ECE (trainer/evaluation.py); 0 = greedy accuracy only
+    eval_pass_k: list[int] = field(default_factory=list)  # k values for pass@k; [] = [1, n]
+    eval_distinct_n: int = 1        # d of distinct-d (d-grams of response tokens)
+    eval_ece_bins: int = 10
     threads: int = 0                # torch CPU threads; 0 = leave torch's default
+
+    def pass_k(self) -> list[int]:
+        """The k values of pass@k (default: 1 and eval_samples)."""
+        return list(self.eval_pass_k) or sorted({1, self.eval_samples})
 
     @classmethod
     def from_mapping(cls, s: Any, key: str = "train") -> RunConfig:
@@ -129,6 +138,7 @@ class RunConfig:
         out_dir = get_typed(s, "out_dir", str, key, d.out_dir)
         if not out_dir:
             raise ConfigError(f"{key}.out_dir", "a non-empty directory path", out_dir)
+        samples = get_typed(s, "eval_samples", int, key, d.eval_samples, minimum=0)
         return cls(
             steps=get_typed(s, "steps", int, key, d.steps, minimum=1),
             seed=get_typed(s, "seed", int, key, d.seed, minimum=0),
@@ -137,6 +147,10 @@ class RunConfig:
             keep_checkpoints=get_typed(s, "keep_checkpoints", int, key, d.keep_checkpoints, minimum=1),
             eval_every=get_typed(s, "eval_every", int, key, d.eval_every, minimum=0),
             eval_prompts=get_typed(s, "eval_prompts", int, key, d.eval_prompts, minimum=1),
+            eval_samples=samples,
+            eval_pass_k=_pass_k(s.get("eval_pass_k", []), samples, f"{key}.eval_pass_k"),
+            eval_distinct_n=get_typed(s, "eval_distinct_n", int, key, d.eval_distinct_n, minimum=1),
+            eval_ece_bins=get_typed(s, "eval_ece_bins", int, key, d.eval_ece_bins, minimum=1),
             threads=get_typed(s, "threads", int, key, d.threads, minimum=0),
         )
 
@@ -221,6 +235,16 @@ class TrainConfig:
             "deepspeed": plain(self.deepspeed), "control": control,
             "train": plain(self.train), "log": plain(self.log),
         }
+
+
+def _pass_k(v: Any, samples: int, key: str) -> list[int]:
+    """pass@k's k values: positive integers <= eval_samples (needs eval_samples > 0)."""
+    if (not isinstance(v, (list, tuple))
+            or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in v)):
+        raise ConfigError(key, "a list of integers >= 1", v)
+    if v and (samples == 0 or max(v) > samples):
+        raise ConfigError(key, f"values <= train.eval_samples ({samples}), which must be > 0", v)
+    return sorted(set(v))
 
 
 def _positive(s: Mapping[str, Any], name: str, key: str, default: float) -> float:

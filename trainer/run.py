@@ -292,6 +292,10 @@ def train_main(config_path: str | None, overrides: Sequence[str] = (), resume: s
             last = step == cfg.train.steps - 1
             if cfg.train.eval_every and (step % cfg.train.eval_every == 0 or last):
                 row["eval/accuracy"] = evaluate(run)
+                if cfg.train.eval_samples:  # avg@n, pass@k, distinct-d, ECE (trainer/evaluation.py)
+                    from trainer.evaluation import evaluate_sampled
+
+                    row.update(evaluate_sampled(run, step))
             logger.log(row)
             logger.event(step, regulator.last_event)
             saved = bool(cfg.train.save_every and (step + 1) % cfg.train.save_every == 0) or last
