@@ -1,0 +1,231 @@
+"""The paper-reproduction study on the tiny CPU trainer (issue 6): one command.
+
+    python benchmarks/paper_study.py                    # every task x variant x seed, then the report
+    python benchmarks/paper_study.py --report-only      # rebuild the table and plot from OUT
+    python benchmarks/paper_study.py --tasks max5 --variants grpo pos_only --seeds 0
+
+Runs ``configs/paper/base_<task>.yaml`` with each variant of ``configs/paper/variants.yaml``
+(its ``set`` entries become ``--set section.key=value`` overrides) through
+``trainer.run.train_main``, in ``--workers`` processes of one thread each, with a progress bar.
+Resumable: a run whose ``summary.json`` exists is skipped. Writes ``OUT/paper_table.md``,
+``OUT/paper_table.csv`` (mean +/- std over seeds of the final entropy, greedy accuracy, avg@n,
+pass@1, pass@n, distinct-1 and ECE at the last evaluation) and ``OUT/entropy_curves.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import os
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from regulator.config import load_yaml  # noqa: E402
+
+#: (column header, metrics key at the last evaluation or summary key) of the table
+COLUMNS = (("final H", "final_entropy"), ("greedy acc", "eval/accuracy"), ("avg@{n}", "eval/avg@{n}"),
+           ("pass@1", "eval/pass@1"), ("pass@{n}", "eval/pass@{n}"), ("distinct-1", "eval/distinct_1"),
+           ("ECE", "eval/ece"))
+
+
+def load_variants(config_dir: Path) -> list[dict[str, Any]]:
+    """The variant table: label, paper (what it stands for), set (overrides)."""
+    variants = load_yaml(config_dir / "variants.yaml")["variants"]
+    labels = [v["label"] for v in variants]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"duplicate variant labels in {config_dir / 'variants.yaml'}")
+    return variants
+
+
+def overrides_for(variant: dict[str, Any], seed: int, out_dir: Path, steps: int | None) -> list[str]:
+    """``--set`` strings: the variant's keys (whole values replaced), seed, out_dir, steps."""
+    dump = lambda v: yaml.safe_dump(v, default_flow_style=True, width=10**6).strip()  # noqa: E731
+    out = [f"{k}={dump(v)}" for k, v in (variant.get("set") or {}).items()]
+    out += [f"train.seed={seed}", f"train.out_dir={out_dir}"]
+    if steps is not None:
+        out.append(f"train.steps={steps}")
+    return out
+
+
+def _run_one(base: str, overrides: list[str]) -> int:
+    """One training run in a worker process (one thread, quiet)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    logging.disable(logging.WARNING)
+    import torch
+
+    torch.set_num_threads(1)
+    from trainer.run import train_main
+
+    return train_main(base, overrides=overrides)
+
+
+def run_grid(config_dir: Path, out: Path, tasks: list[str], variants: list[dict[str, Any]],
+             seeds: list[int], workers: int, steps: int | None) -> list[str]:
+    """Run every unfinished (task, variant, seed); returns the failed run directories."""
+    todo = []
+    for task in tasks:
+        for v in variants:
+            for seed in seeds:
+                rd = out / task / v["label"] / f"seed{seed}"
+                if not (rd / "summary.json").is_file():
+                    base = str(config_dir / f"base_{task}.yaml")
+                    todo.append((base, overrides_for(v, seed, rd, steps), rd))
+    total = len(tasks) * len(variants) * len(seeds)
+    print(f"{total - len(todo)} of {total} runs already finished; running {len(todo)} "
+          f"in {workers} processes", flush=True)
+    failed = []
+    if not todo:
+        return failed
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=workers) as pool, tqdm(total=len(todo), desc="runs") as bar:
+        futs = {pool.submit(_run_one, base, ov): rd for base, ov, rd in todo}
+        for f in as_completed(futs):
+            rd = futs[f]
+            try:
+                code = f.result()
+            except Exception as e:  # noqa: BLE001 - reported, the others go on
+                code = f"{type(e).__name__}: {e}"
+            if code != 0:
+                failed.append(f"{rd} ({code})")
+            bar.update(1)
+    print(f"grid: {len(todo)} runs in {time.perf_counter() - t0:.0f} s", flush=True)
+    return failed
+
+
+def run_figures(rd: Path) -> dict[str, float] | None:
+    """Final entropy (mean of the last 10 steps) and the last evaluation row's eval/* metrics."""
+    if not (rd / "summary.json").is_file():
+        return None
+    summary = json.loads((rd / "summary.json").read_text())
+    rows = [json.loads(line) for line in (rd / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    evals = [r for r in rows if "eval/accuracy" in r]
+    out = {"final_entropy": float(summary["final_entropy"])}
+    if evals:
+        out.update({k: float(v) for k, v in evals[-1].items() if k.startswith("eval/")
+                    and isinstance(v, (int, float))})
+    out["curve"] = [float(r["entropy/measured"]) for r in rows]
+    return out
+
+
+def mean_std(xs: list[float]) -> tuple[float, float]:
+    xs = [x for x in xs if isinstance(x, float) and math.isfinite(x)]
+    if not xs:
+        return math.nan, math.nan
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def collect(out: Path, tasks: list[str], variants: list[dict[str, Any]], seeds: list[int]
+            ) -> dict[tuple[str, str], list[dict[str, float]]]:
+    res = {}
+    for task in tasks:
+        for v in variants:
+            figs = [run_figures(out / task / v["label"] / f"seed{s}") for s in seeds]
+            res[(task, v["label"])] = [f for f in figs if f is not None]
+    return res
+
+
+def write_report(out: Path, tasks: list[str], variants: list[dict[str, Any]], seeds: list[int],
+                 n: int) -> Path:
+    """paper_table.md / .csv and entropy_curves.png from the finished runs under ``out``."""
+    res = collect(out, tasks, variants, seeds)
+    cols = [(h.format(n=n), k.format(n=n)) for h, k in COLUMNS]
+    md = [f"| task | variant | seeds | {' | '.join(h for h, _ in cols)} |",
+          "|---|---|---|" + "---|" * len(cols)]
+    csv_rows = []
+    for task in tasks:
+        for v in variants:
+            figs = res[(task, v["label"])]
+            cells, row = [], {"task": task, "variant": v["label"], "seeds": len(figs)}
+            for _, k in cols:
+                m, s = mean_std([f.get(k, math.nan) for f in figs])
+                cells.append("—" if math.isnan(m) else f"{m:.3f} ± {s:.3f}")
+                row[f"{k}_mean"], row[f"{k}_std"] = m, s
+            md.append(f"| {task} | {v['label']} | {len(figs)} | {' | '.join(cells)} |")
+            csv_rows.append(row)
+    (out / "paper_table.md").write_text("\n".join(md) + "\n")
+    with open(out / "paper_table.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(csv_rows[0]))
+        w.writeheader()
+        w.writerows(csv_rows)
+    _plot(out / "entropy_curves.png", res, tasks, variants)
+    return out / "paper_table.md"
+
+
+def _plot(path: Path, res: dict, tasks: list[str], variants: list[dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(tasks), figsize=(7 * len(tasks), 5), squeeze=False)
+    cmap = plt.get_cmap("tab20")
+    for ax, task in zip(axes[0], tasks):
+        for i, v in enumerate(variants):
+            curves = [f["curve"] for f in res[(task, v["label"])] if f.get("curve")]
+            if not curves:
+                continue
+            length = min(len(c) for c in curves)
+            mean = [statistics.fmean(c[t] for c in curves) for t in range(length)]
+            ax.plot(range(length), mean, color=cmap(i % 20), lw=1.2, label=v["label"],
+                    ls="-" if i < 10 else "--")
+        ax.axhline(0.2, color="k", lw=0.6, ls=":")
+        ax.set_yscale("log")
+        ax.set_title(f"{task}: token entropy (mean over seeds)")
+        ax.set_xlabel("step")
+        ax.set_ylabel("entropy (nats)")
+    axes[0][-1].legend(fontsize=7, ncol=2, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--config-dir", type=Path, default=ROOT / "configs" / "paper")
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "paper")
+    ap.add_argument("--tasks", nargs="+", default=["max5", "parity"])
+    ap.add_argument("--variants", nargs="+", default=None, help="labels (default: all)")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=None, help="override train.steps (smoke runs)")
+    ap.add_argument("--report-only", action="store_true")
+    a = ap.parse_args(argv)
+    variants = load_variants(a.config_dir)
+    if a.variants:
+        known = {v["label"] for v in variants}
+        unknown = [x for x in a.variants if x not in known]
+        if unknown:
+            ap.error(f"unknown variants {unknown}; known: {sorted(known)}")
+        variants = [v for v in variants if v["label"] in a.variants]
+    for task in a.tasks:
+        if not (a.config_dir / f"base_{task}.yaml").is_file():
+            ap.error(f"no {a.config_dir / f'base_{task}.yaml'}")
+    a.out.mkdir(parents=True, exist_ok=True)
+    failed = [] if a.report_only else run_grid(a.config_dir, a.out, a.tasks, variants, a.seeds,
+                                               a.workers, a.steps)
+    n = int(load_yaml(a.config_dir / f"base_{a.tasks[0]}.yaml")["train"].get("eval_samples", 0))
+    table = write_report(a.out, a.tasks, variants, a.seeds, n)
+    print(table.read_text())
+    print(f"table: {table}\nplot: {a.out / 'entropy_curves.png'}")
+    if failed:
+        print("FAILED runs:\n  " + "\n  ".join(failed), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
