@@ -75,9 +75,9 @@ def run_grid(config_dir: Path, out: Path, tasks: list[str], variants: list[dict[
              seeds: list[int], workers: int, steps: int | None) -> list[str]:
     """Run every unfinished (task, variant, seed); returns the failed run directories."""
     todo = []
-    for task in tasks:
-        for v in variants:
-            for seed in seeds:
+    for seed in seeds:  # seed-major: a stopped study has whole seeds of every variant
+        for task in tasks:
+            for v in variants:
                 rd = out / task / v["label"] / f"seed{seed}"
                 if not (rd / "summary.json").is_file():
                     base = str(config_dir / f"base_{task}.yaml")
