@@ -156,6 +156,7 @@ def write_report(out: Path, tasks: list[str], variants: list[dict[str, Any]], se
                 row[f"{k}_mean"], row[f"{k}_std"] = m, s
             md.append(f"| {task} | {v['label']} | {len(figs)} | {' | '.join(cells)} |")
             csv_rows.append(row)
+    md += ["", _correlations(res)]
     (out / "paper_table.md").write_text("\n".join(md) + "\n")
     with open(out / "paper_table.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(csv_rows[0]))
@@ -163,6 +164,23 @@ def write_report(out: Path, tasks: list[str], variants: list[dict[str, Any]], se
         w.writerows(csv_rows)
     _plot(out / "entropy_curves.png", res, tasks, variants)
     return out / "paper_table.md"
+
+
+def _correlations(res: dict) -> str:
+    """Spearman rank correlations over every finished run (all tasks, variants, seeds): final
+    entropy vs distinct-1 (the paper: entropy tracks diversity) and vs ECE (collapse worsens
+    calibration)."""
+    from scipy.stats import spearmanr
+
+    figs = [f for fs in res.values() for f in fs]
+    parts = []
+    for name, key in (("distinct-1", "eval/distinct_1"), ("ECE", "eval/ece")):
+        pairs = [(f["final_entropy"], f[key]) for f in figs
+                 if key in f and math.isfinite(f.get(key, math.nan))]
+        if len(pairs) >= 3:
+            rho, p = spearmanr([a for a, _ in pairs], [b for _, b in pairs])
+            parts.append(f"Spearman rho(final H, {name}) = {rho:.2f} (p = {p:.1e}, {len(pairs)} runs)")
+    return "; ".join(parts)
 
 
 def _plot(path: Path, res: dict, tasks: list[str], variants: list[dict[str, Any]]) -> None:

@@ -50,11 +50,11 @@ def test_every_variant_is_a_valid_config(task, tmp_path):
             assert cfg.optim.mini_batches == 4
 
 
-def _fake_run(rd: Path, entropies: list[float], ece: float) -> None:
+def _fake_run(rd: Path, entropies: list[float], ece: float, distinct: float = 0.5) -> None:
     rd.mkdir(parents=True)
     rows = [{"step": i, "entropy/measured": h} for i, h in enumerate(entropies)]
     rows[-1].update({"eval/accuracy": 0.5, "eval/avg@8": 0.25, "eval/pass@1": 0.25, "eval/pass@8": 0.75,
-                     "eval/distinct_1": 0.5, "eval/ece": ece})
+                     "eval/distinct_1": distinct, "eval/ece": ece})
     (rd / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (rd / "summary.json").write_text(json.dumps({"final_entropy": entropies[-1]}))
 
@@ -64,6 +64,8 @@ def test_report_mean_and_std(tmp_path):
     _fake_run(tmp_path / "max5" / "a" / "seed0", [2.0, 1.0], 0.1)
     _fake_run(tmp_path / "max5" / "a" / "seed1", [2.0, 0.5], 0.3)
     _fake_run(tmp_path / "max5" / "b" / "seed0", [2.0, 0.2], 0.2)   # seed1 of b missing
+    _fake_run(tmp_path / "max5" / "c" / "seed0", [2.0, 0.1], 0.4, distinct=0.25)
+    variants.append({"label": "c"})
     ps.write_report(tmp_path, ["max5"], variants, [0, 1], n=8)
     md = (tmp_path / "paper_table.md").read_text().splitlines()
     assert md[0].startswith("| task | variant | seeds | final H |") and "pass@8" in md[0]
@@ -71,6 +73,9 @@ def test_report_mean_and_std(tmp_path):
     assert md[2] == (f"| max5 | a | 2 | 0.750 ± {statistics.stdev([1.0, 0.5]):.3f} | 0.500 ± 0.000 | "
                      f"0.250 ± 0.000 | 0.250 ± 0.000 | 0.750 ± 0.000 | 0.500 ± 0.000 | 0.200 ± {sd:.3f} |")
     assert md[3].startswith("| max5 | b | 1 | 0.200 ± 0.000 |")
+    # final H 1.0, 0.5, 0.2, 0.1 vs ECE 0.1, 0.3, 0.2, 0.4: rho = -0.8; distinct 0.5 x3, 0.25
+    assert "rho(final H, ECE) = -0.80" in md[-1] and "4 runs" in md[-1]
+    assert "rho(final H, distinct-1) = 0.77" in md[-1]
     assert (tmp_path / "entropy_curves.png").stat().st_size > 1000
     assert "eval/ece_mean" in (tmp_path / "paper_table.csv").read_text()
 
