@@ -19,6 +19,7 @@ import csv
 import json
 import logging
 import math
+import multiprocessing
 import os
 import statistics
 import sys
@@ -62,6 +63,8 @@ def overrides_for(variant: dict[str, Any], seed: int, out_dir: Path, steps: int 
 def _run_one(base: str, overrides: list[str]) -> int:
     """One training run in a worker process (one thread, quiet)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        os.environ.pop(var, None)  # each run is its own one-process job on a fresh port
     logging.disable(logging.WARNING)
     import torch
 
@@ -91,7 +94,10 @@ def run_grid(config_dir: Path, out: Path, tasks: list[str], variants: list[dict[
     from tqdm import tqdm
 
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=workers) as pool, tqdm(total=len(todo), desc="runs") as bar:
+    # spawn, not fork: a parent that already ran torch / DeepSpeed threads can deadlock a fork
+    ctx = multiprocessing.get_context("spawn")
+    with (ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool,
+          tqdm(total=len(todo), desc="runs") as bar):
         futs = {pool.submit(_run_one, base, ov): rd for base, ov, rd in todo}
         for f in as_completed(futs):
             rd = futs[f]
@@ -205,7 +211,8 @@ def _plot(path: Path, res: dict, tasks: list[str], variants: list[dict[str, Any]
         ax.set_title(f"{task}: token entropy (mean over seeds)")
         ax.set_xlabel("step")
         ax.set_ylabel("entropy (nats)")
-    axes[0][-1].legend(fontsize=7, ncol=2, loc="upper right")
+    if axes[0][-1].get_legend_handles_labels()[0]:
+        axes[0][-1].legend(fontsize=7, ncol=2, loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
