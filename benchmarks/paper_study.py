@@ -60,11 +60,16 @@ def overrides_for(variant: dict[str, Any], seed: int, out_dir: Path, steps: int 
     return out
 
 
+def _clean_env() -> None:
+    """Worker start: drop a distributed setup inherited from the parent, so the worker's first
+    run makes its own one-process group on a fresh port (later runs reuse it)."""
+    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        os.environ.pop(var, None)
+
+
 def _run_one(base: str, overrides: list[str]) -> int:
     """One training run in a worker process (one thread, quiet)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
-        os.environ.pop(var, None)  # each run is its own one-process job on a fresh port
     logging.disable(logging.WARNING)
     import torch
 
@@ -96,7 +101,7 @@ def run_grid(config_dir: Path, out: Path, tasks: list[str], variants: list[dict[
     t0 = time.perf_counter()
     # spawn, not fork: a parent that already ran torch / DeepSpeed threads can deadlock a fork
     ctx = multiprocessing.get_context("spawn")
-    with (ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool,
+    with (ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_clean_env) as pool,
           tqdm(total=len(todo), desc="runs") as bar):
         futs = {pool.submit(_run_one, base, ov): rd for base, ov, rd in todo}
         for f in as_completed(futs):
