@@ -14,6 +14,7 @@ from typing import Any
 
 from regulator.errors import ConfigError, unknown_name_error
 from regulator.knobs import KNOB_NAMES, KnobBounds, Knobs
+from regulator.targets import parse_points
 
 #: sign of the knob change that *raises* entropy in the paper's regime (a pretrained policy):
 #: lower w_pos, raise w_neg, raise eps_high, lower eps_low. Not universal (CONTROL_NOTES.md §1):
@@ -99,26 +100,7 @@ def direction(name: str, v: Any) -> int:
 
 def points(name: str, v: Any) -> list[tuple[float, float]]:
     """A non-empty list of [x, y] pairs with strictly increasing x."""
-    if not isinstance(v, (list, tuple)) or not v:
-        raise ConfigError(name, "a non-empty list of [x, y] pairs", v)
-    out: list[tuple[float, float]] = []
-    for i, p in enumerate(v):
-        if not isinstance(p, (list, tuple)) or len(p) != 2:
-            raise ConfigError(f"{name}[{i}]", "an [x, y] pair of numbers", p)
-        out.append((number(f"{name}[{i}][0]", p[0]), number(f"{name}[{i}][1]", p[1])))
-    if any(b[0] <= a[0] for a, b in zip(out, out[1:])):
-        raise ConfigError(name, "x values in strictly increasing order", v)
-    return out
-
-
-def interpolate(pts: list[tuple[float, float]], x: float) -> float:
-    """Piecewise-linear through ``pts``, held constant outside them."""
-    if x <= pts[0][0]:
-        return pts[0][1]
-    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
-        if x <= x1:
-            return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
-    return pts[-1][1]
+    return parse_points(v, name, x_name="x")
 
 
 def require_actuated(who: str, knobs: Iterable[str], actuate: tuple[str, ...]) -> None:

@@ -34,6 +34,7 @@ from regulator.errors import ConfigError
 from regulator.knobs import KnobBounds, Knobs
 from regulator.observation import Observation
 from regulator.registry import register_controller
+from regulator.targets import interpolate
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +232,7 @@ class PIDController(Controller):
 
     def gain_factor(self, obs: Observation) -> float:
         """s(p): the gain-schedule factor at this step's training progress."""
-        return 1.0 if self.gain_schedule is None else P.interpolate(self.gain_schedule, obs.progress)
+        return 1.0 if self.gain_schedule is None else interpolate(self.gain_schedule, obs.progress)
 
     def u_range(self, gains: dict[str, float]) -> tuple[float, float]:
         """[u_lo, u_hi] beyond which every actuated knob is saturated, cut by ``u_limits``."""

@@ -88,30 +88,36 @@ def _decay(start: float, end: float, how: str, rate: float, key: str) -> Callabl
     raise unknown_name_error(f"{key}.decay", how, ["linear", "cosine", "exponential"], "decays")
 
 
-def _piecewise(spec: Mapping[str, Any], key: str) -> Callable[[int, int], float]:
-    pts = spec.get("points")
+def parse_points(pts: Any, key: str, x_name: str = "step") -> list[tuple[float, float]]:
+    """A non-empty list of [x, y] number pairs with strictly increasing x (ConfigError else)."""
     if not isinstance(pts, (list, tuple)) or not pts:
-        raise ConfigError(f"{key}.points", "a non-empty list of [step, value] pairs", pts)
+        raise ConfigError(key, f"a non-empty list of [{x_name}, value] pairs", pts)
     clean: list[tuple[float, float]] = []
     for i, p in enumerate(pts):
         ok = isinstance(p, (list, tuple)) and len(p) == 2 and all(
             isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in p
         )
         if not ok:
-            raise ConfigError(f"{key}.points[{i}]", "a [step, value] pair of numbers", p)
+            raise ConfigError(f"{key}[{i}]", f"a [{x_name}, value] pair of finite numbers", p)
         clean.append((float(p[0]), float(p[1])))
     if any(b[0] <= a[0] for a, b in zip(clean, clean[1:])):
-        raise ConfigError(f"{key}.points", "steps in strictly increasing order", pts)
+        raise ConfigError(key, f"{x_name} values in strictly increasing order", pts)
+    return clean
 
-    def shape(step: int, total_steps: int) -> float:
-        if step <= clean[0][0]:
-            return clean[0][1]
-        for (s0, v0), (s1, v1) in zip(clean, clean[1:]):
-            if step <= s1:
-                return v0 + (v1 - v0) * (step - s0) / (s1 - s0)
-        return clean[-1][1]
 
-    return shape
+def interpolate(points: list[tuple[float, float]], x: float) -> float:
+    """Piecewise-linear through ``points``, held constant outside them."""
+    if x <= points[0][0]:
+        return points[0][1]
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        if x <= x1:
+            return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return points[-1][1]
+
+
+def _piecewise(spec: Mapping[str, Any], key: str) -> Callable[[int, int], float]:
+    clean = parse_points(spec.get("points"), f"{key}.points")
+    return lambda step, total_steps: interpolate(clean, step)
 
 
 _KINDS = {
