@@ -1,12 +1,15 @@
-"""The paper-reproduction study on the tiny CPU trainer (issue 6): one command.
+"""The paper-reproduction study on the CPU trainer (issue 6): one command per study directory.
 
     python benchmarks/paper_study.py                    # every task x variant x seed, then the report
     python benchmarks/paper_study.py --report-only      # rebuild the table and plot from OUT
     python benchmarks/paper_study.py --tasks max5 --variants grpo pos_only --seeds 0
+    python benchmarks/paper_study.py --config-dir configs/paper/smollm2   # SmolLM2-135M, ~1 h
+                                                    # (OUT defaults to runs/paper_smollm2)
 
-Runs ``configs/paper/base_<task>.yaml`` with each variant of ``configs/paper/variants.yaml``
-(its ``set`` entries become ``--set section.key=value`` overrides) through
-``trainer.run.train_main``, in ``--workers`` processes of one thread each, with a progress bar.
+Runs every ``CONFIG_DIR/base_<task>.yaml`` (or ``--tasks``) with each variant of
+``CONFIG_DIR/variants.yaml`` (its ``set`` entries become ``--set section.key=value``
+overrides) through ``trainer.run.train_main``, in ``--workers`` processes of one thread each,
+with a progress bar.
 Resumable: a run whose ``summary.json`` exists is skipped. Writes ``OUT/paper_table.md``,
 ``OUT/paper_table.csv`` (mean +/- std over seeds of the final entropy, greedy accuracy, avg@n,
 pass@1, pass@n, distinct-1 and ECE at the last evaluation) and ``OUT/entropy_curves.png``.
@@ -48,6 +51,16 @@ def load_variants(config_dir: Path) -> list[dict[str, Any]]:
     if len(set(labels)) != len(labels):
         raise ValueError(f"duplicate variant labels in {config_dir / 'variants.yaml'}")
     return variants
+
+
+def study_tasks(config_dir: Path) -> list[str]:
+    """The tasks of a study directory: every ``base_<task>.yaml``, sorted."""
+    return sorted(p.stem[len("base_"):] for p in config_dir.glob("base_*.yaml"))
+
+
+def study_seeds(config_dir: Path) -> list[int]:
+    """The study's default seeds: ``seeds`` in variants.yaml, else 0, 1, 2."""
+    return [int(s) for s in load_yaml(config_dir / "variants.yaml").get("seeds", [0, 1, 2])]
 
 
 def overrides_for(variant: dict[str, Any], seed: int, out_dir: Path, steps: int | None) -> list[str]:
@@ -150,7 +163,7 @@ def collect(out: Path, tasks: list[str], variants: list[dict[str, Any]], seeds: 
 
 
 def write_report(out: Path, tasks: list[str], variants: list[dict[str, Any]], seeds: list[int],
-                 n: int) -> Path:
+                 n: int, threshold: float | None = None) -> Path:
     """paper_table.md / .csv and entropy_curves.png from the finished runs under ``out``."""
     res = collect(out, tasks, variants, seeds)
     cols = [(h.format(n=n), k.format(n=n)) for h, k in COLUMNS]
@@ -173,7 +186,7 @@ def write_report(out: Path, tasks: list[str], variants: list[dict[str, Any]], se
         w = csv.DictWriter(f, fieldnames=list(csv_rows[0]))
         w.writeheader()
         w.writerows(csv_rows)
-    _plot(out / "entropy_curves.png", res, tasks, variants)
+    _plot(out / "entropy_curves.png", res, tasks, variants, threshold)
     return out / "paper_table.md"
 
 
@@ -194,7 +207,8 @@ def _correlations(res: dict) -> str:
     return "; ".join(parts)
 
 
-def _plot(path: Path, res: dict, tasks: list[str], variants: list[dict[str, Any]]) -> None:
+def _plot(path: Path, res: dict, tasks: list[str], variants: list[dict[str, Any]],
+          threshold: float | None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -211,7 +225,8 @@ def _plot(path: Path, res: dict, tasks: list[str], variants: list[dict[str, Any]
             mean = [statistics.fmean(c[t] for c in curves) for t in range(length)]
             ax.plot(range(length), mean, color=cmap(i % 20), lw=1.2, label=v["label"],
                     ls="-" if i < 10 else "--")
-        ax.axhline(0.2, color="k", lw=0.6, ls=":")
+        if threshold is not None:
+            ax.axhline(threshold, color="k", lw=0.6, ls=":")
         ax.set_yscale("log")
         ax.set_title(f"{task}: token entropy (mean over seeds)")
         ax.set_xlabel("step")
@@ -226,15 +241,27 @@ def _plot(path: Path, res: dict, tasks: list[str], variants: list[dict[str, Any]
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config-dir", type=Path, default=ROOT / "configs" / "paper")
-    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "paper")
-    ap.add_argument("--tasks", nargs="+", default=["max5", "parity"])
+    ap.add_argument("--out", type=Path, default=None,
+                    help="default: runs/paper (configs/paper), runs/paper_<name> (configs/paper/<name>)")
+    ap.add_argument("--tasks", nargs="+", default=None,
+                    help="default: every base_<task>.yaml in --config-dir")
     ap.add_argument("--variants", nargs="+", default=None, help="labels (default: all)")
-    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--seeds", nargs="+", type=int, default=None,
+                    help="default: `seeds` in variants.yaml, else 0 1 2")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--steps", type=int, default=None, help="override train.steps (smoke runs)")
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--no-plant", action="store_true",
+                    help="skip the simulated plant's two regimes (benchmarks/paper_plant.py, ~5 s)")
     a = ap.parse_args(argv)
+    if not (a.config_dir / "variants.yaml").is_file():
+        ap.error(f"no {a.config_dir / 'variants.yaml'}")
     variants = load_variants(a.config_dir)
+    a.tasks = a.tasks or study_tasks(a.config_dir)
+    if a.out is None:
+        name = a.config_dir.resolve().name
+        a.out = ROOT / "runs" / ("paper" if name == "paper" else f"paper_{name}")
+    a.seeds = a.seeds if a.seeds is not None else study_seeds(a.config_dir)
     if a.variants:
         known = {v["label"] for v in variants}
         unknown = [x for x in a.variants if x not in known]
@@ -247,10 +274,19 @@ def main(argv: list[str] | None = None) -> int:
     a.out.mkdir(parents=True, exist_ok=True)
     failed = [] if a.report_only else run_grid(a.config_dir, a.out, a.tasks, variants, a.seeds,
                                                a.workers, a.steps)
-    n = int(load_yaml(a.config_dir / f"base_{a.tasks[0]}.yaml")["train"].get("eval_samples", 0))
-    table = write_report(a.out, a.tasks, variants, a.seeds, n)
+    base = load_yaml(a.config_dir / f"base_{a.tasks[0]}.yaml")
+    n = int(base["train"].get("eval_samples", 0))
+    target = base.get("control", {}).get("target", {})
+    threshold = float(target["value"]) if target.get("kind") == "constant" else None
+    table = write_report(a.out, a.tasks, variants, a.seeds, n, threshold)
     print(table.read_text())
     print(f"table: {table}\nplot: {a.out / 'entropy_curves.png'}")
+    if not a.no_plant:
+        import paper_plant
+
+        print("\nThe simulated plant's two regimes (benchmarks/paper_plant.py):")
+        print(paper_plant.run(a.out, [0, 1, 2, 3, 4], 300), end="")
+        print(f"plant table: {a.out / 'plant_table.md'}")
     if failed:
         print("FAILED runs:\n  " + "\n  ".join(failed), file=sys.stderr)
         return 1

@@ -18,7 +18,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import paper_study as ps  # noqa: E402
 
 CONFIG_DIR = ROOT / "configs" / "paper"
-TASKS = ("max5", "parity")
+SMOLLM2_DIR = CONFIG_DIR / "smollm2"
+STUDIES = [(CONFIG_DIR, "max5"), (CONFIG_DIR, "parity"), (SMOLLM2_DIR, "smollm2")]
 
 
 def test_variant_table_covers_the_issue():
@@ -27,13 +28,18 @@ def test_variant_table_covers_the_issue():
             "par_stage", "par_epoch", "par_entropy", "updates_2", "updates_4", "bandit"}
     assert want <= labels
     assert any(x.startswith("pid") for x in labels)
+    # the SmolLM2 study: the issue's five arms, two seeds by default, its one task discovered
+    assert {v["label"] for v in ps.load_variants(SMOLLM2_DIR)} == {
+        "grpo", "pos_only", "neg_only", "w_pos_0.5", "pid_w_pos"}
+    assert ps.study_seeds(SMOLLM2_DIR) == [0, 1] and ps.study_tasks(SMOLLM2_DIR) == ["smollm2"]
+    assert ps.study_seeds(CONFIG_DIR) == [0, 1, 2] and ps.study_tasks(CONFIG_DIR) == ["max5", "parity"]
 
 
-@pytest.mark.parametrize("task", TASKS)
-def test_every_variant_is_a_valid_config(task, tmp_path):
-    base = load_yaml(CONFIG_DIR / f"base_{task}.yaml")
+@pytest.mark.parametrize("config_dir,task", STUDIES)
+def test_every_variant_is_a_valid_config(config_dir, task, tmp_path):
+    base = load_yaml(config_dir / f"base_{task}.yaml")
     assert base["train"]["eval_samples"] > 0 and base["train"]["eval_every"] > 0
-    for v in ps.load_variants(CONFIG_DIR):
+    for v in ps.load_variants(config_dir):
         raw = apply_overrides(base, ps.overrides_for(v, 1, tmp_path / v["label"], None))
         cfg = TrainConfig.from_mapping(raw)
         assert cfg.train.seed == 1 and cfg.train.out_dir == str(tmp_path / v["label"])
@@ -48,6 +54,8 @@ def test_every_variant_is_a_valid_config(task, tmp_path):
             assert knobs.w_pos == 0.0 and knobs.w_neg == 1.0
         if v["label"] == "updates_4":
             assert cfg.optim.mini_batches == 4
+        if v["label"] == "w_pos_0.5":
+            assert knobs.w_pos == 0.5 and knobs.w_neg == 1.0
 
 
 def _fake_run(rd: Path, entropies: list[float], ece: float, distinct: float = 0.5) -> None:
@@ -82,7 +90,7 @@ def test_report_mean_and_std(tmp_path):
 
 def test_one_command_smoke_and_resume(tmp_path, capsys):
     args = ["--out", str(tmp_path), "--tasks", "max5", "--variants", "grpo", "--seeds", "0",
-            "--steps", "2", "--workers", "1"]
+            "--steps", "2", "--workers", "1", "--no-plant"]
     assert ps.main(args) == 0
     rd = tmp_path / "max5" / "grpo" / "seed0"
     rows = [json.loads(line) for line in (rd / "metrics.jsonl").read_text().splitlines()]
@@ -91,3 +99,16 @@ def test_one_command_smoke_and_resume(tmp_path, capsys):
     assert ps.main(args) == 0                                      # finished runs are skipped
     assert "1 of 1 runs already finished; running 0" in capsys.readouterr().out
     assert (rd / "summary.json").stat().st_mtime == mtime
+
+
+def test_plant_side_table(tmp_path):
+    """benchmarks/paper_plant.py: every variant in both regimes, and the per-weight gains."""
+    import paper_plant
+
+    text = paper_plant.run(tmp_path, [0, 1], 12)
+    lines = (tmp_path / "plant_table.md").read_text().splitlines()
+    assert lines[0].startswith("| variant | pretrained: final H") and "scratch: accuracy" in lines[0]
+    rows = {line.split(" | ")[0].strip("| "): line for line in lines[2:7]}
+    assert list(rows) == list(paper_plant.VARIANTS)
+    assert all(line.count("±") == 4 for line in rows.values())
+    assert "- pretrained (start" in text and "- scratch (start" in text and "raising w_neg" in text
