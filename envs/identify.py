@@ -16,6 +16,10 @@ g (nats per step per unit knob) is least squares for each theta on a grid, theta
 the least squared error; the gain's standard error is the seed-to-seed spread of the per-seed
 fits, se = sd / sqrt(n). Noise sigma: the base runs' step-to-step jitter, sd(diff H) / sqrt(2).
 
+Joint probe: with two or more knobs, one more pair of runs steps them all together, each by
+GAIN_MAGNITUDE[k] x du (du = +-delta in u units), and is fitted like a knob named ``w_pos+w_neg``
+(gain per unit u). It sees interactions that a sum of single-knob fits cannot.
+
 Tuning: SIMC for an integrating process with delay (Skogestad 2003), k e^{-theta s} / s:
     Kc = 1 / (k (tau_c + theta')),    tau_I = 4 (tau_c + theta'),    theta' = theta + 1,
 in our PID's units (u per nat, ki = Kc / tau_I per step). tau_c, the closed-loop time constant,
@@ -48,6 +52,7 @@ class KnobModel:
     noise: float  # sigma: measurement noise of entropy (nats)
     delta: float  # the probe step size used
     asymmetry: float  # (g_up - g_down) / (|g_up| + |g_down|): nonlinearity of the response
+    level: float = math.nan  # mean entropy of the base runs over the probe window (nats)
 
     @property
     def sign(self) -> int:
@@ -95,33 +100,71 @@ def identify_knob(knob: str, base: np.ndarray, up: np.ndarray, down: np.ndarray,
     g_dn = _fit(dd, np.full(n_seeds, -delta), theta)[0]
     asym = (g_up - g_dn) / (abs(g_up) + abs(g_dn)) if (g_up or g_dn) else 0.0
     noise = float(np.mean(np.std(np.diff(base, axis=1), axis=1, ddof=1)) / math.sqrt(2))
-    return KnobModel(knob, g, se, theta, noise, float(delta), float(asym))
+    level = float(np.mean(base[:, start + 1:]))
+    return KnobModel(knob, g, se, theta, noise, float(delta), float(asym), level)
+
+
+def joint_name(knobs: list[str]) -> str:
+    """The name of the joint (common-mode) probe direction over ``knobs``: ``w_pos+w_neg``."""
+    return "+".join(knobs)
+
+
+def joint_members(name: str) -> list[str]:
+    """The knobs of a joint direction (a single knob's name gives itself)."""
+    return name.split("+")
 
 
 def recommend(models: list[KnobModel], bounds: dict[str, tuple[float, float]], *,
-              tau_c: float | None = None, u_noise: float = 0.3, keep: float = 0.3) -> dict[str, Any]:
+              tau_c: float | None = None, u_noise: float = 0.3, keep: float = 0.3,
+              relative: bool = False) -> dict[str, Any]:
     """Pick the knobs with authority and PI gains for them by SIMC (module doc).
 
-    A knob is kept if its verdict is ``strong`` and its authority |g| x (bound span) is at least
-    ``keep`` x the best knob's. Returns {knobs, gains, kp, ki, tau_c, theta, process_gain}, or
-    {knobs: []} when no knob has authority.
+    Single knobs: one is kept if its verdict is ``strong`` and its authority |g| x (bound span)
+    is at least ``keep`` x the best knob's; their gains combine linearly (k = sum |g_k|). A joint
+    model (``w_pos+w_neg``: every knob moved together, GAIN_MAGNITUDE[k] per unit u) is a
+    candidate of its own, chosen when it is strong and its process gain is at least the best
+    candidate's minus 2 standard errors of their difference: moving every token weight together
+    scales the whole update (a learning-rate-like knob), so its sign holds whichever advantage
+    sign drives entropy in a phase, where single weights reverse (CONTROL_NOTES.md section 1).
+    ``relative``: gains for ``relative_error: true`` (error as a fraction of the target), kp and
+    ki scaled by the probed entropy level H_ref, so they equal the SIMC gains there and grow as
+    1 / target below it: entropy falls multiplicatively and its noise scales with its level
+    (CONTROL_NOTES.md section 4), so a fixed relative gain suits the whole curve.
+    Returns {knobs, gains, kp, ki, tau_c, theta, process_gain, mode, models, relative_error},
+    or {knobs: []} when nothing has authority.
     """
     strong = [m for m in models if m.verdict == "strong"]
-    if not strong:
+    singles = [m for m in strong if "+" not in m.knob]
+    joints = [m for m in strong if "+" in m.knob]
+    cands = []  # (mode, models, gains, process gain k, its standard error)
+    if singles:
+        reach = {m.knob: abs(m.gain) * (bounds[m.knob][1] - bounds[m.knob][0]) for m in singles}
+        best = max(reach.values())
+        chosen = [m for m in singles if reach[m.knob] >= keep * best]
+        k = sum(abs(m.gain) * GAIN_MAGNITUDE[m.knob] for m in chosen)  # nats / step per unit u
+        se = math.sqrt(sum((m.stderr * GAIN_MAGNITUDE[m.knob]) ** 2 for m in chosen))
+        cands.append(("single", chosen, {m.knob: m.sign * GAIN_MAGNITUDE[m.knob] for m in chosen}, k, se))
+    for m in joints:  # the joint gain is already per unit u
+        gains = {k: m.sign * GAIN_MAGNITUDE[k] for k in joint_members(m.knob)}
+        cands.append(("joint", [m], gains, abs(m.gain), m.stderr))
+    if not cands:
         return {"knobs": [], "reason": "no knob moved entropy beyond 3 standard errors"}
-    reach = {m.knob: abs(m.gain) * (bounds[m.knob][1] - bounds[m.knob][0]) for m in strong}
-    best = max(reach.values())
-    chosen = [m for m in strong if reach[m.knob] >= keep * best]
-    gains = {m.knob: m.sign * GAIN_MAGNITUDE[m.knob] for m in chosen}
-    k = sum(abs(m.gain) * GAIN_MAGNITUDE[m.knob] for m in chosen)  # nats / step per unit u
+    best = max(cands, key=lambda c: c[3])
+    # a joint direction within 2 standard errors of the best wins: it scales the whole update, so
+    # its sign does not depend on which advantage sign drives entropy in a phase of training
+    robust = [c for c in cands if c[0] == "joint" and c[3] >= best[3] - 2 * math.hypot(best[4], c[4])]
+    mode, chosen, gains, k, _ = max(robust, key=lambda c: c[3]) if robust else best
     theta = max(m.delay for m in chosen) + 1.0
     sigma = max(m.noise for m in chosen)
     if tau_c is None:
         tau_c = max(theta, sigma / (u_noise * k) - theta)  # Kc sigma <= u_noise
     kc = 1.0 / (k * (tau_c + theta))
     tau_i = 4.0 * (tau_c + theta)
-    return {"knobs": [m.knob for m in chosen], "gains": gains, "kp": kc, "ki": kc / tau_i,
-            "tau_c": float(tau_c), "theta": theta, "process_gain": k}
+    level = float(np.mean([m.level for m in chosen]))
+    scale = level if relative and math.isfinite(level) and level > 0 else 1.0
+    return {"knobs": list(gains), "gains": gains, "kp": kc * scale, "ki": kc / tau_i * scale,
+            "tau_c": float(tau_c), "theta": theta, "process_gain": k, "mode": mode,
+            "models": [m.knob for m in chosen], "relative_error": scale != 1.0, "level": level}
 
 
 def control_section(rec: dict[str, Any], initial: dict[str, float],
@@ -131,6 +174,7 @@ def control_section(rec: dict[str, Any], initial: dict[str, float],
     return {
         "controller": "pid",
         "params": {"kp": round(rec["kp"], 4), "ki": round(rec["ki"], 5),
+                   **({"relative_error": True} if rec.get("relative_error") else {}),
                    "gains": {k: float(v) for k, v in rec["gains"].items()}},
         "target": target,
         "actuate": list(knobs),

@@ -15,6 +15,10 @@ CONFIG is either a sim-plant spec (has ``plant: sim``)::
     seeds: 3                               # n (0..n-1) or a list
     target: {kind: constant, value: 0.35}  # copied into the recommended control section
     tau_c: null                            # closed-loop time constant (steps); null = rule
+    joint: true                            # also probe all knobs moved together (default with
+                                           # 2+ knobs; recommended unless clearly beaten)
+    relative: true                         # recommend relative_error gains (scaled at the
+                                           # probed entropy level)
     out_dir: runs/tune
 
 or a training config (``regulator train``'s), whose ``control`` section gives the defaults
@@ -42,7 +46,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from envs.identify import KnobModel, control_section, identify_knob, recommend
+from envs.identify import GAIN_MAGNITUDE, KnobModel, control_section, identify_knob, joint_name, recommend
 from regulator.config import apply_overrides, check_keys, get_typed, load_yaml
 from regulator.errors import ConfigError, unknown_name_error
 from regulator.knobs import KNOB_NAMES, KnobBounds, Knobs
@@ -50,7 +54,7 @@ from regulator.knobs import KNOB_NAMES, KnobBounds, Knobs
 log = logging.getLogger(__name__)
 
 TUNE_KEYS = ("knobs", "initial", "bounds", "delta", "start", "probe_steps", "seeds", "target",
-             "tau_c", "out_dir")
+             "tau_c", "joint", "relative", "out_dir")
 SIM_KEYS = ("plant", "plant_params", *TUNE_KEYS)
 
 #: runner(schedules, seeds, steps) -> entropy [len(schedules), len(seeds), steps]; schedule[t]
@@ -70,22 +74,46 @@ class TuneSpec:
     target: Any
     tau_c: float | None
     out_dir: str
+    joint: bool = False
+    relative: bool = True
     plant: str = "sim"
     plant_params: dict[str, Any] = field(default_factory=dict)
     train_raw: dict[str, Any] | None = None
 
+    @property
+    def joint_du(self) -> float:
+        """The joint probe's step in u units: every knob k moves by GAIN_MAGNITUDE[k] x du."""
+        return min(self.delta[k] / GAIN_MAGNITUDE[k] for k in self.knobs)
+
+    def probe_directions(self) -> list[tuple[str, dict[str, float]]]:
+        """(name, knob -> step of a +1 probe) per probed direction: each knob, then the joint."""
+        out = [(k, {k: self.delta[k]}) for k in self.knobs]
+        if self.joint:
+            out.append((joint_name(self.knobs), {k: self.joint_du * GAIN_MAGNITUDE[k] for k in self.knobs}))
+        return out
+
     def schedules(self, start: int) -> tuple[list[list[Knobs]], list[tuple[str, str]]]:
-        """The base run and a +delta and -delta run per knob (labels: (knob, 'up'|'down'))."""
+        """The base run and a +delta and -delta run per direction (labels: (name, 'up'|'down'))."""
         steps = start + self.probe_steps + 1
         out, labels = [[self.initial] * steps], [("", "base")]
-        for k in self.knobs:
+        for name, step in self.probe_directions():
             for sgn, lab in ((1, "up"), (-1, "down")):
-                lo, hi = self.bounds.range(k)
-                v = min(max(getattr(self.initial, k) + sgn * self.delta[k], lo), hi)
-                probe = self.initial.replace(**{k: v})
+                probe = self.initial.replace(**{k: self._clamped(k, sgn * d) for k, d in step.items()})
                 out.append([self.initial] * start + [probe] * (steps - start))
-                labels.append((k, lab))
+                labels.append((name, lab))
         return out, labels
+
+    def _clamped(self, knob: str, step: float) -> float:
+        lo, hi = self.bounds.range(knob)
+        return min(max(getattr(self.initial, knob) + step, lo), hi)
+
+    def applied(self, name: str, step: dict[str, float]) -> tuple[float, float]:
+        """The up and down steps a probe really applied (bounds clip them), in the direction's
+        units: knob units for a single knob, u for the joint (mean over its knobs)."""
+        scale = {k: (1.0 if "+" not in name else GAIN_MAGNITUDE[k]) for k in step}
+        up = [(self._clamped(k, d) - getattr(self.initial, k)) / scale[k] for k, d in step.items()]
+        dn = [(getattr(self.initial, k) - self._clamped(k, -d)) / scale[k] for k, d in step.items()]
+        return float(np.mean(up)), float(np.mean(dn))
 
 
 def _seeds(v: Any, key: str) -> list[int]:
@@ -174,6 +202,14 @@ def parse_tune_spec(raw: Mapping[str, Any]) -> TuneSpec:
     tau_c = tune.get("tau_c")
     if tau_c is not None and (isinstance(tau_c, bool) or not isinstance(tau_c, (int, float)) or tau_c <= 0):
         raise ConfigError(f"{prefix}tau_c", "null or a time constant in steps > 0", tau_c)
+    joint = tune.get("joint", len(knobs) > 1)
+    if not isinstance(joint, bool):
+        raise ConfigError(f"{prefix}joint", "true or false (probe all knobs moved together)", joint)
+    if joint and len(knobs) < 2:
+        raise ConfigError(f"{prefix}joint", "false with a single knob (nothing to move jointly)", joint)
+    relative = tune.get("relative", True)
+    if not isinstance(relative, bool):
+        raise ConfigError(f"{prefix}relative", "true or false (recommend relative_error gains)", relative)
     out_dir = tune.get("out_dir", defaults["out_dir"])
     if not isinstance(out_dir, str) or not out_dir:
         raise ConfigError(f"{prefix}out_dir", "a directory path", out_dir)
@@ -183,7 +219,8 @@ def parse_tune_spec(raw: Mapping[str, Any]) -> TuneSpec:
 
         make_target(target, key=f"{prefix}target")
     return TuneSpec(list(knobs), initial, bounds, delta, starts, probe, seeds, target,
-                    None if tau_c is None else float(tau_c), out_dir, s["plant"], dict(pp), train_raw)
+                    None if tau_c is None else float(tau_c), out_dir, joint, relative, s["plant"],
+                    dict(pp), train_raw)
 
 
 # --- runners --------------------------------------------------------------------------------------
@@ -258,27 +295,26 @@ def _progress(it: Any, on: bool, desc: str) -> Any:
 # --- the procedure ---------------------------------------------------------------------------------
 def identify(spec: TuneSpec, runner: Runner, start: int | None = None
              ) -> tuple[list[KnobModel], np.ndarray, list]:
-    """Probe every knob from step ``start`` (default: the first phase) and fit each."""
+    """Probe every direction (each knob, then the joint one) from step ``start`` (default: the
+    first phase) and fit each."""
     start = spec.starts[0] if start is None else start
     schedules, labels = spec.schedules(start)
     steps = start + spec.probe_steps + 1
     H = runner(schedules, spec.seeds, steps)
     base = H[0]
     models = []
-    for k in spec.knobs:
-        up = H[labels.index((k, "up"))]
-        dn = H[labels.index((k, "down"))]
-        lo, hi = spec.bounds.range(k)
-        k0 = getattr(spec.initial, k)
-        # a step clipped at a bound is smaller than delta; use the mean applied step
-        d_up, d_dn = min(k0 + spec.delta[k], hi) - k0, k0 - max(k0 - spec.delta[k], lo)
+    for name, step in spec.probe_directions():
+        up = H[labels.index((name, "up"))]
+        dn = H[labels.index((name, "down"))]
+        # a step clipped at a bound is smaller than asked; use the mean applied step
+        d_up, d_dn = spec.applied(name, step)
         if d_up <= 0 or d_dn <= 0:  # operating point on a bound: one-sided probe
             d = max(d_up, d_dn)
             same = up if d_up > 0 else dn
-            models.append(identify_knob(k, base, same if d_up > 0 else 2 * base - same,
+            models.append(identify_knob(name, base, same if d_up > 0 else 2 * base - same,
                                         2 * base - same if d_up > 0 else same, start, d))
         else:
-            models.append(identify_knob(k, base, up, dn, start, 0.5 * (d_up + d_dn)))
+            models.append(identify_knob(name, base, up, dn, start, 0.5 * (d_up + d_dn)))
     return models, H, labels
 
 
@@ -299,17 +335,22 @@ def merge_phases(phases: list[list[KnobModel]]) -> tuple[list[KnobModel], list[s
         mag = float(np.mean([abs(m.gain) for m in strong]))
         merged.append(KnobModel(m0.knob, strong[0].sign * mag, min(m.stderr for m in strong),
                                 max(m.delay for m in strong), max(m.noise for m in strong),
-                                m0.delta, float(np.mean([m.asymmetry for m in strong]))))
+                                m0.delta, float(np.mean([m.asymmetry for m in strong])),
+                                float(np.mean([m.level for m in strong]))))
     return merged, flips
 
 
 def tune_sim(plant: Any, *, actuate: Sequence[str] = ("w_pos", "w_neg"),
              bounds: Mapping[str, Sequence[float]] | None = None, seeds: Sequence[int] = (0, 1, 2),
-             start: int | list[int] = 0, probe_steps: int = 30, target: Any = None) -> dict[str, Any]:
+             start: int | list[int] = 0, probe_steps: int = 30, target: Any = None,
+             joint: bool | None = None, relative: bool = True) -> dict[str, Any]:
     """Programmatic ``regulator tune`` on a sim plant (a PlantConfig): models + control section."""
     raw = {"plant": "sim", "plant_params": plant.as_dict() if hasattr(plant, "as_dict") else dict(plant),
            "knobs": list(actuate), "bounds": {k: list(v) for k, v in (bounds or {}).items()},
-           "seeds": list(seeds), "start": start, "probe_steps": probe_steps, "target": target}
+           "seeds": list(seeds), "start": start, "probe_steps": probe_steps, "target": target,
+           "relative": relative}
+    if joint is not None:
+        raw["joint"] = joint
     raw["plant_params"]["betas"] = list(raw["plant_params"].get("betas", (0.9, 0.999)))
     spec = parse_tune_spec(raw)
     runner = sim_runner(spec.plant_params, progress=False)
@@ -319,21 +360,22 @@ def tune_sim(plant: Any, *, actuate: Sequence[str] = ("w_pos", "w_neg"),
 def _result(spec: TuneSpec, phases: list[list[KnobModel]]) -> dict[str, Any]:
     b = {k: spec.bounds.range(k) for k in KNOB_NAMES}
     models, flips = merge_phases(phases)
-    rec = recommend(models, b, tau_c=spec.tau_c)
+    rec = recommend(models, b, tau_c=spec.tau_c, relative=spec.relative)
     out: dict[str, Any] = {"phases": [{"start": st, "models": [m.as_dict() for m in ms]}
                                       for st, ms in zip(spec.starts, phases)],
                            "models": [m.as_dict() for m in models], "flips": flips,
                            "recommendation": rec}
     if rec["knobs"]:
         out["control"] = control_section(rec, spec.initial.as_dict(), b, spec.target)
-        if any(k in flips for k in rec["knobs"]):
+        if any(k in flips for k in rec["models"]):
             out["control"]["params"]["direction"] = "auto"
     return out
 
 
 def format_table(phases: list[list[KnobModel]], starts: list[int]) -> str:
-    lines = ["from step  knob      sign  gain (nats/step/unit)   +-se      delay  noise   z      authority",
-             "-" * 95]
+    lines = ["from step  knob          sign  gain (nats/step/unit)   +-se      delay  noise   z      "
+             "authority",
+             "-" * 99]
     for st, models in zip(starts, phases):
         lines += _rows(models, f"{st:9d}  ")
     return "\n".join(lines)
@@ -342,7 +384,7 @@ def format_table(phases: list[list[KnobModel]], starts: list[int]) -> str:
 def _rows(models: list[KnobModel], lead: str) -> list[str]:
     lines = []
     for m in models:
-        lines.append(f"{lead}{m.knob:9s} {'+' if m.sign > 0 else '-':>4s}  {m.gain:+.5f}               "
+        lines.append(f"{lead}{m.knob:13s} {'+' if m.sign > 0 else '-':>4s}  {m.gain:+.5f}               "
                      f"{m.stderr:.5f}   {m.delay:5d}  {m.noise:.4f}  {min(m.zscore, 999):5.1f}  "
                      f"{m.verdict}")
     return lines
@@ -356,7 +398,7 @@ def plot_probes(path: Path, spec: TuneSpec, phases: list[tuple[int, list[KnobMod
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = len(spec.knobs)
+    n = len(phases[0][1])
     fig, axes = plt.subplots(len(phases), n, figsize=(4.5 * n, 3.5 * len(phases)), squeeze=False)
     j = np.arange(1, spec.probe_steps + 1)
     panels = [(ax, start, m, H, labels) for (start, models, H, labels), row in zip(phases, axes)
@@ -384,9 +426,11 @@ def tune_main(config_path: str, overrides: Sequence[str] = ()) -> int:
     spec = parse_tune_spec(raw)
     runner = (sim_runner(spec.plant_params) if spec.plant == "sim"
               else trainer_runner(spec.train_raw or {}, spec.bounds))
-    n_runs = (1 + 2 * len(spec.knobs)) * len(spec.seeds)
+    n_dirs = len(spec.probe_directions())
+    n_runs = (1 + 2 * n_dirs) * len(spec.seeds)
     lengths = " + ".join(str(st + spec.probe_steps + 1) for st in spec.starts)
-    print(f"regulator tune: {len(spec.knobs)} knobs x (+-) x {len(spec.seeds)} seeds + base = {n_runs} "
+    what = f"{len(spec.knobs)} knobs" + (" + joint" if spec.joint else "")
+    print(f"regulator tune: {what} x (+-) x {len(spec.seeds)} seeds + base = {n_runs} "
           f"runs of {lengths} steps on the {spec.plant} plant", flush=True)
     t0 = time.perf_counter()
     try:
@@ -411,7 +455,9 @@ def tune_main(config_path: str, overrides: Sequence[str] = ()) -> int:
     if not rec["knobs"]:
         print(f"\nno recommendation: {rec['reason']}; probe longer, with larger steps or more seeds")
         return 0
-    print(f"\nrecommended: {', '.join(rec['knobs'])} (SIMC, integrating plant: k={rec['process_gain']:.4g} "
+    moved = " together" if rec.get("mode") == "joint" else ""
+    print(f"\nrecommended: {', '.join(rec['knobs'])}{moved} (SIMC, integrating plant: "
+          f"k={rec['process_gain']:.4g} "
           f"nats/step per unit u, theta={rec['theta']:g}, tau_c={rec['tau_c']:.3g} steps)")
     text = yaml.safe_dump({"control": result["control"]}, sort_keys=False, default_flow_style=None)
     (out / "control.yaml").write_text(text)

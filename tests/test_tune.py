@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from envs.identify import KnobModel, recommend
+from envs.identify import KnobModel, control_section, recommend
 from envs.tune import identify, parse_tune_spec, tune_main
 from regulator.config import ControlConfig
 from regulator.errors import ConfigError
@@ -21,8 +21,21 @@ DELAY = 2  # true dead time (steps)
 NOISE = 0.02  # measurement noise (nats)
 
 
-def linear_runner(seed_offset: int = 0):
-    """H_t = 0.5 - 0.002 t + sum_k g_k sum_{s < t - DELAY} (k_s - k0) + N(0, NOISE^2), with
+def linear_effect(dev: np.ndarray) -> float:
+    """sum_k g_k (k - k0) for one step's knob deviations (columns in GAINS order)."""
+    return float(sum(g * dev[c] for c, g in enumerate(GAINS.values())))
+
+
+def common_mode_effect(dev: np.ndarray) -> float:
+    """Only w_pos and w_neg moved *together* act (their common part), with gain -0.006: a plant
+    on which every single-knob probe sees nothing."""
+    a, b = dev[0], dev[1]
+    common = math.copysign(min(abs(a), abs(b)), a) if a * b > 0 else 0.0
+    return -0.006 * common
+
+
+def linear_runner(seed_offset: int = 0, effect=linear_effect):
+    """H_t = 0.5 - 0.002 t + sum_{s < t - DELAY} effect(k_s - k0) + N(0, NOISE^2), with
     process noise common to the runs of one seed (as paired runs of a real plant share it)."""
     def run(schedules, seeds, steps):
         out = np.zeros((len(schedules), len(seeds), steps))
@@ -32,12 +45,10 @@ def linear_runner(seed_offset: int = 0):
             for i, sch in enumerate(schedules):
                 meas = np.random.default_rng([seed + seed_offset, i]).normal(0, NOISE, steps)
                 dev = np.array([[getattr(k, n) - getattr(sch[0], n) for n in GAINS] for k in sch])
-                effect = np.zeros(steps)
-                for t in range(steps):
-                    s_end = t - DELAY  # knobs of steps < t - DELAY have acted on H_t
-                    if s_end > 0:
-                        effect[t] = sum(g * dev[:s_end, c].sum() for c, g in enumerate(GAINS.values()))
-                out[i, j] = 0.5 - 0.002 * np.arange(steps) + drift + effect + meas
+                per_step = np.array([effect(d) for d in dev])
+                # knobs of steps < t - DELAY have acted on H_t
+                acted = np.array([per_step[:max(t - DELAY, 0)].sum() for t in range(steps)])
+                out[i, j] = 0.5 - 0.002 * np.arange(steps) + drift + acted + meas
         return out
     return run
 
@@ -60,6 +71,34 @@ def test_identification_recovers_sign_gain_delay_noise(offset):
         assert abs(m.delay - DELAY) <= 1
         assert m.noise == pytest.approx(NOISE, rel=0.3)
     assert by["eps_high"].verdict != "strong"  # no effect: no authority claimed
+    # the joint probe moves every knob by du per unit u (weights 1, clip bounds 0.2): on a linear
+    # plant its gain is the sum of the singles' (-0.008 + 0.003 + 0.2 x 0)
+    joint = by["w_pos+w_neg+eps_high"]
+    assert joint.gain == pytest.approx(GAINS["w_pos"] + GAINS["w_neg"], rel=0.3)
+    rec = recommend(models, {k: (0.0, 2.0) for k in KNOB_NAMES})
+    assert rec["mode"] == "single"  # the singles combined (0.011 / step / u) beat the joint (0.005)
+
+
+def test_a_common_mode_plant_is_found_by_the_joint_probe_alone():
+    """Single-knob probes see nothing; the joint probe finds sign and gain, and the
+    recommendation moves both weights together with SIMC gains from the joint model."""
+    spec = parse_tune_spec({**SPEC, "knobs": ["w_pos", "w_neg"], "delta": {"w_pos": 0.5, "w_neg": 0.5}})
+    assert spec.joint  # the default with two knobs
+    models, _, labels = identify(spec, linear_runner(effect=common_mode_effect))
+    by = {m.knob: m for m in models}
+    assert ("w_pos+w_neg", "up") in labels and ("w_pos+w_neg", "down") in labels
+    assert by["w_pos"].verdict != "strong" and by["w_neg"].verdict != "strong"
+    joint = by["w_pos+w_neg"]
+    assert joint.verdict == "strong" and joint.gain == pytest.approx(-0.006, rel=0.3)
+    rec = recommend(models, {k: (0.0, 2.0) for k in KNOB_NAMES}, tau_c=10.0)
+    assert rec["mode"] == "joint" and rec["gains"] == {"w_pos": -1.0, "w_neg": -1.0}
+    theta = joint.delay + 1.0
+    assert rec["kp"] == pytest.approx(1 / (abs(joint.gain) * (10 + theta)))
+    # without the joint probe nothing has authority
+    no_joint = parse_tune_spec({**SPEC, "knobs": ["w_pos", "w_neg"], "joint": False,
+                                "delta": {"w_pos": 0.5, "w_neg": 0.5}})
+    assert recommend(identify(no_joint, linear_runner(effect=common_mode_effect))[0],
+                     {k: (0.0, 2.0) for k in KNOB_NAMES})["knobs"] == []
 
 
 def test_recommend_applies_simc_for_an_integrating_plant():
@@ -76,6 +115,42 @@ def test_recommend_applies_simc_for_an_integrating_plant():
     assert auto["kp"] * 0.02 <= 0.3 + 1e-9
     assert recommend(m, b, u_noise=0.1)["kp"] * 0.02 <= 0.1 + 1e-9
     assert recommend([m[1]], b)["knobs"] == []
+
+
+def test_recommend_prefers_a_joint_direction_unless_clearly_beaten():
+    """The joint direction wins within 2 standard errors of the best candidate (it keeps its
+    sign across phases); a clearly larger sum of single-knob gains still wins. Figures: the tiny
+    trainer of configs/default.yaml probed from step 60 and from step 10 (docs/tuning.md)."""
+    b = {k: (0.0, 2.0) for k in KNOB_NAMES}
+    at60 = [KnobModel("w_pos", -0.01455, 0.00224, 0, 0.045, 0.5, 0.0),
+            KnobModel("w_neg", -0.00169, 0.00224, 0, 0.045, 0.5, 0.0),
+            KnobModel("w_pos+w_neg", -0.01353, 0.00153, 0, 0.045, 0.5, 0.0)]
+    rec = recommend(at60, b)
+    assert rec["mode"] == "joint" and rec["gains"] == {"w_pos": -1.0, "w_neg": -1.0}
+    assert rec["process_gain"] == pytest.approx(0.01353)
+    at10 = [KnobModel("w_pos", -0.0041, 0.00075, 0, 0.005, 0.5, 0.0),
+            KnobModel("w_neg", 0.0021, 0.00062, 1, 0.005, 0.5, 0.0),
+            KnobModel("w_pos+w_neg", -0.00296, 0.00045, 0, 0.005, 0.5, 0.0)]
+    rec = recommend(at10, b)
+    assert rec["mode"] == "single" and rec["gains"] == {"w_pos": -1.0, "w_neg": 1.0}
+    assert rec["process_gain"] == pytest.approx(0.0062)
+
+
+def test_relative_gains_equal_the_absolute_ones_at_the_probed_level():
+    """relative=True: kp and ki scaled by the base's mean entropy over the probe window, so
+    that kp_rel x (e / H_ref) = kp x e there; the control section says relative_error."""
+    m = [KnobModel("w_pos", -0.01, 0.001, 1, 0.02, 0.5, 0.0, level=2.0)]
+    b = {k: (0.0, 2.0) for k in KNOB_NAMES}
+    absolute, rel = recommend(m, b, tau_c=10.0), recommend(m, b, tau_c=10.0, relative=True)
+    assert not absolute["relative_error"] and rel["relative_error"]
+    assert rel["kp"] == pytest.approx(2.0 * absolute["kp"])
+    assert rel["ki"] == pytest.approx(2.0 * absolute["ki"])
+    sec = control_section(rel, {"w_pos": 1.0}, b, None)
+    assert sec["params"]["relative_error"] is True
+    assert "relative_error" not in control_section(absolute, {"w_pos": 1.0}, b, None)["params"]
+    # identification records the level: the synthetic plant's base mean over the window
+    models, H, _ = identify(parse_tune_spec(SPEC), linear_runner())
+    assert models[0].level == pytest.approx(H[0][:, SPEC["start"] + 1:].mean())
 
 
 def test_tune_main_on_the_sim_plant(tmp_path, capsys):
@@ -107,6 +182,9 @@ def test_tune_main_on_the_sim_plant(tmp_path, capsys):
     ({"plant_params": {"regime": "warm"}}, "plant_params.regime"),
     ({"bounds": {"w_pos": [1, 0]}}, "bounds.w_pos"),
     ({"probe_stepz": 3}, "probe_stepz"),
+    ({"joint": "yes"}, "joint"),
+    ({"relative": 1}, "relative"),
+    ({"joint": True}, "joint"),  # a single knob has no joint direction
 ])
 def test_bad_tune_configs_exit_2_naming_the_key(tmp_path, capsys, bad, key):
     raw = {"plant": "sim", "knobs": ["w_pos"], **bad}
@@ -124,7 +202,10 @@ def test_a_train_config_is_accepted_and_its_tune_section_checked():
     raw = yaml.safe_load(open("configs/default.yaml"))
     spec = parse_tune_spec(raw)
     assert spec.plant == "trainer" and spec.knobs == ["w_pos", "w_neg"]
-    assert spec.starts == [10] and spec.probe_steps == 20 and len(spec.seeds) == 3
+    assert spec.starts == [60] and spec.probe_steps == 20 and len(spec.seeds) == 3  # its tune: section
+    assert spec.joint and spec.relative  # the defaults with two knobs
+    del raw["tune"]
+    assert parse_tune_spec(raw).starts == [10]  # the default for training configs
     with pytest.raises(ConfigError) as e:
         parse_tune_spec({**raw, "tune": {"seedz": 3}})
     assert e.value.key == "tune.seedz"

@@ -16,7 +16,8 @@ from typing import Any
 from regulator.config import ControlConfig, check_keys, get_typed
 from regulator.errors import ConfigError, unknown_name_error
 
-SECTIONS = ("model", "task", "reward", "rollout", "optim", "deepspeed", "control", "train", "log")
+#: top-level sections; ``tune`` is read by ``regulator tune`` only (envs/tune.py), train ignores it
+SECTIONS = ("model", "task", "reward", "rollout", "optim", "deepspeed", "control", "train", "log", "tune")
 
 
 @dataclass
