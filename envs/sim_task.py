@@ -75,7 +75,8 @@ def make_task(
     # they share ``alt_share`` of the remaining mass. Positive samples then carry rare tokens
     # whose growth the upper clip bound limits (DAPO's Clip-Higher mechanism).
     n_alt = min(alternates, vocab - 1)
-    offs = torch.stack([torch.randperm(vocab - 1, generator=g)[:n_alt] + 1 for _ in range(n_fmt)])
+    offs = torch.stack([torch.randperm(vocab - 1, generator=g)[:n_alt] + 1 for _ in range(n_fmt)]
+                       ) if n_fmt else torch.zeros(0, n_alt, dtype=torch.long)  # every token forks
     alt_tok = (template[:, None] + offs) % vocab  # [n_fmt, n_alt]
     alt = torch.zeros(n_fmt, vocab, dtype=torch.bool)
     alt.scatter_(-1, alt_tok, True)

@@ -141,3 +141,13 @@ def test_regime_defaults():
     s = PlantConfig(regime="scratch")
     assert (s.length, s.forks) == (1, 1)
     assert PlantConfig(mini_batches=2, epochs=3).updates_per_step == 6
+
+
+def test_a_pretrained_plant_whose_every_token_forks_runs():
+    """length == forks leaves no format tokens (it used to crash building their alternates)."""
+    plant = SimPlant(PlantConfig(length=2, vocab=4), 2, seeds=[0, 1])
+    for _ in range(3):
+        m = plant.rollout()
+        plant.update(Knobs())
+    assert torch.isfinite(m["entropy"]).all() and (m["entropy"] > 0).all()
+    assert ((m["accuracy"] >= 0) & (m["accuracy"] <= 1)).all()
