@@ -124,7 +124,8 @@ def recommend(models: list[KnobModel], bounds: dict[str, tuple[float, float]], *
     model (``w_pos+w_neg``: every knob moved together, GAIN_MAGNITUDE[k] per unit u) is a
     candidate of its own, chosen when it is strong and its process gain is at least the best
     candidate's minus 2 standard errors of their difference: moving every token weight together
-    scales the whole update (a learning-rate-like knob), so its sign holds whichever advantage
+    scales the whole update (a learning-rate-like knob once Adam has a gradient history; from
+    step 0 Adam normalises a common scale away), so its sign holds whichever advantage
     sign drives entropy in a phase, where single weights reverse (CONTROL_NOTES.md section 1).
     ``relative``: gains for ``relative_error: true`` (error as a fraction of the target), kp and
     ki scaled by the probed entropy level H_ref, so they equal the SIMC gains there and grow as
