@@ -88,6 +88,34 @@ def test_resume_after_crash_drops_rows_past_the_checkpoint(tmp_path):
     assert not (run / "checkpoints" / ".tmp-step-000006").exists()
 
 
+def test_a_damaged_checkpoint_falls_back_to_the_one_before(tmp_path, capsys, caplog):
+    """A torn newest checkpoint (garbage weights) is skipped with a warning for the previous
+    one, and the resumed run reproduces the uninterrupted one; when none loads, exit 2 with one
+    line naming --resume and every checkpoint tried, and the files are left as they were."""
+    cfg = tiny_config(tmp_path, train={"steps": 6, "save_every": 3})
+    path = write_config(tmp_path, cfg)
+    assert main(["train", str(path)]) == 0
+    run = tmp_path / "run"
+    full = _strip_times(read_metrics(run / "metrics.jsonl"))
+    (run / "checkpoints" / "step-000006" / "model.safetensors").write_bytes(b"not a safetensors file")
+    assert main(["train", str(path), "--resume", str(run)]) == 0
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("step-000006" in w and "trying the one before it" in w for w in warned)
+    capsys.readouterr()
+    again = _strip_times(read_metrics(run / "metrics.jsonl"))
+    assert [r["step"] for r in again] == list(range(6))
+    for ra, rb in zip(full, again):
+        for k in ra:
+            assert rb[k] == pytest.approx(ra[k], rel=1e-5, abs=1e-7), (ra["step"], k)
+    for step in ("step-000003", "step-000006"):  # the rerun rewrote step 6; now break both
+        (run / "checkpoints" / step / "model.safetensors").write_bytes(b"torn")
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert main(["train", str(path), "--resume", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) >= 1 and "--resume" in err[-1] and "step-000003" in err[-1] and "step-000006" in err[-1]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
+
+
 class _Engine:
     """The two things save_checkpoint needs from a DeepSpeed engine."""
 

@@ -118,14 +118,22 @@ def save_checkpoint(run_dir: Path, step: int, engine, state: dict[str, Any], *, 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
     """The newest complete checkpoint of a run directory, or None."""
+    found = complete_checkpoints(run_dir)
+    return found[0] if found else None
+
+
+def complete_checkpoints(run_dir: Path) -> list[Path]:
+    """The run's complete checkpoints (with ``state.json``), the ``latest`` pointer's first,
+    then the others newest first: the order ``--resume`` tries them in."""
     root = run_dir / "checkpoints"
+    done = sorted((p for p in root.glob("step-*") if (p / "state.json").exists()), reverse=True)
     pointer = root / "latest"
     if pointer.exists():
         path = root / pointer.read_text().strip()
-        if (path / "state.json").exists():
-            return path
-    done = sorted(p for p in root.glob("step-*") if (p / "state.json").exists())
-    return done[-1] if done else None
+        if path in done:
+            done.remove(path)
+            done.insert(0, path)
+    return done
 
 
 def _safe_globals() -> list[Any]:

@@ -241,19 +241,37 @@ def build_session(cfg: TrainConfig, *, resume: bool = False, regulator: Regulato
               shared_forward=shared, format_prompt=format_prompt, eval_examples=eval_examples)
     session = Session(run, Path(cfg.train.out_dir))
     if resume:
-        from trainer.checkpoint import latest_checkpoint, load_checkpoint
-
-        ckpt = latest_checkpoint(session.run_dir)
-        if ckpt is not None:
-            state = load_checkpoint(ckpt, engine, rank=rank)
-            session.start, session.wall_before = int(state["step"]), float(state.get("wall_s", 0.0))
-            regulator.load_state_dict(state["regulator"])
-            stream.load_state_dict(state["stream"])
-            run.last_clip = state.get("last_clip", {})
-            log.info("resumed %s from %s (step %d)", session.run_dir, ckpt.name, session.start)
-        else:
-            log.info("--resume: no checkpoint in %s, starting at step 0", session.run_dir)
+        _resume(session, engine, rank)
     return session
+
+
+def _resume(session: Session, engine: Any, rank: int) -> None:
+    """Load the newest checkpoint that loads; a damaged one (a torn copy, a full disk) is
+    skipped for the one before it, with a warning. None loading is a ConfigError (exit 2)."""
+    from trainer.checkpoint import complete_checkpoints, load_checkpoint
+
+    found = complete_checkpoints(session.run_dir)
+    if not found:
+        log.info("--resume: no checkpoint in %s, starting at step 0", session.run_dir)
+        return
+    failures = []
+    for ckpt in found:  # every rank sees the same files, so every rank picks the same one
+        try:
+            state = load_checkpoint(ckpt, engine, rank=rank)
+            run = session.run
+            run.regulator.load_state_dict(state["regulator"])
+            run.stream.load_state_dict(state["stream"])
+            run.last_clip = state.get("last_clip", {})
+            session.start, session.wall_before = int(state["step"]), float(state.get("wall_s", 0.0))
+        except Exception as e:  # noqa: BLE001 - reported; an older checkpoint may load
+            failures.append(f"{ckpt.name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            log.warning("--resume: checkpoint %s does not load (%s); trying the one before it",
+                        ckpt, failures[-1])
+            continue
+        log.info("resumed %s from %s (step %d)", session.run_dir, ckpt.name, session.start)
+        return
+    raise ConfigError("--resume", "a run directory with a checkpoint that loads",
+                      f"{session.run_dir} ({'; '.join(failures)})")
 
 
 def train_main(config_path: str | None, overrides: Sequence[str] = (), resume: str | None = None) -> int:
