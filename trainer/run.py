@@ -245,6 +245,18 @@ def build_session(cfg: TrainConfig, *, resume: bool = False, regulator: Regulato
     return session
 
 
+def _load_error(e: Exception) -> str:
+    """One plain line for a checkpoint that does not load."""
+    import pickle
+    import re
+
+    if isinstance(e, pickle.UnpicklingError):
+        return ("UnpicklingError: refused by torch.load(weights_only=True): the file holds "
+                "objects other than tensors and plain data")
+    first = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()
+    return f"{type(e).__name__}: {first[0] if first else ''}".rstrip(": ")
+
+
 def _resume(session: Session, engine: Any, rank: int) -> None:
     """Load the newest checkpoint that loads; a damaged one (a torn copy, a full disk) is
     skipped for the one before it, with a warning. None loading is a ConfigError (exit 2)."""
@@ -255,7 +267,7 @@ def _resume(session: Session, engine: Any, rank: int) -> None:
         log.info("--resume: no checkpoint in %s, starting at step 0", session.run_dir)
         return
     failures = []
-    for ckpt in found:  # every rank sees the same files, so every rank picks the same one
+    for i, ckpt in enumerate(found):  # every rank sees the same files, so every rank picks the same
         try:
             state = load_checkpoint(ckpt, engine, rank=rank)
             run = session.run
@@ -264,9 +276,9 @@ def _resume(session: Session, engine: Any, rank: int) -> None:
             run.last_clip = state.get("last_clip", {})
             session.start, session.wall_before = int(state["step"]), float(state.get("wall_s", 0.0))
         except Exception as e:  # noqa: BLE001 - reported; an older checkpoint may load
-            failures.append(f"{ckpt.name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-            log.warning("--resume: checkpoint %s does not load (%s); trying the one before it",
-                        ckpt, failures[-1])
+            failures.append(f"{ckpt.name}: {_load_error(e)}")
+            log.warning("--resume: checkpoint %s does not load (%s)%s", ckpt, failures[-1],
+                        "; trying the one before it" if i + 1 < len(found) else "")
             continue
         log.info("resumed %s from %s (step %d)", session.run_dir, ckpt.name, session.start)
         return
