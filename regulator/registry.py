@@ -113,9 +113,14 @@ def make_controller(name: str, /, **params: Any) -> Controller:
         accepted = [p for p in sig.parameters if p != "self"]
         for k in params:
             if k not in accepted:
-                raise unknown_name_error(
+                err = unknown_name_error(
                     f"control.params.{k}", k, accepted, f"parameters of controller {name!r}"
                 )
+                if not err.hint:  # most likely params written for another controller
+                    err = ConfigError(err.key, err.expected, k, hint=(
+                        "control.params are the controller's own; after changing "
+                        "control.controller, replace them too, e.g. --set 'control.params={}'"))
+                raise err
     try:
         return cls(**params)
     except ConfigError as e:
