@@ -109,6 +109,11 @@ def joint_name(knobs: list[str]) -> str:
     return "+".join(knobs)
 
 
+def is_joint(name: str) -> bool:
+    """Whether a model's name is a joint direction (``joint_name``) rather than one knob."""
+    return "+" in name
+
+
 def joint_members(name: str) -> list[str]:
     """The knobs of a joint direction (a single knob's name gives itself)."""
     return name.split("+")
@@ -135,13 +140,13 @@ def recommend(models: list[KnobModel], bounds: dict[str, tuple[float, float]], *
     or {knobs: []} when nothing has authority.
     """
     strong = [m for m in models if m.verdict == "strong"]
-    singles = [m for m in strong if "+" not in m.knob]
-    joints = [m for m in strong if "+" in m.knob]
+    singles = [m for m in strong if not is_joint(m.knob)]
+    joints = [m for m in strong if is_joint(m.knob)]
     cands = []  # (mode, models, gains, process gain k, its standard error)
     if singles:
         reach = {m.knob: abs(m.gain) * (bounds[m.knob][1] - bounds[m.knob][0]) for m in singles}
-        best = max(reach.values())
-        chosen = [m for m in singles if reach[m.knob] >= keep * best]
+        best_reach = max(reach.values())
+        chosen = [m for m in singles if reach[m.knob] >= keep * best_reach]
         k = sum(abs(m.gain) * GAIN_MAGNITUDE[m.knob] for m in chosen)  # nats / step per unit u
         se = math.sqrt(sum((m.stderr * GAIN_MAGNITUDE[m.knob]) ** 2 for m in chosen))
         cands.append(("single", chosen, {m.knob: m.sign * GAIN_MAGNITUDE[m.knob] for m in chosen}, k, se))

@@ -46,7 +46,15 @@ from typing import Any
 import numpy as np
 import yaml
 
-from envs.identify import GAIN_MAGNITUDE, KnobModel, control_section, identify_knob, joint_name, recommend
+from envs.identify import (
+    GAIN_MAGNITUDE,
+    KnobModel,
+    control_section,
+    identify_knob,
+    is_joint,
+    joint_name,
+    recommend,
+)
 from regulator.config import apply_overrides, check_keys, get_typed, load_yaml
 from regulator.errors import ConfigError, unknown_name_error
 from regulator.knobs import KNOB_NAMES, KnobBounds, Knobs
@@ -110,7 +118,7 @@ class TuneSpec:
     def applied(self, name: str, step: dict[str, float]) -> tuple[float, float]:
         """The up and down steps a probe really applied (bounds clip them), in the direction's
         units: knob units for a single knob, u for the joint (mean over its knobs)."""
-        scale = {k: (1.0 if "+" not in name else GAIN_MAGNITUDE[k]) for k in step}
+        scale = {k: (GAIN_MAGNITUDE[k] if is_joint(name) else 1.0) for k in step}
         up = [(self._clamped(k, d) - getattr(self.initial, k)) / scale[k] for k, d in step.items()]
         dn = [(getattr(self.initial, k) - self._clamped(k, -d)) / scale[k] for k, d in step.items()]
         return float(np.mean(up)), float(np.mean(dn))

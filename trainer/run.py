@@ -266,11 +266,10 @@ def _resume(session: Session, engine: Any, rank: int) -> None:
     if not found:
         log.info("--resume: no checkpoint in %s, starting at step 0", session.run_dir)
         return
-    failures = []
+    run, failures = session.run, []
     for i, ckpt in enumerate(found):  # every rank sees the same files, so every rank picks the same
         try:
             state = load_checkpoint(ckpt, engine, rank=rank)
-            run = session.run
             run.regulator.load_state_dict(state["regulator"])
             run.stream.load_state_dict(state["stream"])
             run.last_clip = state.get("last_clip", {})
