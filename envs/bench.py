@@ -22,16 +22,18 @@ from typing import Any
 
 import yaml
 
-from envs.bench_config import BenchConfig, parse_bench_config
+from envs.band import band_corners, band_from_paths, sim_bands
+from envs.bench_config import BenchConfig, ControllerEntry, parse_bench_config
 from envs.bench_report import write_reports
 from regulator.config import apply_overrides, load_yaml
 from regulator.errors import ConfigError
 from regulator.knobs import KNOB_NAMES
-from regulator.tracking import tracking_summary
+from regulator.tracking import feasible_tracking, tracking_summary
 
 log = logging.getLogger(__name__)
 
 Run = tuple[str, str, int, int]  # regime, target name, controller index, seed
+Band = tuple[list[float], list[float]]  # lowest and highest reachable (smoothed) entropy per step
 _PROGRESS: Any = None  # a worker's progress queue (set by the pool initialiser)
 
 
@@ -40,8 +42,10 @@ def run_dir(out: Path, cfg: BenchConfig, run: Run) -> Path:
     return out / "runs" / regime / target / cfg.controllers[i].label / f"seed{seed}"
 
 
-def summarise(cfg: BenchConfig, run: Run, rows: Sequence[dict[str, float]]) -> dict[str, Any]:
-    """Tracking figures of one run (regulator.tracking) plus final accuracy and faults."""
+def summarise(cfg: BenchConfig, run: Run, rows: Sequence[dict[str, float]],
+              band: Band | None = None) -> dict[str, Any]:
+    """Tracking figures of one run (regulator.tracking) plus final accuracy and faults; with the
+    reachable ``band``, the tracking error against the target projected into it."""
     regime, target, i, seed = run
     h = [r["entropy/measured"] for r in rows]
     t = [r["entropy/target"] for r in rows]
@@ -52,6 +56,9 @@ def summarise(cfg: BenchConfig, run: Run, rows: Sequence[dict[str, float]]) -> d
     s["final_accuracy"] = sum(acc) / len(acc)
     s["final_entropy"] = sum(h[-tail:]) / tail
     s["faults"] = float(rows[-1].get("control/faults", 0.0)) if rows else 0.0
+    nan = {"rmse_feasible": math.nan, "rmse_feasible_rel": math.nan, "out_of_reach": math.nan}
+    s.update(nan if band is None else feasible_tracking(h, t, band[0], band[1], burn_in=cfg.burn_in,
+                                                        ema_alpha=cfg.ema_alpha))
     return {"regime": regime, "target": target, "controller": cfg.controllers[i].label,
             "seed": seed, **s}
 
@@ -72,7 +79,8 @@ def _init_worker(progress: Any) -> None:
     torch.set_num_threads(1)
 
 
-def _sim_chunk(cfg: BenchConfig, out: str, regime: str, runs: list[Run]) -> list[dict[str, Any]]:
+def _sim_chunk(cfg: BenchConfig, out: str, regime: str, runs: list[Run],
+               bands: dict[tuple[str, int], Band]) -> list[dict[str, Any]]:
     """Run a chunk of one regime's grid as one batched plant; write each run's metrics."""
     from envs.plant import SimPlant
     from envs.sim_loop import run_regulated
@@ -90,47 +98,92 @@ def _sim_chunk(cfg: BenchConfig, out: str, regime: str, runs: list[Run]) -> list
     summaries = []
     for run, rows in zip(runs, all_rows):
         _write_rows(run_dir(out_path, cfg, run), rows)
-        summaries.append(summarise(cfg, run, rows))
+        summaries.append(summarise(cfg, run, rows, bands.get((regime, run[3]))))
     return summaries
 
 
-def _trainer_run(cfg: BenchConfig, out: str, run: Run) -> list[dict[str, Any]]:
-    """One real training run through ``trainer.run.train_main``; its metrics.jsonl is the run's."""
+def _train(cfg: BenchConfig, regime: str, seed: int, rd: Path, entry: ControllerEntry,
+           target: Any) -> list[dict[str, Any]]:
+    """One real training run through ``trainer.run.train_main``; its metrics rows."""
     from trainer.run import train_main  # heavy: imported only for plant: trainer
 
-    _, target, i, seed = run
-    e = cfg.controllers[i]
-    rd = run_dir(Path(out), cfg, run)
     dump = lambda v: yaml.safe_dump(v, default_flow_style=True, width=10**6).strip()  # noqa: E731
     overrides = [
         f"train.steps={cfg.horizon}", f"train.seed={seed}", f"train.out_dir={rd}",
-        f"control.controller={e.controller}", f"control.params={dump(e.params)}",
-        f"control.target={dump(cfg.targets[target])}", f"control.actuate={dump(list(e.actuate))}",
-        f"control.initial={dump(e.initial.as_dict())}",
-        f"control.bounds={dump({k: list(e.bounds.range(k)) for k in KNOB_NAMES})}",
+        f"control.controller={entry.controller}", f"control.params={dump(entry.params)}",
+        f"control.target={dump(target)}", f"control.actuate={dump(list(entry.actuate))}",
+        f"control.initial={dump(entry.initial.as_dict())}",
+        f"control.bounds={dump({k: list(entry.bounds.range(k)) for k in KNOB_NAMES})}",
     ]
-    code = train_main(cfg.trainer_config, overrides=overrides)
+    code = train_main(cfg.trainer_config_of(regime), overrides=overrides)
     if code != 0:
         raise RuntimeError(f"training run {rd} failed (exit {code})")
     rows = [json.loads(line) for line in open(rd / "metrics.jsonl")]
     rows = [{k: (math.nan if v is None else v) for k, v in r.items()} for r in rows]
     if _PROGRESS is not None:
         _PROGRESS.put(len(rows))
-    return [summarise(cfg, run, rows)]
+    return rows
 
 
-def _tasks(cfg: BenchConfig) -> list[tuple[Any, tuple[Any, ...]]]:
+def _trainer_run(cfg: BenchConfig, out: str, run: Run,
+                 bands: dict[tuple[str, int], Band]) -> list[dict[str, Any]]:
+    """One grid point on the real trainer."""
+    regime, target, i, seed = run
+    rows = _train(cfg, regime, seed, run_dir(Path(out), cfg, run), cfg.controllers[i], cfg.targets[target])
+    return [summarise(cfg, run, rows, bands.get((regime, seed)))]
+
+
+def _band_entry(corner: Any, entries: Sequence[ControllerEntry]) -> ControllerEntry:
+    """A static controller holding the knobs at one corner of the knob box."""
+    from regulator.knobs import KnobBounds
+
+    names = tuple(k for k in KNOB_NAMES if any(k in e.actuate for e in entries))
+    bounds = KnobBounds(**{k: (min(getattr(corner, k), entries[0].bounds.range(k)[0]),
+                               max(getattr(corner, k), entries[0].bounds.range(k)[1])) for k in KNOB_NAMES})
+    return ControllerEntry("band", "static", {"knobs": {k: getattr(corner, k) for k in names}}, names,
+                           corner, bounds)
+
+
+def measure_bands(cfg: BenchConfig, out: Path) -> dict[tuple[str, int], Band]:
+    """The reachable band of every (regime, seed) (``envs.band``); written to OUT/band/."""
+    if not cfg.band:
+        return {}
+    corners = band_corners(cfg.controllers)
+    bands: dict[tuple[str, int], Band] = {}
+    for regime in cfg.regimes:
+        if cfg.plant == "sim":
+            per_seed = sim_bands(cfg.plant_config(regime), cfg.seeds, corners, cfg.horizon, cfg.ema_alpha)
+        else:
+            per_seed = {}
+            for seed in cfg.seeds:
+                paths = []
+                for j, corner in enumerate(corners):
+                    rd = out / "band" / regime / f"corner{j}" / f"seed{seed}"
+                    rows = _train(cfg, regime, seed, rd, _band_entry(corner, cfg.controllers),
+                                  {"kind": "constant", "value": 1.0})
+                    paths.append([r["entropy/measured"] for r in rows])
+                per_seed[seed] = band_from_paths(paths, cfg.ema_alpha)
+        for seed, band in per_seed.items():
+            bands[(regime, seed)] = band
+            path = out / "band" / regime / f"seed{seed}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"lo": band[0], "hi": band[1],
+                                        "corners": [c.as_dict() for c in corners]}))
+    return bands
+
+
+def _tasks(cfg: BenchConfig, bands: dict[tuple[str, int], Band]) -> list[tuple[Any, tuple[Any, ...]]]:
     """(function, args) per unit of work: sim runs in ``workers`` batched chunks per regime."""
     out = cfg.out_dir
     if cfg.plant == "trainer":
-        return [(_trainer_run, (cfg, out, r)) for r in cfg.runs]
+        return [(_trainer_run, (cfg, out, r, bands)) for r in cfg.runs]
     tasks = []
     for regime in cfg.regimes:
         runs = [r for r in cfg.runs if r[0] == regime]
         k = min(cfg.workers, len(runs))
         size = math.ceil(len(runs) / k)
         for j in range(0, len(runs), size):
-            tasks.append((_sim_chunk, (cfg, out, regime, runs[j : j + size])))
+            tasks.append((_sim_chunk, (cfg, out, regime, runs[j : j + size], bands)))
     return tasks
 
 
@@ -142,12 +195,14 @@ def run_bench(cfg: BenchConfig, progress_bar: bool = True) -> list[dict[str, Any
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench_config.yaml").write_text(yaml.safe_dump({
         **{k: getattr(cfg, k) for k in ("out_dir", "plant", "horizon", "seeds", "regimes", "plant_params",
-                                        "trainer_config", "burn_in", "ema_alpha", "workers", "targets")},
+                                        "trainer_config", "trainer_configs", "burn_in", "ema_alpha",
+                                        "workers", "band", "targets", "regime_targets")},
         "controllers": [e.as_dict() for e in cfg.controllers]}, sort_keys=False))
-    tasks = _tasks(cfg)
     total = len(cfg.runs) * cfg.horizon
     bar = tqdm(total=total, unit="plant-step", disable=not progress_bar, smoothing=0.1, mininterval=1.0)
     summaries: list[dict[str, Any]] = []
+    bands = measure_bands(cfg, out)
+    tasks = _tasks(cfg, bands)
     if cfg.workers == 1 or len(tasks) == 1 or cfg.plant == "trainer":
         q: Any = queue.SimpleQueue()
         _init_worker(q)

@@ -8,17 +8,20 @@ seeds: 5                           # n (seeds 0..n-1) or a list
 regimes: [pretrained]              # sim only: plant regimes (a grid axis; trainer runs show
                                    # the regime `trainer`)
 plant_params: {lr: 0.02}           # sim only: PlantConfig fields
-trainer_config: configs/default.yaml   # trainer only: the base training config
+trainer_config: configs/default.yaml   # trainer only: the base training config, or a mapping
+                                   # name -> config (each name is a grid regime)
 burn_in: 50                        # steps left out of RMSE / MAE
 ema_alpha: 0.6                     # EMA weight of the past for rmse_ema and settling
 workers: 2                         # worker processes (1 = in-process)
+band: true                         # measure the reachable band and score against it (envs.band)
 control:                           # defaults for every controller entry
   actuate: [w_pos]
   initial: {w_pos: 1.0}
   bounds: {w_pos: [0.0, 1.0]}
-targets:                           # name -> target spec (regulator.make_target)
-  constant: {kind: constant, value: 0.3}
-controllers:                       # each: label (default: controller name), controller,
+targets:                           # name -> target spec (regulator.make_target), or
+  constant: {kind: constant, value: 0.3}   # regime -> {name -> spec} for per-regime targets
+controllers:                       # each: label (default: controller name), controller
+                                   # (default: the product's default, ``auto``),
   - {label: grpo, controller: static, params: {preset: grpo}}   # params, and optionally
                                    # actuate / initial / bounds overriding `control`
 ```
@@ -41,7 +44,9 @@ from regulator.targets import make_target
 
 PLANTS = ("sim", "trainer")
 TOP_KEYS = ("out_dir", "plant", "horizon", "seeds", "regimes", "plant_params", "trainer_config",
-            "burn_in", "ema_alpha", "workers", "control", "targets", "controllers")
+            "burn_in", "ema_alpha", "workers", "band", "control", "targets", "controllers")
+#: the controller of an entry that names none (and of a `control:` section that holds only a target)
+DEFAULT_CONTROLLER = "auto"
 ENTRY_KEYS = ("label", "controller", "params", "actuate", "initial", "bounds")
 
 
@@ -76,10 +81,13 @@ class BenchConfig:
     regimes: list[str] = field(default_factory=lambda: ["pretrained"])
     plant_params: dict[str, Any] = field(default_factory=dict)
     trainer_config: str | None = None
+    trainer_configs: dict[str, str] = field(default_factory=dict)  # regime name -> config path
     burn_in: int = 50
     ema_alpha: float = 0.6
     workers: int = 2
+    band: bool = True
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    regime_targets: dict[str, list[str]] = field(default_factory=dict)  # regime -> its target names
     controllers: list[ControllerEntry] = field(default_factory=list)
 
     def plant_config(self, regime: str) -> PlantConfig:
@@ -88,8 +96,15 @@ class BenchConfig:
     @property
     def runs(self) -> list[tuple[str, str, int, int]]:
         """Every (regime, target name, controller index, seed) of the grid."""
-        return [(r, t, i, s) for r in self.regimes for t in self.targets
+        return [(r, t, i, s) for r in self.regimes for t in self.targets_of(r)
                 for i in range(len(self.controllers)) for s in self.seeds]
+
+    def trainer_config_of(self, regime: str) -> str | None:
+        """The training config of a trainer-plant regime."""
+        return self.trainer_configs.get(regime, self.trainer_config)
+
+    def targets_of(self, regime: str) -> list[str]:
+        return self.regime_targets.get(regime, list(self.targets))
 
 
 def _nonempty_list(v: Any, key: str, what: str) -> list[Any]:
@@ -103,14 +118,14 @@ def _entry(raw: Any, i: int, defaults: Mapping[str, Any], horizon: int) -> Contr
     if isinstance(raw, str):
         raw = {"controller": raw}
     s = check_keys(raw, ENTRY_KEYS, key)
-    name = s.get("controller")
+    name = s.get("controller", DEFAULT_CONTROLLER)
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{key}.controller", "a controller name or 'module:Class'", name)
-    get_controller_class(name, key=f"{key}.controller")
     params = s.get("params") or {}
     if not isinstance(params, Mapping):
         raise ConfigError(f"{key}.params", "a mapping of controller parameters", params)
-    actuate = s.get("actuate", defaults.get("actuate", ["w_pos"]))
+    cls = get_controller_class(name, key=f"{key}.controller")
+    actuate = s.get("actuate", defaults.get("actuate", list(getattr(cls, "DEFAULT_ACTUATE", ["w_pos"]))))
     if isinstance(actuate, str):
         actuate = [actuate]
     if not isinstance(actuate, list):
@@ -119,7 +134,9 @@ def _entry(raw: Any, i: int, defaults: Mapping[str, Any], horizon: int) -> Contr
         if k not in KNOB_NAMES:
             raise unknown_name_error(f"{key}.actuate[{j}]", k, KNOB_NAMES, "knob names")
     initial = {**(defaults.get("initial") or {}), **(s.get("initial") or {})}
-    bounds = {**(defaults.get("bounds") or {}), **(s.get("bounds") or {})}
+    bounds = {**getattr(cls, "DEFAULT_BOUNDS", {}), **(defaults.get("bounds") or {}),
+              **(s.get("bounds") or {})}
+    bounds = {k: list(v) if isinstance(v, tuple) else v for k, v in bounds.items()}
     label = s.get("label", name)
     if not isinstance(label, str) or not label or "/" in label:
         raise ConfigError(f"{key}.label", "a non-empty name without '/'", label)
@@ -132,6 +149,32 @@ def _entry(raw: Any, i: int, defaults: Mapping[str, Any], horizon: int) -> Contr
         k = e.key.replace("control.params", f"{key}.params").replace("control.", f"{key}.")
         raise e.with_key(k) from None
     return entry
+
+
+def _targets(targets: Mapping[str, Any], regimes: list[str]
+             ) -> tuple[dict[str, dict[str, Any]], dict[str, list[str]]]:
+    """Target specs by name, and per regime the names it runs (all of them unless the mapping
+    is keyed by regime: ``{pretrained: {name: spec}, scratch: {...}}``)."""
+    per_regime = all(k in regimes and isinstance(v, Mapping) and "kind" not in v
+                     for k, v in targets.items())
+    groups = dict(targets) if per_regime else {None: targets}
+    flat: dict[str, dict[str, Any]] = {}
+    names: dict[str, list[str]] = {}
+    for regime, specs in groups.items():
+        key = "targets" if regime is None else f"targets.{regime}"
+        if not isinstance(specs, Mapping) or not specs:
+            raise ConfigError(key, "a non-empty mapping name -> target spec", specs)
+        for name, spec in specs.items():
+            if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
+                raise ConfigError(key, "target names without '/'", name)
+            make_target(spec, key=f"{key}.{name}")
+            spec = dict(spec) if isinstance(spec, Mapping) else {"kind": "constant", "value": spec}
+            if name in flat and flat[name] != spec:
+                raise ConfigError(f"{key}.{name}", "one spec per target name across regimes", spec)
+            flat[name] = spec
+            if regime is not None:
+                names.setdefault(regime, []).append(name)
+    return flat, names
 
 
 def parse_bench_config(cfg: Mapping[str, Any]) -> BenchConfig:
@@ -156,7 +199,17 @@ def parse_bench_config(cfg: Mapping[str, Any]) -> BenchConfig:
         for k in ("regimes", "plant_params"):
             if k in s:
                 raise ConfigError(k, "no value with plant: trainer (set the trainer_config instead)", s[k])
-    regimes = s.get("regimes", ["pretrained"] if plant == "sim" else ["trainer"])
+    trainer_config = s.get("trainer_config")
+    trainer_configs: dict[str, str] = {}
+    if plant == "trainer" and isinstance(trainer_config, Mapping):
+        for name, path in trainer_config.items():
+            if not (isinstance(name, str) and name and "/" not in name and name != ".."
+                    and isinstance(path, str)):
+                raise ConfigError("trainer_config", "a mapping name -> config path (names without '/')",
+                                  {name: path})
+        trainer_configs = {str(k): str(v) for k, v in trainer_config.items()}
+        trainer_config = None
+    regimes = s.get("regimes", ["pretrained"] if plant == "sim" else (list(trainer_configs) or ["trainer"]))
     if isinstance(regimes, str):
         regimes = [regimes]
     regimes = _nonempty_list(regimes, "regimes", "plant regimes")
@@ -167,8 +220,10 @@ def parse_bench_config(cfg: Mapping[str, Any]) -> BenchConfig:
     if not isinstance(plant_params, Mapping) or "regime" in plant_params:
         raise ConfigError("plant_params", "a mapping of plant fields (the regime goes in `regimes`)",
                           plant_params)
-    trainer_config = s.get("trainer_config")
-    if plant == "trainer" and not isinstance(trainer_config, str):
+    for i, r in enumerate(regimes):
+        if trainer_configs and r not in trainer_configs:
+            raise unknown_name_error(f"regimes[{i}]", r, list(trainer_configs), "trainer_config names")
+    if plant == "trainer" and not trainer_configs and not isinstance(trainer_config, str):
         raise ConfigError("trainer_config", "the path of a training config (plant: trainer)", trainer_config)
     control = check_keys(s.get("control"), ("actuate", "initial", "bounds"), "control")
     # the shared defaults are checked under their own key (the entries below merge them in)
@@ -183,10 +238,7 @@ def parse_bench_config(cfg: Mapping[str, Any]) -> BenchConfig:
     targets = s.get("targets")
     if not isinstance(targets, Mapping) or not targets:
         raise ConfigError("targets", "a non-empty mapping name -> target spec", targets)
-    for name, spec in targets.items():
-        if not isinstance(name, str) or "/" in name:
-            raise ConfigError("targets", "target names without '/'", name)
-        make_target(spec, key=f"targets.{name}")
+    flat, regime_targets = _targets(targets, regimes)
     raw = _nonempty_list(s.get("controllers"), "controllers", "controller entries")
     entries = [_entry(e, i, control, horizon) for i, e in enumerate(raw)]
     labels = [e.label for e in entries]
@@ -199,8 +251,8 @@ def parse_bench_config(cfg: Mapping[str, Any]) -> BenchConfig:
         burn_in=get_typed(s, "burn_in", int, "", 50, minimum=0),
         ema_alpha=get_typed(s, "ema_alpha", float, "", 0.6, minimum=0.0, maximum=0.999),
         workers=get_typed(s, "workers", int, "", 2, minimum=1),
-        targets={k: (dict(v) if isinstance(v, Mapping) else {"kind": "constant", "value": v})
-                 for k, v in targets.items()},
+        band=get_typed(s, "band", bool, "", True),
+        targets=flat, regime_targets=regime_targets, trainer_configs=trainer_configs,
         controllers=entries,
     )
     if plant == "sim":

@@ -12,12 +12,15 @@ from typing import Any
 import numpy as np
 
 #: leaderboard figures, each reported as <name>_mean and <name>_std over seeds
-METRICS = ("rmse", "rmse_ema", "mae", "overshoot", "settling_step", "knob_tv", "final_accuracy",
+METRICS = ("rmse_feasible_rel", "out_of_reach", "rmse_feasible", "rmse", "rmse_ema", "mae", "overshoot",
+           "settling_step", "knob_tv", "final_accuracy",
            "final_entropy")
 #: leaderboard.csv columns
 COLUMNS = ("regime", "target", "rank", "controller", "seeds", "settled",
            *(f"{m}_{s}" for m in METRICS for s in ("mean", "std")), "faults")
-_TITLES = {"rmse": "RMSE", "rmse_ema": "RMSE (EMA)", "mae": "MAE", "overshoot": "overshoot",
+_TITLES = {"rmse_feasible_rel": "feasible RMSE (EMA, rel.)", "out_of_reach": "out of reach",
+           "rmse_feasible": "feasible RMSE (EMA)", "rmse": "RMSE", "rmse_ema": "RMSE (EMA)", "mae": "MAE",
+           "overshoot": "overshoot",
            "settling_step": "settling step", "knob_tv": "knob TV", "final_accuracy": "final acc.",
            "final_entropy": "final H"}
 
@@ -32,13 +35,15 @@ def _stats(values: Sequence[float]) -> tuple[float, float]:
 def leaderboard(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (regime, target, controller) and per (regime, controller) over all targets
     (target ``all``: per seed, the mean over targets; then mean +/- std over seeds), ranked by
-    the mean EMA-smoothed RMSE."""
+    the EMA-smoothed RMSE against the target projected into the reachable band, relative to the
+    mean projected target (by the plain EMA RMSE where no band was measured)."""
     rows: list[dict[str, Any]] = []
     regimes = list(dict.fromkeys(s["regime"] for s in summaries))
     targets = list(dict.fromkeys(s["target"] for s in summaries))
     labels = list(dict.fromkeys(s["controller"] for s in summaries))
     for regime in regimes:
-        for target in [*targets, "all"] if len(targets) > 1 else targets:
+        mine = [t for t in targets if any(s["regime"] == regime and s["target"] == t for s in summaries)]
+        for target in [*mine, "all"] if len(mine) > 1 else mine:
             group = []
             for label in labels:
                 runs = [s for s in summaries if s["regime"] == regime and s["controller"] == label
@@ -56,7 +61,9 @@ def leaderboard(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 row["settled"] = float(np.mean([math.isfinite(s["settling_step"]) for s in runs]))
                 row["faults"] = float(sum(s["faults"] for s in runs))
                 group.append(row)
-            group.sort(key=lambda r: (math.isnan(r["rmse_ema_mean"]), r["rmse_ema_mean"]))
+            rank_by = "rmse_feasible_rel_mean" if any(math.isfinite(r["rmse_feasible_rel_mean"])
+                                                      for r in group) else "rmse_ema_mean"
+            group.sort(key=lambda r: (math.isnan(r[rank_by]), r[rank_by]))
             for k, r in enumerate(group, 1):
                 r["rank"] = k
             rows.extend(group)
@@ -67,6 +74,13 @@ def _fmt(mean: float, std: float, digits: int = 3) -> str:
     if math.isnan(mean):
         return "–"
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _cell(metric: str, row: dict[str, Any]) -> str:
+    mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
+    if metric in ("rmse_feasible_rel", "out_of_reach"):
+        return "–" if math.isnan(mean) else f"{mean:.0%} ± {std:.0%}"
+    return _fmt(mean, std, 1 if metric == "settling_step" else 3)
 
 
 def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
@@ -85,7 +99,7 @@ def write_markdown(rows: Sequence[dict[str, Any]], path: Path, header: str) -> N
                   "| rank | controller | " + " | ".join(_TITLES[m] for m in METRICS) + " | settled |",
                   "|---|---|" + "---|" * len(METRICS) + "---|"]
         for r in (r for r in rows if (r["regime"], r["target"]) == (regime, target)):
-            cells = [_fmt(r[f"{m}_mean"], r[f"{m}_std"], 1 if m == "settling_step" else 3) for m in METRICS]
+            cells = [_cell(m, r) for m in METRICS]
             lines.append(f"| {r['rank']} | {r['controller']} | " + " | ".join(cells)
                          + f" | {r['settled']:.0%} |")
         lines.append("")
@@ -106,22 +120,38 @@ def _trajectories(cfg: Any, out: Path) -> dict[tuple[str, str, str], tuple[np.nd
             for k, v in acc.items()}
 
 
+def _mean_band(out: Path, regime: str, seeds: Sequence[int]) -> tuple[np.ndarray, np.ndarray] | None:
+    files = [out / "band" / regime / f"seed{s}.json" for s in seeds]
+    if not all(f.is_file() for f in files):
+        return None
+    data = [json.loads(f.read_text()) for f in files]
+    return (np.mean([d["lo"] for d in data], axis=0), np.mean([d["hi"] for d in data], axis=0))
+
+
 def plot_tracking(cfg: Any, out: Path) -> None:
-    """tracking.png: mean entropy over seeds vs the target, one panel per (regime, target)."""
+    """tracking.png: mean entropy over seeds vs the target, one panel per (regime, target), the
+    reachable band (mean over seeds) shaded."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     traj = _trajectories(cfg, out)
-    regimes, targets = cfg.regimes, list(cfg.targets)
-    fig, axes = plt.subplots(len(regimes), len(targets), figsize=(5 * len(targets), 3.6 * len(regimes)),
+    regimes = cfg.regimes
+    ncol = max(len(cfg.targets_of(r)) for r in regimes)
+    fig, axes = plt.subplots(len(regimes), ncol, figsize=(5 * ncol, 3.6 * len(regimes)),
                              squeeze=False, sharex=True)
     cmap = plt.get_cmap("tab10" if len(cfg.controllers) <= 10 else "tab20")
     for a, regime in enumerate(regimes):
-        for b, target in enumerate(targets):
+        band = _mean_band(out, regime, cfg.seeds)
+        for ax in axes[a][len(cfg.targets_of(regime)):]:
+            ax.axis("off")
+        for b, target in enumerate(cfg.targets_of(regime)):
             ax = axes[a][b]
             tgt = None
+            if band is not None:
+                ax.fill_between(np.arange(len(band[0])), band[0], band[1], color="0.85",
+                                label="reachable band", zorder=0)
             for i, e in enumerate(cfg.controllers):
                 h, tgt = traj[(regime, target, e.label)]
                 ax.plot(h, lw=1.1, color=cmap(i % cmap.N), label=e.label)

@@ -18,7 +18,7 @@ import yaml
 
 from regulator.errors import ConfigError, unknown_name_error
 from regulator.knobs import KNOB_NAMES, KnobBounds, Knobs
-from regulator.registry import make_controller
+from regulator.registry import get_controller_class, make_controller
 from regulator.safety import Regulator
 from regulator.targets import make_target
 
@@ -119,6 +119,10 @@ def get_typed(section: Mapping[str, Any], name: str, kind: type | tuple[type, ..
 
 
 CONTROL_KEYS = ("controller", "params", "target", "actuate", "initial", "bounds")
+#: the controller of a ``control:`` section that names none: it finds each knob's direction,
+#: gain and authority itself (``controllers/auto.py``); with no ``control:`` section at all the
+#: run is plain GRPO (``static``)
+DEFAULT_CONTROLLER = "auto"
 
 
 @dataclass
@@ -132,16 +136,28 @@ class ControlConfig:
     initial: Knobs = field(default_factory=Knobs)
     bounds: KnobBounds = field(default_factory=KnobBounds)
 
+    #: True when ``actuate`` was not given, so the trainer may add the clip bounds
+    default_actuate: bool = False
+
     @classmethod
-    def from_mapping(cls, section: Any, key: str = "control") -> ControlConfig:
+    def from_mapping(cls, section: Any, key: str = "control", *, updates_per_step: int = 1
+                     ) -> ControlConfig:
+        """Validate the section. The controller's own ``DEFAULT_ACTUATE`` / ``DEFAULT_BOUNDS``
+        (class attributes, optional) fill ``actuate`` / ``bounds`` the section leaves out; the
+        default controller also moves the clip bounds when ``updates_per_step`` > 1 (only then
+        does the ratio leave 1 and the clip act)."""
         s = check_keys(section, CONTROL_KEYS, key)
-        name = s.get("controller", "static")
+        name = s.get("controller", "static" if section is None else DEFAULT_CONTROLLER)
         if not isinstance(name, str) or not name:
             raise ConfigError(f"{key}.controller", "a controller name or 'module:Class'", name)
+        cls_ = get_controller_class(name, key=f"{key}.controller")
         params = s.get("params") or {}
         if not isinstance(params, Mapping):
             raise ConfigError(f"{key}.params", "a mapping of controller parameters", params)
-        actuate = s.get("actuate", ["w_pos"])
+        default_actuate = list(getattr(cls_, "DEFAULT_ACTUATE", ["w_pos"]))
+        if name == DEFAULT_CONTROLLER and updates_per_step > 1:
+            default_actuate += ["eps_low", "eps_high"]
+        actuate = s.get("actuate", default_actuate)
         if isinstance(actuate, str):
             actuate = [actuate]
         if not isinstance(actuate, (list, tuple)):
@@ -151,13 +167,18 @@ class ControlConfig:
                 raise unknown_name_error(f"{key}.actuate[{i}]", k, KNOB_NAMES, "knob names")
         target = s.get("target", {"kind": "constant", "value": 0.3})
         make_target(target, key=f"{key}.target")  # validate now, build per run
+        bounds = s.get("bounds")
+        defaults = getattr(cls_, "DEFAULT_BOUNDS", None)
+        if defaults and (bounds is None or isinstance(bounds, Mapping)):
+            bounds = {**{k: list(v) for k, v in defaults.items()}, **(bounds or {})}
         return cls(
             controller=name,
             params=dict(params),
             target=target if isinstance(target, Mapping) else {"kind": "constant", "value": target},
             actuate=tuple(actuate),
             initial=Knobs.from_mapping(s.get("initial"), key=f"{key}.initial"),
-            bounds=KnobBounds.from_mapping(s.get("bounds"), key=f"{key}.bounds"),
+            bounds=KnobBounds.from_mapping(bounds, key=f"{key}.bounds"),
+            default_actuate="actuate" not in s,
         )
 
     def build(self, total_steps: int) -> Regulator:

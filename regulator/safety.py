@@ -3,7 +3,9 @@
 It builds each step's Observation, calls the controller, and never lets a bad output through:
 non-finite values or a raising controller hold the last knobs, values are clamped to bounds and
 rate limits. Every intervention is counted so the trainer can log it (``control/faults``,
-``control/clamped``).
+``control/clamped``). A controller that brakes every actuated weight to its lower bound stops
+learning; that is reported, never silent: ``control/frozen`` is 1 on such steps and an event
+says when it starts (the lower bounds of the weights are the user's floor on learning).
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ class Regulator:
         self.knobs = self.initial
         self.faults = 0
         self.clamped = 0
+        self.frozen = False
+        self.frozen_steps = 0
         self.last_event = ""
         self.last_observation: Observation | None = None
         self.controller.reset(self.initial, self.bounds, self.actuate)
@@ -119,7 +123,22 @@ class Regulator:
             self.clamped += 1
             self.last_event = f"clamped {out} -> {safe}"
         self.knobs = safe
+        self._check_frozen(step)
         return safe
+
+    def _check_frozen(self, step: int) -> None:
+        """Is every actuated weight at its lower bound (no learning at all)? Say so when it starts."""
+        weights = [k for k in ("w_pos", "w_neg") if k in self.actuate]
+        at_floor = bool(weights) and all(getattr(self.knobs, k) <= self.bounds.range(k)[0] for k in weights)
+        if at_floor and not self.frozen:
+            floors = ", ".join(f"{k}={self.bounds.range(k)[0]:g}" for k in weights)
+            note = (f"step {step}: controller {self.controller_name!r} holds every weight at its lower "
+                    f"bound ({floors}): the policy is not learning; raise control.bounds.<weight>[0] "
+                    "to set a floor on learning")
+            self.last_event = f"{self.last_event}; {note}" if self.last_event else note
+            log.warning(note)
+        self.frozen = at_floor
+        self.frozen_steps += int(at_floor)
 
     def _fault(self, message: str) -> Knobs:
         self.faults += 1
@@ -130,7 +149,8 @@ class Regulator:
     def metrics(self) -> dict[str, float]:
         """For logging: ``control/faults``, ``control/clamped`` and the controller's own
         ``metrics()`` (a controller whose metrics raise is reported, not fatal)."""
-        out = {"control/faults": float(self.faults), "control/clamped": float(self.clamped)}
+        out = {"control/faults": float(self.faults), "control/clamped": float(self.clamped),
+               "control/frozen": float(self.frozen), "control/frozen_steps": float(self.frozen_steps)}
         try:
             extra = self.controller.metrics()
         except Exception as e:  # a logging hook must never stop a run
@@ -148,6 +168,8 @@ class Regulator:
             "knobs": self.knobs.as_dict(),
             "faults": self.faults,
             "clamped": self.clamped,
+            "frozen": self.frozen,
+            "frozen_steps": self.frozen_steps,
             "target": self.target.state_dict(),
         }
 
@@ -156,4 +178,6 @@ class Regulator:
         self.knobs = Knobs(**state["knobs"])
         self.faults = int(state.get("faults", 0))
         self.clamped = int(state.get("clamped", 0))
+        self.frozen = bool(state.get("frozen", False))
+        self.frozen_steps = int(state.get("frozen_steps", 0))
         self.target.load_state_dict(state.get("target", {}))

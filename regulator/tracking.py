@@ -78,3 +78,38 @@ def tracking_summary(
         tv += float(np.abs(np.diff(k)).sum()) if k.size > 1 else 0.0
     out["knob_tv"] = tv
     return out
+
+
+def project_into_band(target: Sequence[float], lo: Sequence[float], hi: Sequence[float]) -> np.ndarray:
+    """The target clipped, step by step, into the reachable band [lo, hi] (NaN bounds: no limit)."""
+    t = np.asarray(target, dtype=float)
+    lo_a = np.nan_to_num(np.asarray(lo, dtype=float), nan=-np.inf)
+    hi_a = np.nan_to_num(np.asarray(hi, dtype=float), nan=np.inf)
+    return np.minimum(np.maximum(t, lo_a), hi_a)
+
+
+def feasible_tracking(entropy: Sequence[float], target: Sequence[float], lo: Sequence[float],
+                      hi: Sequence[float], burn_in: int = 0, ema_alpha: float = 0.6) -> dict[str, float]:
+    """Tracking scored against what the knobs can reach.
+
+    ``lo`` / ``hi`` are the fastest and slowest open-loop entropy paths under the knob bounds
+    (``envs.band``). The target is projected into [lo, hi]; ``rmse_feasible`` is the RMSE of the
+    EMA-smoothed entropy against that projection after ``burn_in``, ``rmse_feasible_rel`` the same
+    over the mean projected target, and ``out_of_reach`` the share of those steps whose target lay
+    outside the band (no controller is blamed for physics; no infeasible target counts as tracked).
+    """
+    h = np.asarray(entropy, dtype=float)
+    n = min(len(h), len(target), len(lo), len(hi))
+    h, t = h[:n], np.asarray(target, dtype=float)[:n]
+    proj = project_into_band(t, lo[:n], hi[:n])
+    sl = slice(min(burn_in, max(n - 1, 0)), None)
+    err = (ema(h, ema_alpha) - proj)[sl]
+    ok = np.isfinite(err)
+    rmse = float(np.sqrt(np.mean(err[ok] ** 2))) if ok.any() else math.nan
+    mean_proj = float(np.nanmean(proj[sl])) if n else math.nan
+    outside = np.abs(t[sl] - proj[sl]) > 1e-12
+    return {
+        "rmse_feasible": rmse,
+        "rmse_feasible_rel": rmse / mean_proj if mean_proj and math.isfinite(mean_proj) else math.nan,
+        "out_of_reach": float(np.mean(outside)) if outside.size else math.nan,
+    }

@@ -161,7 +161,8 @@ def test_regulator_metrics_merge_the_controllers_own():
     reg.step(0, 0.2)
     m = reg.metrics()
     # the controller's numbers are added; the Regulator's own counters cannot be overwritten
-    assert m == {"control/faults": 0.0, "control/clamped": 0.0, "control/gain_est/w_pos": -0.5}
+    assert m == {"control/faults": 0.0, "control/clamped": 0.0, "control/frozen": 0.0,
+                 "control/frozen_steps": 0.0, "control/gain_est/w_pos": -0.5}
 
     class Broken(Reporting):
         def metrics(self):

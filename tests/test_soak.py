@@ -52,6 +52,7 @@ def _wild_policy(obs: np.ndarray) -> np.ndarray:
 
 # name -> (params, actuate); every built-in controller must appear (checked below).
 SOAKED = {  # the slowest first, so two workers finish together
+    "auto": ({}, ("w_pos", "w_neg", "eps_high")),
     "predictive": ({}, ("w_pos", "w_neg")),
     "policy": ({"policy": _wild_policy}, ("w_pos",)),
     "bang_bang": ({"direction": "auto"}, ("w_pos",)),

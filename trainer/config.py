@@ -15,6 +15,7 @@ from typing import Any
 
 from regulator.config import ControlConfig, check_keys, get_typed
 from regulator.errors import ConfigError, unknown_name_error
+from regulator.knobs import KNOB_NAMES
 
 #: top-level sections; ``tune`` is read by ``regulator tune`` only (envs/tune.py), train ignores it
 SECTIONS = ("model", "task", "reward", "rollout", "optim", "deepspeed", "control", "train", "log", "tune")
@@ -206,12 +207,14 @@ class TrainConfig:
             sections[name] = dict(sec)
         if not sections["reward"]:
             sections["reward"] = {"kind": "exact"}
+        optim = OptimConfig.from_mapping(cfg.get("optim"))
         out = cls(
             **sections,
             rollout=RolloutConfig.from_mapping(cfg.get("rollout")),
-            optim=OptimConfig.from_mapping(cfg.get("optim")),
+            optim=optim,
             deepspeed=DeepSpeedConfig.from_mapping(cfg.get("deepspeed")),
-            control=ControlConfig.from_mapping(cfg.get("control")),
+            control=ControlConfig.from_mapping(cfg.get("control"),
+                                               updates_per_step=optim.mini_batches * optim.epochs),
             train=RunConfig.from_mapping(cfg.get("train")),
             log=LogConfig.from_mapping(cfg.get("log")),
             raw={},
@@ -230,6 +233,10 @@ class TrainConfig:
         control.setdefault("target", self.control.target)
         control["actuate"] = list(self.control.actuate)
         control["initial"] = self.control.initial.as_dict()
+        control["bounds"] = {k: list(self.control.bounds.range(k)) for k in KNOB_NAMES}
+        if self.control.bounds.max_delta is not None:
+            md = self.control.bounds.max_delta
+            control["bounds"]["max_delta"] = dict(md) if isinstance(md, Mapping) else md
         return {
             "model": self.model, "task": self.task, "reward": self.reward,
             "rollout": plain(self.rollout), "optim": plain(self.optim),

@@ -1,0 +1,299 @@
+"""``auto``: the default controller. Write a target curve; it finds out how the knobs act.
+
+Which way a knob moves entropy depends on the model, the optimiser and the phase of training,
+so nothing here is a fixed sign. The knobs are moved along a few *directions* in knob space:
+
+- ``throttle`` (every actuated weight down): scales the whole update, so it slows whatever the
+  policy is doing; RLVR's drift is a collapse, so down raises entropy. The one trusted prior.
+- ``balance`` (w_pos down, w_neg up; both weights actuated): the paper's direction on a
+  pretrained policy, reversed on a policy trained from scratch. No prior sign.
+- ``eps_high`` up / ``eps_low`` down (when actuated): clip bounds, which act only when the ratio
+  leaves 1 (more than one update per rollout batch). No prior sign.
+
+Each direction's effect g_j (nats per step per unit move) is estimated online with a small
+paired dither as the instrument (``controllers.dither``: consistent in closed loop, where a
+plain regression credits the collapse to the knobs). A Gaussian prior per direction (throttle
++g0, the others 0, spread g0, with g0 = ``prior_gain`` x H) shrinks each estimate:
+m_j = (mu_j / tau^2 + g_hat_j / se_j^2) / (1 / tau^2 + 1 / se_j^2). The knobs then move along
+v = sum_j m_j D_j / max |m_j| (steepest raise per unit of knob movement; a direction whose
+effect is unknown is simply not used), by one scalar command u (u > 0 raises entropy):
+
+    knobs = initial + u v + dither
+    u = kp (e + I / T_i + T_d de) + u_ff,    e = (T' - H_f) / T     (relative error)
+
+- Gains from the identified plant gain along v, G = sum_j m_j^2 / max|m| (relative: G / H), by
+  SIMC for an integrating plant: kp = 1 / (G_rel (tau_c + lag)), T_i = 4 (tau_c + lag),
+  T_d = ``lag``; feed-forward u_ff = slope(T) / G_rel follows a moving target.
+- Reference governor: where nothing can undo an undershoot (from scratch, late in training),
+  the approach aims ``margin`` filtered-noise standard deviations above the target, so the
+  overshoot stays inside the noise band; the derivative term brakes a fast approach.
+- Anti-windup: the integral does not grow while u is saturated the way the error pushes, nor
+  while the knobs have no authority (fewer than ``min_mixed`` of the groups have mixed rewards:
+  all-equal rewards give zero advantages); it leaks while the target stays out of reach.
+- Authority: kp is scaled by 1 / max(mixed / 0.5, 0.25) as the mixed-group fraction falls.
+
+Bounds of the weights default to [0, 2] (``DEFAULT_BOUNDS``): a one-sided [0, 1] range can
+only slow the collapse, never speed it up. When every actuated weight sits at its minimum the
+policy learns nothing; the Regulator reports it (``control/frozen``, an event), and the lower
+bounds are the user's floor on learning.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+from controllers import _params as P
+from controllers.dither import DitherIVEstimator, paired_dither
+from regulator.controller import Controller
+from regulator.errors import ConfigError
+from regulator.knobs import KnobBounds, Knobs
+from regulator.observation import Observation
+from regulator.registry import register_controller
+
+WEIGHTS = ("w_pos", "w_neg")
+#: knob-space vectors of the clip directions: a unit move shifts a bound by 0.2 (its GRPO value)
+CLIP_DIRECTIONS = {"eps_high": {"eps_high": 0.2}, "eps_low": {"eps_low": -0.2}}
+
+
+def directions_for(actuate: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """The control directions (name -> knob-space vector) for the actuated knobs."""
+    w = [k for k in WEIGHTS if k in actuate]
+    out: dict[str, dict[str, float]] = {}
+    if w:
+        out["throttle"] = {k: -1.0 for k in w}
+    if len(w) == 2:
+        out["balance"] = {"w_pos": -1.0, "w_neg": 1.0}
+    for k, vec in CLIP_DIRECTIONS.items():
+        if k in actuate:
+            out[k] = dict(vec)
+    return out
+
+
+@register_controller("auto")
+class AutoController(Controller):
+    """The default controller: direction, gain and authority of every knob found online.
+
+    Params (defaults in brackets; none needs setting):
+        tau_c [10]: closed-loop time constant (steps) the gains aim for (> 0).
+        lag [4]: plant lag (steps; the optimiser's momentum), also the derivative time (>= 0).
+        prior_gain [0.02]: prior |effect| of the throttle, relative entropy per step per unit (> 0).
+        ema [0.5]: EMA weight of the past on the measured entropy, in [0, 1).
+        margin [1.0]: governor offset above a target approached from above, in standard
+            deviations of the filtered measurement noise (>= 0).
+        excite [0.08]: dither amplitude (knob units along a direction, >= 0; 0 = no
+            identification: the prior alone decides).
+        excite_hold [3]: steps each dither block holds (>= 1).
+        forgetting [0.985]: forgetting factor of the estimator, in (0.5, 1].
+        min_mixed [0.05]: mixed-group fraction below which the knobs count as powerless.
+        kp_limits [[0.3, 60]]: range of the self-tuned proportional gain (relative units).
+        prior [{throttle: 1}]: prior mean effect per direction, in units of ``prior_gain`` x H.
+        probe_steps [24], probe_amplitude [0.5]: a larger dither over the first steps (inside
+            the usual burn-in), where identification is cheapest.
+    """
+
+    #: knob bounds this controller runs under when the config names none
+    DEFAULT_BOUNDS: ClassVar[dict[str, tuple[float, float]]] = {"w_pos": (0.0, 2.0), "w_neg": (0.0, 2.0)}
+    #: knobs it moves when the config names none (the trainer adds the clip bounds when there
+    #: is more than one update per rollout batch)
+    DEFAULT_ACTUATE: ClassVar[tuple[str, ...]] = WEIGHTS
+
+    def __init__(self, tau_c: float = 10.0, lag: float = 4.0, prior_gain: float = 0.02,
+                 ema: float = 0.5, margin: float = 1.0, excite: float = 0.08, excite_hold: int = 3,
+                 forgetting: float = 0.985, min_mixed: float = 0.05,
+                 kp_limits: list[float] | None = None, prior: dict[str, float] | None = None,
+                 probe_steps: int = 24, probe_amplitude: float = 0.5) -> None:
+        self.tau_c = P.number("tau_c", tau_c, above=0.0)
+        self.lag = P.number("lag", lag, minimum=0.0)
+        self.prior_gain = P.number("prior_gain", prior_gain, above=0.0)
+        self.ema = P.number("ema", ema, minimum=0.0, below=1.0)
+        self.margin = P.number("margin", margin, minimum=0.0)
+        self.excite = P.number("excite", excite, minimum=0.0)
+        self.excite_hold = P.integer("excite_hold", excite_hold, minimum=1)
+        self.forgetting = P.number("forgetting", forgetting, above=0.5, maximum=1.0)
+        self.min_mixed = P.number("min_mixed", min_mixed, minimum=0.0, maximum=1.0)
+        lim = [0.3, 60.0] if kp_limits is None else kp_limits
+        if not isinstance(lim, (list, tuple)) or len(lim) != 2:
+            raise ConfigError("kp_limits", "a [min, max] pair", lim)
+        lo = P.number("kp_limits[0]", lim[0], above=0.0)
+        self.kp_limits = (lo, P.number("kp_limits[1]", lim[1], minimum=lo))
+        self.probe_steps = P.integer("probe_steps", probe_steps, minimum=0)
+        self.probe_amplitude = P.number("probe_amplitude", probe_amplitude, minimum=0.0)
+        self.prior = {"throttle": 1.0}
+        for k, x in (prior or {}).items():
+            self.prior[str(k)] = P.number(f"prior.{k}", x)
+        self.dirs: dict[str, dict[str, float]] = {}
+        self.estimator: DitherIVEstimator | None = None
+        self._clear()
+
+    # --- state -------------------------------------------------------------------------------
+    def _clear(self) -> None:
+        self.h_filt: float | None = None
+        self.noise2: float | None = None  # EWMA of the squared innovation H - H_f,prev
+        self.integral = 0.0
+        self.deriv = 0.0
+        self.u = 0.0
+        self.saturated = 0  # consecutive steps with u pinned at a limit
+        self.last_dither: dict[str, float] = {}
+        self.shares: dict[str, float] = {}
+        self.kp = 0.0
+
+    def reset(self, initial: Knobs, bounds: KnobBounds, actuate: tuple[str, ...] = WEIGHTS) -> None:
+        super().reset(initial, bounds, actuate)
+        self.dirs = directions_for(self.actuate)
+        if not self.dirs:
+            raise ConfigError("control.actuate", "at least one of w_pos, w_neg, eps_low, eps_high",
+                                list(self.actuate))
+        self.estimator = DitherIVEstimator(tuple(self.dirs), forgetting=self.forgetting)
+        self._clear()
+
+    def state_dict(self) -> dict[str, Any]:
+        est = self.estimator
+        return {"h_filt": self.h_filt, "noise2": self.noise2, "integral": self.integral,
+                "deriv": self.deriv, "u": self.u, "saturated": self.saturated,
+                "last_dither": dict(self.last_dither), "shares": dict(self.shares), "kp": self.kp,
+                "estimator": None if est is None else est.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.h_filt = None if state["h_filt"] is None else float(state["h_filt"])
+        self.noise2 = None if state["noise2"] is None else float(state["noise2"])
+        self.integral, self.deriv, self.u = (float(state[k]) for k in ("integral", "deriv", "u"))
+        self.saturated = int(state["saturated"])
+        self.last_dither = {k: float(v) for k, v in state["last_dither"].items()}
+        self.shares = {k: float(v) for k, v in state["shares"].items()}
+        self.kp = float(state["kp"])
+        if self.estimator is not None and state.get("estimator") is not None:
+            self.estimator.load_state_dict(state["estimator"])
+
+    def metrics(self) -> dict[str, float]:
+        """Per direction: ``control/gain_est/<d>`` (nats/step/unit), ``control/gain_z/<d>`` and
+        ``control/share/<d>`` (its part of the move, signed); plus ``control/u``, ``control/kp``."""
+        est = self.estimator
+        if est is None:
+            return {}
+        out = {"control/u": self.u, "control/kp": self.kp}
+        for d in self.dirs:
+            out[f"control/gain_est/{d}"] = est.gain(d)
+            out[f"control/gain_z/{d}"] = est.zscore(d)
+            out[f"control/share/{d}"] = self.shares.get(d, 0.0)
+        return out
+
+    # --- identification ----------------------------------------------------------------------
+    def _coordinates(self, knobs: Knobs) -> list[float]:
+        """The applied knobs' deviation from ``initial``, along each (orthogonal) direction."""
+        out = []
+        for vec in self.dirs.values():
+            dot = sum(c * (getattr(knobs, k) - getattr(self.initial, k)) for k, c in vec.items())
+            out.append(dot / sum(c * c for c in vec.values()))
+        return out
+
+    def _posterior(self, level: float) -> dict[str, float]:
+        """m_j: each direction's effect (nats/step/unit), the estimate shrunk to its prior."""
+        est = self.estimator
+        assert est is not None
+        g0 = self.prior_gain * max(level, 1e-3)
+        out = {}
+        for d in self.dirs:
+            mu = g0 * self.prior.get(d, 0.0)
+            se = est.stderr(d)
+            if not math.isfinite(se) or se <= 0:
+                out[d] = mu
+                continue
+            w_prior, w_data = 1.0 / g0**2, 1.0 / se**2
+            out[d] = (mu * w_prior + est.gain(d) * w_data) / (w_prior + w_data)
+        return out
+
+    # --- the law -----------------------------------------------------------------------------
+    def _u_range(self, v: dict[str, float]) -> tuple[float, float]:
+        """[u_lo, u_hi] beyond which every actuated knob is saturated along ``v``."""
+        lo, hi = -math.inf, math.inf
+        ends = []
+        for k, g in v.items():
+            if abs(g) < 1e-12:
+                continue
+            b_lo, b_hi = self.bounds.range(k)
+            x0 = getattr(self.initial, k)
+            a, b = (b_lo - x0) / g, (b_hi - x0) / g
+            ends.append((min(a, b), max(a, b)))
+        if ends:
+            lo, hi = min(e[0] for e in ends), max(e[1] for e in ends)
+        return lo, hi
+
+    def act(self, obs: Observation) -> Knobs:
+        est = self.estimator
+        assert est is not None, "reset() first"
+        h = obs.entropy
+        # 1. identification: the previous step's applied knobs and dither, along each direction
+        dith = [self.last_dither.get(d, 0.0) for d in self.dirs]
+        est.update(obs.step, h, self._coordinates(obs.knobs), dith)
+        # 2. measurement filter and its noise band
+        prev = self.h_filt
+        if prev is None:
+            self.h_filt = h
+        else:
+            innov = h - prev
+            self.noise2 = innov * innov if self.noise2 is None else 0.9 * self.noise2 + 0.1 * innov * innov
+            self.h_filt = self.ema * prev + (1.0 - self.ema) * h
+        sigma_f = math.sqrt(self.noise2 or 0.0) * math.sqrt((1 - self.ema) / (1 + self.ema))
+        # 3. the move direction v and the plant gain along it
+        m = self._posterior(self.h_filt)
+        top = max(abs(x) for x in m.values()) or 1.0
+        self.shares = {d: x / top for d, x in m.items()}
+        v: dict[str, float] = {}
+        for d, vec in self.dirs.items():
+            for k, c in vec.items():
+                v[k] = v.get(k, 0.0) + self.shares[d] * c
+        gain = sum(x * x for x in m.values()) / top  # nats per step per unit u
+        level = max(self.h_filt, 1e-3)
+        g_rel = max(gain / level, 1e-6)
+        # 4. gains: SIMC for an integrating plant, scaled up as authority fades
+        mixed = obs.extras.get("mixed_groups", math.nan)
+        auth = 1.0 if not math.isfinite(mixed) else min(max(mixed / 0.5, 0.25), 1.0)
+        kp_lo, kp_hi = self.kp_limits
+        self.kp = min(max(1.0 / (g_rel * (self.tau_c + self.lag)), kp_lo), kp_hi) / auth
+        t_i = 4.0 * (self.tau_c + self.lag)
+        # 5. the reference governor: approach from above aims `margin` noise deviations high
+        scale = max(abs(obs.target), 1e-3)
+        band = self.margin * sigma_f
+        above = self.h_filt - obs.target
+        lift = band if above >= 0 else max(0.0, band + above)
+        e = (obs.target + lift - self.h_filt) / scale
+        d_raw = 0.0 if prev is None else -(self.h_filt - prev) / scale
+        self.deriv = 0.5 * self.deriv + 0.5 * d_raw
+        u_ff = ((obs.next_target - obs.target) / scale) / g_rel
+        lo, hi = self._u_range(v)
+
+        def law(integral: float) -> float:
+            return self.kp * (e + integral / t_i + self.lag * self.deriv) + u_ff
+
+        candidate = self.integral + e
+        u_raw = law(candidate)
+        pinned = (u_raw > hi and e > 0) or (u_raw < lo and e < 0)
+        powerless = math.isfinite(mixed) and mixed < self.min_mixed
+        self.saturated = self.saturated + 1 if pinned else 0
+        if pinned or powerless:
+            u_raw = law(self.integral)
+            if self.saturated > self.tau_c:  # out of reach for a while: forget the backlog
+                self.integral *= 0.9
+        else:
+            self.integral = candidate
+        self.u = min(max(u_raw, lo), hi)
+        # 6. knobs = initial + u v, plus the dither where it fits inside the bounds both ways
+        # (a dither reflected off a weight's floor would keep a braked policy learning)
+        values = {}
+        for k, g in v.items():
+            b_lo, b_hi = self.bounds.range(k)
+            values[k] = min(max(getattr(self.initial, k) + g * self.u, b_lo), b_hi)
+        self.last_dither = {}
+        for j, (d, vec) in enumerate(self.dirs.items()):
+            amp = self.excite * (0.35 if abs(est.zscore(d)) >= 3.0 else 1.0)
+            if est.n <= self.probe_steps:
+                amp = max(amp, self.probe_amplitude)
+            room = min(min(values[k] - self.bounds.range(k)[0], self.bounds.range(k)[1] - values[k]) / abs(c)
+                       for k, c in vec.items())
+            amp = min(amp, max(room, 0.0))
+            sgn = paired_dither(obs.step, self.excite_hold, salt=j + 1)
+            self.last_dither[d] = sgn * amp
+            for k, c in vec.items():
+                values[k] += sgn * amp * c
+        return self.with_actuated(values)

@@ -1,0 +1,124 @@
+"""The default control (`auto`), the Regulator's freeze report and the reachable band."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from controllers.dither import DitherIVEstimator, paired_dither
+from envs.band import band_corners, band_from_paths
+from envs.bench_config import parse_bench_config
+from regulator import KnobBounds, Knobs, Regulator, make_controller
+from regulator.config import ControlConfig
+from regulator.tracking import feasible_tracking
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_a_control_section_with_only_a_target_runs_the_default_controller():
+    c = ControlConfig.from_mapping({"target": {"kind": "constant", "value": 0.5}})
+    assert c.controller == "auto"
+    assert c.actuate == ("w_pos", "w_neg")
+    assert c.bounds.range("w_pos") == (0.0, 2.0)
+    # more than one update per rollout batch: the clip bounds are moved too
+    c2 = ControlConfig.from_mapping({"target": 0.5}, updates_per_step=2)
+    assert c2.actuate == ("w_pos", "w_neg", "eps_low", "eps_high")
+    # every key still overrides it; no section at all is plain GRPO
+    assert ControlConfig.from_mapping({"target": 0.5, "actuate": ["w_pos"]}).actuate == ("w_pos",)
+    assert ControlConfig.from_mapping(None).controller == "static"
+    assert type(c.build(10).controller).__name__ == "AutoController"
+
+
+def test_a_bench_entry_without_a_controller_uses_the_default():
+    cfg = parse_bench_config({"out_dir": "x", "targets": {"c": 0.3}, "controllers": [{"label": "d"}]})
+    e = cfg.controllers[0]
+    assert (e.controller, e.actuate, e.bounds.range("w_neg")) == ("auto", ("w_pos", "w_neg"), (0.0, 2.0))
+
+
+def test_the_iv_estimate_finds_the_sign_in_closed_loop_where_feedback_biases_a_plain_fit():
+    """An integrating plant whose knob lowers entropy (g < 0), under a feedback loop that pushes
+    the knob up whenever entropy falls, plus an accelerating drift: the instrument (the dither)
+    recovers the sign for either sign of g (its confidence stays low: z ~ 0.6 here)."""
+    for g in (-0.01, 0.01):
+        rng = np.random.default_rng(1)
+        est = DitherIVEstimator(["k"], forgetting=0.995)
+        h, prev, prev_d = 2.0, 0.0, 0.0
+        for t in range(400):
+            meas = h + 0.01 * rng.normal()
+            est.update(t, meas, [prev], [prev_d])
+            d = 0.5 * paired_dither(t, 4, 1)
+            x = float(np.clip(2.0 * (1.5 - meas), -1, 1)) + d
+            prev, prev_d = x, d
+            h += -0.004 * (1 + t / 100) + g * x
+        assert math.copysign(1, est.gain("k")) == math.copysign(1, g)
+        assert est.zscore("k") * g > 0
+        assert est.gain("k") == pytest.approx(g, rel=0.5)
+
+
+def _one_sided_plant(steps: int, target: float, seed: int = 0) -> tuple[list[float], list[float]]:
+    """Entropy falls at a rate proportional to the mean weight; nothing raises it (from scratch,
+    late in training). Returns (measured entropy, w_pos)."""
+    rng = np.random.default_rng(seed)
+    reg = Regulator(make_controller("auto"), target, initial=Knobs(), actuate=("w_pos", "w_neg"),
+                    bounds=KnobBounds(w_pos=(0.0, 2.0), w_neg=(0.0, 2.0)), total_steps=steps)
+    h, hs, ws = 2.5, [], []
+    for t in range(steps):
+        meas = h + 0.02 * rng.normal()
+        k = reg.step(t, meas, mixed_groups=0.5)
+        h -= 0.02 * (k.w_pos + k.w_neg) / 2
+        hs.append(h)
+        ws.append(k.w_pos)
+    return hs, ws
+
+
+@pytest.mark.xfail(strict=True, reason="known open defect (issue 13): the approach from 2.5 to the "
+                   "target still undershoots it by ~0.3 nats on this one-sided plant")
+def test_no_windup_overshoot_beyond_the_noise_band_on_a_one_sided_plant():
+    for target in (1.0, 0.5):
+        hs, _ = _one_sided_plant(300, target)
+        assert min(hs) > target - 3 * 0.02, f"undershoot {target - min(hs):.3f} below {target}"
+        assert abs(np.mean(hs[-50:]) - target) < 0.1 * target
+
+
+def test_a_frozen_policy_is_reported():
+    reg = Regulator(make_controller("static", knobs={"w_pos": 0.0, "w_neg": 0.0}), 0.3,
+                    actuate=("w_pos", "w_neg"), total_steps=5)
+    reg.step(0, 1.0)
+    assert reg.metrics()["control/frozen"] == 1.0
+    assert "not learning" in reg.last_event and "floor on learning" in reg.last_event
+    reg.step(1, 1.0)
+    assert reg.last_event == "" and reg.metrics()["control/frozen_steps"] == 2.0
+
+
+def test_the_band_of_a_synthetic_plant_with_known_limits():
+    class E:  # the two entries' knob boxes: w_pos [0, 1] and [0, 2], w_neg [0, 2] for the second
+        def __init__(self, actuate, bounds):
+            self.actuate, self.bounds, self.initial = actuate, KnobBounds(**bounds), Knobs()
+
+    corners = band_corners([E(("w_pos",), {"w_pos": (0.0, 1.0)}),
+                            E(("w_pos", "w_neg"), {"w_pos": (0.0, 2.0), "w_neg": (0.0, 2.0)})])
+    assert sorted((c.w_pos, c.w_neg) for c in corners) == [(0, 0), (0, 2), (2, 0), (2, 2)]
+    # plant: H_t = 2 - t * rate(corner); rates 0 .. 0.02 -> the band is [2 - 0.02 t, 2]
+    paths = [[2.0 - t * 0.005 * (c.w_pos + c.w_neg) for t in range(100)] for c in corners]
+    lo, hi = band_from_paths(paths, ema_alpha=0.0)
+    assert lo[50] == pytest.approx(1.0) and hi[50] == pytest.approx(2.0)
+    # a target below the fastest path is out of reach there and scored against the band's edge
+    entropy = np.maximum(lo, 0.5)  # the best any controller can do
+    target = [0.5] * 100
+    f = feasible_tracking(entropy, target, lo, hi, burn_in=0, ema_alpha=0.0)
+    assert f["rmse_feasible"] == pytest.approx(0.0, abs=1e-12)
+    assert f["out_of_reach"] == pytest.approx(0.75)  # reachable only from step 75 (2 - 0.02 t <= 0.5)
+
+
+@pytest.mark.parametrize("name", ["suite_sim.yaml", "suite_trainer.yaml"])
+def test_every_suite_config_parses(name):
+    cfg = parse_bench_config(yaml.safe_load((ROOT / "configs/bench" / name).read_text()))
+    labels = {e.label for e in cfg.controllers}
+    assert {"default", "pid", "pid_auto", "predictive", "bandit", "bang_bang_paper", "pid_entropic",
+            "grpo"} <= labels
+    assert cfg.band
+    assert len(cfg.runs) > 0
