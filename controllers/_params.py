@@ -120,3 +120,19 @@ def require_in_bounds(who: str, values: Mapping[str, float], bounds: KnobBounds)
         if not lo <= v <= hi:
             raise ConfigError(f"control.bounds.{k}", f"a range that contains {v} ({who} sets {k}={v})",
                               [lo, hi])
+
+
+def u_range(gains: Mapping[str, float], initial: Knobs, bounds: KnobBounds) -> tuple[float, float]:
+    """[u_lo, u_hi] of a scalar command u moving each knob k to ``initial_k + g_k u``: beyond it
+    every knob with a nonzero g_k is saturated (-inf, inf when none moves)."""
+    ends = []
+    for k, g in gains.items():
+        if abs(g) < 1e-12:
+            continue
+        b_lo, b_hi = bounds.range(k)
+        x0 = getattr(initial, k)
+        a, b = (b_lo - x0) / g, (b_hi - x0) / g
+        ends.append((min(a, b), max(a, b)))
+    if not ends:
+        return -math.inf, math.inf
+    return min(e[0] for e in ends), max(e[1] for e in ends)

@@ -204,21 +204,6 @@ class AutoController(Controller):
         return out
 
     # --- the law -----------------------------------------------------------------------------
-    def _u_range(self, v: dict[str, float]) -> tuple[float, float]:
-        """[u_lo, u_hi] beyond which every actuated knob is saturated along ``v``."""
-        lo, hi = -math.inf, math.inf
-        ends = []
-        for k, g in v.items():
-            if abs(g) < 1e-12:
-                continue
-            b_lo, b_hi = self.bounds.range(k)
-            x0 = getattr(self.initial, k)
-            a, b = (b_lo - x0) / g, (b_hi - x0) / g
-            ends.append((min(a, b), max(a, b)))
-        if ends:
-            lo, hi = min(e[0] for e in ends), max(e[1] for e in ends)
-        return lo, hi
-
     def act(self, obs: Observation) -> Knobs:
         est = self.estimator
         assert est is not None, "reset() first"
@@ -261,7 +246,7 @@ class AutoController(Controller):
         d_raw = 0.0 if prev is None else -(self.h_filt - prev) / scale
         self.deriv = 0.5 * self.deriv + 0.5 * d_raw
         u_ff = ((obs.next_target - obs.target) / scale) / g_rel
-        lo, hi = self._u_range(v)
+        lo, hi = P.u_range(v, self.initial, self.bounds)
 
         def law(integral: float) -> float:
             return self.kp * (e + integral / t_i + self.lag * self.deriv) + u_ff

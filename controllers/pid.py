@@ -24,7 +24,6 @@ yet confident, a small pseudo-random dither (``excite``, knob units) is added to
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 from controllers import _params as P
@@ -236,15 +235,7 @@ class PIDController(Controller):
 
     def u_range(self, gains: dict[str, float]) -> tuple[float, float]:
         """[u_lo, u_hi] beyond which every actuated knob is saturated, cut by ``u_limits``."""
-        lo, hi = -math.inf, math.inf
-        if gains:
-            ends = []
-            for k, g in gains.items():
-                b_lo, b_hi = self.bounds.range(k)
-                x0 = getattr(self.initial, k)
-                a, b = (b_lo - x0) / g, (b_hi - x0) / g
-                ends.append((min(a, b), max(a, b)))
-            lo, hi = min(e[0] for e in ends), max(e[1] for e in ends)
+        lo, hi = P.u_range(gains, self.initial, self.bounds)
         if self.u_limits is not None:
             lo, hi = max(lo, self.u_limits[0]), min(hi, self.u_limits[1])
         return lo, hi

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from envs.plant_config import REGIMES, PlantConfig
-from regulator.config import check_keys, get_typed
+from regulator.config import DEFAULT_CONTROLLER, check_keys, controller_defaults, get_typed
 from regulator.errors import ConfigError, unknown_name_error
 from regulator.knobs import KNOB_NAMES, KnobBounds, Knobs
 from regulator.registry import get_controller_class, make_controller
@@ -45,8 +45,6 @@ from regulator.targets import make_target
 PLANTS = ("sim", "trainer")
 TOP_KEYS = ("out_dir", "plant", "horizon", "seeds", "regimes", "plant_params", "trainer_config",
             "burn_in", "ema_alpha", "workers", "band", "control", "targets", "controllers")
-#: the controller of an entry that names none (and of a `control:` section that holds only a target)
-DEFAULT_CONTROLLER = "auto"
 ENTRY_KEYS = ("label", "controller", "params", "actuate", "initial", "bounds")
 
 
@@ -124,8 +122,8 @@ def _entry(raw: Any, i: int, defaults: Mapping[str, Any], horizon: int) -> Contr
     params = s.get("params") or {}
     if not isinstance(params, Mapping):
         raise ConfigError(f"{key}.params", "a mapping of controller parameters", params)
-    cls = get_controller_class(name, key=f"{key}.controller")
-    actuate = s.get("actuate", defaults.get("actuate", list(getattr(cls, "DEFAULT_ACTUATE", ["w_pos"]))))
+    own_actuate, own_bounds = controller_defaults(get_controller_class(name, key=f"{key}.controller"))
+    actuate = s.get("actuate", defaults.get("actuate", own_actuate))
     if isinstance(actuate, str):
         actuate = [actuate]
     if not isinstance(actuate, list):
@@ -134,9 +132,7 @@ def _entry(raw: Any, i: int, defaults: Mapping[str, Any], horizon: int) -> Contr
         if k not in KNOB_NAMES:
             raise unknown_name_error(f"{key}.actuate[{j}]", k, KNOB_NAMES, "knob names")
     initial = {**(defaults.get("initial") or {}), **(s.get("initial") or {})}
-    bounds = {**getattr(cls, "DEFAULT_BOUNDS", {}), **(defaults.get("bounds") or {}),
-              **(s.get("bounds") or {})}
-    bounds = {k: list(v) if isinstance(v, tuple) else v for k, v in bounds.items()}
+    bounds = {**own_bounds, **(defaults.get("bounds") or {}), **(s.get("bounds") or {})}
     label = s.get("label", name)
     if not isinstance(label, str) or not label or "/" in label:
         raise ConfigError(f"{key}.label", "a non-empty name without '/'", label)

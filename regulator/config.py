@@ -125,6 +125,12 @@ CONTROL_KEYS = ("controller", "params", "target", "actuate", "initial", "bounds"
 DEFAULT_CONTROLLER = "auto"
 
 
+def controller_defaults(cls: type) -> tuple[list[str], dict[str, Any]]:
+    """The knobs a controller class moves and the bounds it runs under when a config names
+    none: its optional ``DEFAULT_ACTUATE`` / ``DEFAULT_BOUNDS`` class attributes ([w_pos], {})."""
+    return list(getattr(cls, "DEFAULT_ACTUATE", ["w_pos"])), dict(getattr(cls, "DEFAULT_BOUNDS", {}))
+
+
 @dataclass
 class ControlConfig:
     """The ``control:`` section: which controller, its params, the target curve and the knobs."""
@@ -154,7 +160,7 @@ class ControlConfig:
         params = s.get("params") or {}
         if not isinstance(params, Mapping):
             raise ConfigError(f"{key}.params", "a mapping of controller parameters", params)
-        default_actuate = list(getattr(cls_, "DEFAULT_ACTUATE", ["w_pos"]))
+        default_actuate, default_bounds = controller_defaults(cls_)
         if name == DEFAULT_CONTROLLER and updates_per_step > 1:
             default_actuate += ["eps_low", "eps_high"]
         actuate = s.get("actuate", default_actuate)
@@ -168,9 +174,8 @@ class ControlConfig:
         target = s.get("target", {"kind": "constant", "value": 0.3})
         make_target(target, key=f"{key}.target")  # validate now, build per run
         bounds = s.get("bounds")
-        defaults = getattr(cls_, "DEFAULT_BOUNDS", None)
-        if defaults and (bounds is None or isinstance(bounds, Mapping)):
-            bounds = {**{k: list(v) for k, v in defaults.items()}, **(bounds or {})}
+        if default_bounds and (bounds is None or isinstance(bounds, Mapping)):
+            bounds = {**default_bounds, **(bounds or {})}
         return cls(
             controller=name,
             params=dict(params),
