@@ -89,7 +89,7 @@ def _run_one(base: str, overrides: list[str]) -> int:
     torch.set_num_threads(1)
     from trainer.run import train_main
 
-    return train_main(base, overrides=overrides)
+    return train_main(base, overrides=overrides, overwrite=True)  # a grid point re-run replaces itself
 
 
 def run_grid(config_dir: Path, out: Path, tasks: list[str], variants: list[dict[str, Any]],

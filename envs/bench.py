@@ -115,7 +115,7 @@ def _train(cfg: BenchConfig, regime: str, seed: int, rd: Path, entry: Controller
         f"control.initial={dump(entry.initial.as_dict())}",
         f"control.bounds={dump({k: list(entry.bounds.range(k)) for k in KNOB_NAMES})}",
     ]
-    code = train_main(cfg.trainer_config_of(regime), overrides=overrides)
+    code = train_main(cfg.trainer_config_of(regime), overrides=overrides, overwrite=True)  # its grid point
     if code != 0:
         raise RuntimeError(f"training run {rd} failed (exit {code})")
     rows = [json.loads(line) for line in open(rd / "metrics.jsonl")]

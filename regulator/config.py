@@ -19,7 +19,7 @@ import yaml
 from regulator.errors import ConfigError, unknown_name_error
 from regulator.knobs import KNOB_NAMES, KnobBounds, Knobs
 from regulator.registry import get_controller_class, make_controller
-from regulator.safety import Regulator
+from regulator.safety import MAX_CONSECUTIVE_FAULTS, Regulator
 from regulator.targets import make_target
 
 
@@ -118,7 +118,8 @@ def get_typed(section: Mapping[str, Any], name: str, kind: type | tuple[type, ..
     return v
 
 
-CONTROL_KEYS = ("controller", "params", "target", "actuate", "initial", "bounds")
+CONTROL_KEYS = ("controller", "params", "target", "actuate", "initial", "bounds",
+                "max_consecutive_faults")
 #: the controller of a ``control:`` section that names none: it finds each knob's direction,
 #: gain and authority itself (``controllers/auto.py``); with no ``control:`` section at all the
 #: run is plain GRPO (``static``)
@@ -141,6 +142,8 @@ class ControlConfig:
     actuate: tuple[str, ...] = ("w_pos",)
     initial: Knobs = field(default_factory=Knobs)
     bounds: KnobBounds = field(default_factory=KnobBounds)
+    #: stop the run after this many control faults in a row (0: never)
+    max_consecutive_faults: int = MAX_CONSECUTIVE_FAULTS
 
     #: True when ``actuate`` was not given, so the trainer may add the clip bounds
     default_actuate: bool = False
@@ -184,10 +187,13 @@ class ControlConfig:
             initial=Knobs.from_mapping(s.get("initial"), key=f"{key}.initial"),
             bounds=KnobBounds.from_mapping(bounds, key=f"{key}.bounds"),
             default_actuate="actuate" not in s,
+            max_consecutive_faults=get_typed(s, "max_consecutive_faults", int, key,
+                                             MAX_CONSECUTIVE_FAULTS, minimum=0),
         )
 
     def build(self, total_steps: int) -> Regulator:
         """A fresh controller wrapped in a Regulator for a run of ``total_steps`` steps."""
         controller = make_controller(self.controller, **self.params)
         return Regulator(controller, make_target(dict(self.target)), initial=self.initial,
-                         bounds=self.bounds, actuate=self.actuate, total_steps=total_steps)
+                         bounds=self.bounds, actuate=self.actuate, total_steps=total_steps,
+                         max_consecutive_faults=self.max_consecutive_faults)

@@ -23,6 +23,14 @@ from regulator.targets import TargetCurve, make_target
 
 log = logging.getLogger(__name__)
 
+#: consecutive faults after which the Regulator stops the run (``control.max_consecutive_faults``)
+MAX_CONSECUTIVE_FAULTS = 10
+
+
+class ControllerFailure(RuntimeError):
+    """The controller faulted on every one of the last ``max_consecutive_faults`` steps: the run
+    would be plain training with held knobs, so it stops instead of passing silently."""
+
 _OBS_FIELDS = {f.name for f in fields(Observation)} - {
     "step", "total_steps", "entropy", "target", "next_target", "knobs", "extras"
 }
@@ -45,6 +53,7 @@ class Regulator:
         bounds: KnobBounds | None = None,
         actuate: tuple[str, ...] | list[str] = ("w_pos",),
         total_steps: int,
+        max_consecutive_faults: int = MAX_CONSECUTIVE_FAULTS,
     ) -> None:
         if not isinstance(controller, Controller):
             raise TypeError(f"Regulator needs a regulator.Controller, got {type(controller).__name__}")
@@ -59,6 +68,8 @@ class Regulator:
         self.initial = self.bounds.clamp(self.initial, only=self.actuate)
         self.knobs = self.initial
         self.faults = 0
+        self.consecutive_faults = 0
+        self.max_consecutive_faults = int(max_consecutive_faults)  # 0: never stop
         self.clamped = 0
         self.frozen = False
         self.frozen_steps = 0
@@ -116,6 +127,7 @@ class Regulator:
         if not all(math.isfinite(v) or (k == "eps_high" and v == math.inf)
                    for k, v in zip(KNOB_NAMES, values)):
             return self._fault(f"controller {self.controller_name!r} returned {out}: knobs held")
+        self.consecutive_faults = 0
         # Knobs the controller may not move stay where they were set.
         out = out.replace(**{k: getattr(self.initial, k) for k in KNOB_NAMES if k not in self.actuate})
         safe = self.bounds.clamp(out, previous=self.knobs, only=self.actuate)
@@ -142,8 +154,13 @@ class Regulator:
 
     def _fault(self, message: str) -> Knobs:
         self.faults += 1
+        self.consecutive_faults += 1
         self.last_event = message
         log.warning(message)
+        if 0 < self.max_consecutive_faults <= self.consecutive_faults:
+            raise ControllerFailure(
+                f"{self.consecutive_faults} consecutive control faults, the last: {message} "
+                "(control.max_consecutive_faults; 0 never stops)")
         return self.knobs
 
     def metrics(self) -> dict[str, float]:
@@ -167,6 +184,7 @@ class Regulator:
             "controller": self.controller.state_dict(),
             "knobs": self.knobs.as_dict(),
             "faults": self.faults,
+            "consecutive_faults": self.consecutive_faults,
             "clamped": self.clamped,
             "frozen": self.frozen,
             "frozen_steps": self.frozen_steps,
@@ -177,6 +195,7 @@ class Regulator:
         self.controller.load_state_dict(dict(state["controller"]))
         self.knobs = Knobs(**state["knobs"])
         self.faults = int(state.get("faults", 0))
+        self.consecutive_faults = int(state.get("consecutive_faults", 0))
         self.clamped = int(state.get("clamped", 0))
         self.frozen = bool(state.get("frozen", False))
         self.frozen_steps = int(state.get("frozen_steps", 0))

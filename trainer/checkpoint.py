@@ -30,6 +30,10 @@ import torch.distributed as dist
 from trainer.grpo import world_size
 
 
+class CheckpointError(OSError):
+    """A checkpoint could not be written (e.g. the disk is full); nothing partial is left."""
+
+
 def _barrier() -> None:
     if world_size() > 1:
         dist.barrier()
@@ -84,20 +88,27 @@ def save_checkpoint(run_dir: Path, step: int, engine, state: dict[str, Any], *, 
     root = run_dir / "checkpoints"
     final = root / f"step-{step:06d}"
     tmp = root / f".tmp-step-{step:06d}"
-    if rank == 0:
-        root.mkdir(parents=True, exist_ok=True)
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir()
-    _barrier()
-    weights = _model_state(engine)
-    if rank == 0:
-        # clone + contiguous: safetensors refuses tensors that share memory (tied embeddings)
-        save_file({k: v.detach().cpu().contiguous().clone() for k, v in weights.items()},
-                  str(tmp / "model.safetensors"))
-        (tmp / "state.json").write_text(json.dumps(state, indent=1, sort_keys=True))
-    torch.save(engine.optimizer.state_dict(), tmp / f"optimizer-rank{rank}.pt")
-    torch.save(rng_state(), tmp / f"rng-rank{rank}.pt")
+    try:
+        if rank == 0:
+            root.mkdir(parents=True, exist_ok=True)
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir()
+        _barrier()
+        weights = _model_state(engine)
+        if rank == 0:
+            # clone + contiguous: safetensors refuses tensors that share memory (tied embeddings)
+            save_file({k: v.detach().cpu().contiguous().clone() for k, v in weights.items()},
+                      str(tmp / "model.safetensors"))
+            (tmp / "state.json").write_text(json.dumps(state, indent=1, sort_keys=True))
+        torch.save(engine.optimizer.state_dict(), tmp / f"optimizer-rank{rank}.pt")
+        torch.save(rng_state(), tmp / f"rng-rank{rank}.pt")
+    except BaseException as e:  # a full disk, an interrupt: no half-written folder stays behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):
+            raise CheckpointError(f"checkpoint of step {step} not written to {root} "
+                                  f"({e.strerror or e}); the previous checkpoints are intact") from e
+        raise
     _barrier()
     if rank == 0:
         _fsync_dir(tmp)
@@ -105,8 +116,11 @@ def save_checkpoint(run_dir: Path, step: int, engine, state: dict[str, Any], *, 
             shutil.rmtree(final)
         os.replace(tmp, final)
         latest_tmp = root / "latest.tmp"
-        latest_tmp.write_text(final.name + "\n")
-        os.replace(latest_tmp, root / "latest")
+        try:
+            latest_tmp.write_text(final.name + "\n")
+            os.replace(latest_tmp, root / "latest")
+        except OSError:  # `latest` still names an older complete one; resume tries newest first
+            latest_tmp.unlink(missing_ok=True)
         for old in sorted(p for p in root.glob("step-*") if p.is_dir())[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
         for stale in root.glob(".tmp-step-*"):

@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="override a config value (repeatable)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in train.out_dir (its metrics and checkpoints)")
     b = sub.add_parser("bench", help="rank controllers on a grid of targets and seeds")
     b.add_argument("config")
     b.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
@@ -60,7 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "train":
             from trainer.run import train_main
 
-            return train_main(args.config, overrides=args.set, resume=args.resume)
+            if args.overwrite and args.resume:
+                raise ConfigError("--overwrite", "either --resume or --overwrite, not both", True)
+            return train_main(args.config, overrides=args.set, resume=args.resume,
+                              overwrite=args.overwrite)
         if args.command == "bench":
             from envs.bench import bench_main
 
@@ -72,6 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"regulator {args.command}: config error: {e}", file=sys.stderr)
         return EXIT_BAD_CONFIG
+    except OSError as e:  # the machine, not the config: a full disk, a permission
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        print(f"regulator {args.command}: error: {e.strerror or e}{where}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         print(f"regulator {args.command}: interrupted", file=sys.stderr)
         return EXIT_FAILURE

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from regulator.errors import ConfigError
 from regulator.tracking import tracking_summary
 
 log = logging.getLogger("trainer")
@@ -36,25 +37,40 @@ def _json_value(v: Any) -> Any:
     return v
 
 
+def _metric_lines(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(line, row) for every line of a metrics.jsonl. A torn last line (what a crash or power
+    cut mid-write leaves) is dropped with a warning; a damaged line before it is an error."""
+    lines = [ln for ln in Path(path).read_text(errors="replace").splitlines() if ln.strip()]
+    out = []
+    for i, line in enumerate(lines):
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or "step" not in row:
+                raise ValueError("not a metrics row")
+        except ValueError:
+            if i == len(lines) - 1:
+                log.warning("%s: the last line is torn (%d characters, not a whole row); ignored",
+                            path, len(line))
+                break
+            raise ConfigError(str(path), "a metrics.jsonl of one JSON row per line",
+                              f"line {i + 1}: {line[:60]!r}") from None
+        out.append((line, row))
+    return out
+
+
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     """The rows of a metrics.jsonl (inf/nan strings turned back into floats)."""
-    rows = []
-    for line in Path(path).read_text().splitlines():
-        if line.strip():
-            row = json.loads(line)
-            rows.append({k: (float(v) if v in ("inf", "-inf", "nan") else v) for k, v in row.items()})
-    return rows
+    return [{k: (float(v) if v in ("inf", "-inf", "nan") else v) for k, v in row.items()}
+            for _, row in _metric_lines(Path(path))]
 
 
 def truncate_metrics(path: Path, keep_before: int) -> None:
-    """Drop rows with step >= ``keep_before`` (a resumed run rewrites them), atomically."""
+    """Drop rows with step >= ``keep_before`` (a resumed run rewrites them) and a torn last
+    line, atomically."""
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line)["step"] < keep_before]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    os.replace(tmp, path)
+    kept = [line for line, row in _metric_lines(path) if row["step"] < keep_before]
+    _write_atomic(path, "".join(line + "\n" for line in kept))
 
 
 class RunLogger:
@@ -157,7 +173,17 @@ def summarise(rows: Sequence[Mapping[str, Any]], *, burn_in: int, ema_alpha: flo
             for k, v in out.items()}
 
 
-def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+def _write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` by ``text`` through a temporary file: the old content survives any
+    failure (a full disk), and no temporary file is left behind."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    _write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -39,6 +39,7 @@ import math
 import multiprocessing as mp
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -141,13 +142,49 @@ def to_number(text: str | None) -> float | None:
 # timeouts
 
 
+#: Python cannot stop a thread. A timed-out call under ``isolation: thread`` keeps running; one
+#: that waits costs nothing, one that spins takes the CPU from training. The run stops (with
+#: advice to use ``isolation: process``) once abandoned calls have burned this much CPU after
+#: their timeout, or this many of them are alive at once.
+MAX_ABANDONED_CPU_S = 2.0
+MAX_ABANDONED_THREADS = 256
+_abandoned: list[tuple[threading.Thread, float]] = []  # (thread, its CPU time when abandoned)
+
+
+class RewardAbort(RuntimeError):
+    """A reward function cannot be contained by its isolation: the run stops with this message."""
+
+
+def _thread_cpu_s(t: threading.Thread) -> float:
+    try:
+        return time.clock_gettime(time.pthread_getcpuclockid(t.ident))
+    except (OSError, AttributeError, TypeError):  # ended meanwhile, or no per-thread clock here
+        return 0.0
+
+
+def _check_abandoned() -> None:
+    _abandoned[:] = [(t, c) for t, c in _abandoned if t.is_alive()]
+    burned = sum(max(_thread_cpu_s(t) - c, 0.0) for t, c in _abandoned)
+    if burned > MAX_ABANDONED_CPU_S or len(_abandoned) >= MAX_ABANDONED_THREADS:
+        raise RewardAbort(f"{len(_abandoned)} reward calls are still running past their timeout "
+                          f"({burned:.1f} CPU s since) and a thread cannot be stopped; use "
+                          "reward.isolation: process, which kills a call that overruns")
+
+
 def call_in_thread(fn: Callable[..., Any], args: tuple, kwargs: dict, timeout: float) -> Any:
-    """``fn(*args, **kwargs)`` in a daemon thread; TimeoutError if it has not returned in time."""
+    """``fn(*args, **kwargs)`` in a daemon thread; TimeoutError if it has not returned in time.
+
+    ``sys.exit`` or ``KeyboardInterrupt`` raised by the function is its failure, never the
+    run's end. ``RewardAbort`` when timed-out calls keep spinning (see ``MAX_ABANDONED_CPU_S``).
+    """
+    _check_abandoned()
     box: dict[str, Any] = {}
 
     def run() -> None:
         try:
             box["value"] = fn(*args, **kwargs)
+        except (SystemExit, KeyboardInterrupt) as e:
+            box["error"] = RuntimeError(f"the reward function raised {type(e).__name__}({e})")
         except BaseException as e:  # noqa: BLE001 - re-raised in the caller
             box["error"] = e
 
@@ -155,6 +192,7 @@ def call_in_thread(fn: Callable[..., Any], args: tuple, kwargs: dict, timeout: f
     t.start()
     t.join(timeout)
     if t.is_alive():
+        _abandoned.append((t, _thread_cpu_s(t)))
         raise TimeoutError(f"reward function ran past its {timeout:g} s timeout")
     if "error" in box:
         raise box["error"]
@@ -258,6 +296,8 @@ class RewardFn:
                 if not isinstance(r, (int, float)) or not math.isfinite(r):
                     raise TypeError(f"returned {r!r}, expected a finite number or a bool")
                 r = float(r)
+            except RewardAbort:
+                raise
             except Exception as e:  # noqa: BLE001 - a failing reward must not stop training
                 r = 0.0
                 res.failures += 1
@@ -370,7 +410,7 @@ def make_reward(spec: Mapping[str, Any] | str, key: str = "reward") -> RewardFn:
     rule = get_typed(s, "parse", str, key, "auto")
     if rule not in RULES:
         raise unknown_name_error(f"{key}.parse", rule, RULES, "answer rules")
-    timeout = get_typed(s, "timeout", float, key, 10.0, minimum=0.001)
+    timeout = get_typed(s, "timeout", float, key, 10.0, minimum=0.001, maximum=86400.0)
     if ":" in kind:
         isolation = get_typed(s, "isolation", str, key, "thread")
         if isolation not in ("thread", "process"):

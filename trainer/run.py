@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import signal
 import time
 import traceback
@@ -22,9 +23,11 @@ import yaml
 from regulator import Knobs, Regulator
 from regulator.config import apply_overrides, load_yaml
 from regulator.errors import ConfigError
+from regulator.safety import ControllerFailure
 from trainer.config import TrainConfig
 from trainer.grpo import all_sum, comm_device, group_advantages, measure, update, world_size
 from trainer.logging import RunLogger, read_metrics, summarise, write_json_atomic
+from trainer.rewards import RewardAbort
 
 log = logging.getLogger("trainer")
 EXIT_OK, EXIT_FAILURE = 0, 1
@@ -49,6 +52,7 @@ class Run:
     eval_examples: list = field(default_factory=list)
     last_clip: dict[str, float] = field(default_factory=dict)
     updating: bool = False            # True while the weights are being changed
+    updates: int = 0                  # regulated updates applied to the weights by this process
 
 
 def sample_seed(seed: int, step: int, prompt: int, sample: int) -> int:
@@ -69,6 +73,17 @@ def broadcast_knobs(knobs: Knobs) -> Knobs:
     return Knobs(*t.cpu().tolist())
 
 
+def check_finite_weights(model: torch.nn.Module, step: int) -> None:
+    """Raise FloatingPointError when any weight is NaN or inf (one fused norm per tensor list)."""
+    params = [p.detach() for p in model.parameters()]
+    norms = torch._foreach_norm(params) if params else []
+    bad = [n for (n, _), v in zip(model.named_parameters(), norms) if not torch.isfinite(v)]
+    if bad:
+        raise FloatingPointError(f"non-finite weights after step {step} ({len(bad)} tensors, e.g. "
+                                 f"{bad[0]}): the update diverged (check optim.lr, "
+                                 "optim.weight_decay and the rewards)")
+
+
 def train_step(run: Run, step: int) -> dict[str, float]:
     """One GRPO step with the control interface."""
     cfg, ro, G = run.cfg, run.cfg.rollout, run.cfg.rollout.group_size
@@ -83,9 +98,15 @@ def train_step(run: Run, step: int) -> dict[str, float]:
     t_gen = time.perf_counter() - t0
     # 2. verifiable rewards (a raising or slow reward function gives 0 and counts a failure)
     res = run.reward_fn(rollout.responses, group)
-    rewards = torch.tensor(res.rewards, dtype=torch.float32).view(per_rank, G)
+    rewards = torch.tensor(res.rewards, dtype=torch.float64).view(per_rank, G)
     # 3. group-normalised advantages A_ij = (r_ij - mean_i) / (std_i + eps), one per sequence
+    # (float64: the normalisation is scale-free, so huge rewards must not overflow before it)
     adv, zero_var = group_advantages(rewards, cfg.optim.adv_std_norm)
+    adv = adv.float()
+    if not torch.isfinite(adv).all():
+        raise FloatingPointError(f"advantages overflow at step {step}: rewards up to "
+                                 f"{max(map(abs, res.rewards)):.3g} (scale the reward down, or "
+                                 "set optim.adv_std_norm: true)")
     mask = rollout.response_mask
     adv, keep = adv.reshape(-1, 1).to(mask.device), (~zero_var).repeat_interleave(G)[:, None]
     loss_mask = mask * keep.to(mask.device) if cfg.optim.drop_zero_var_groups else mask
@@ -102,6 +123,8 @@ def train_step(run: Run, step: int) -> dict[str, float]:
             "pos_token_frac": tot[3].item() / n_tok, "neg_token_frac": tot[4].item() / n_tok}
     t_m = time.perf_counter() - t_m
     entropy = m.entropy if tot[5].item() > 0 else math.nan  # no response token: nothing measured
+    if not math.isfinite(entropy) and tot[5].item() > 0:
+        check_finite_weights(run.engine.module, step)  # a NaN policy is a failure, not a skip
     if not math.isfinite(entropy):
         # 4b. nothing to measure or learn from (every response empty, or a diverged forward):
         # skip the controller and the update, hold the knobs, log the step and go on
@@ -122,9 +145,10 @@ def train_step(run: Run, step: int) -> dict[str, float]:
                      micro_batch=run.micro_batch, seed=sample_seed(cfg.train.seed, step, -1, 0))
         if not math.isfinite(upd["loss/policy"]):  # the weights may be corrupt: no checkpoint
             raise FloatingPointError(f"non-finite loss {upd['loss/policy']} at step {step}: the "
-                                     "weights diverged; resume from the last checkpoint")
+                                     "weights diverged (lower optim.lr, check the rewards)")
+        check_finite_weights(run.engine.module, step)
         run.backend.sync_weights(run.engine.module)
-        t_upd, run.updating = time.perf_counter() - t1, False
+        t_upd, run.updating, run.updates = time.perf_counter() - t1, False, run.updates + 1
         run.last_clip = {"clip_frac_low": upd["clip/frac_low"], "clip_frac_high": upd["clip/frac_high"]}
     # 7. the row for metrics.jsonl / tensorboard (SPEC names first)
     return {
@@ -164,13 +188,34 @@ def _resolve_config(config_path: str | None, overrides: Sequence[str], resume: s
         if config_path is not None and Path(config_path).resolve() != (run_dir / "config.yaml").resolve():
             log.info("--resume: using %s/config.yaml (the run's own config); %s is ignored",
                      run_dir, config_path)
+        saved = TrainConfig.from_mapping(raw)
         raw = apply_overrides(raw, list(overrides))
         raw.setdefault("train", {})["out_dir"] = str(run_dir)
-    else:
-        if config_path is None:
-            raise ConfigError("CONFIG", "a config file (or --resume RUN_DIR)")
-        raw = apply_overrides(load_yaml(config_path), list(overrides))
-    return TrainConfig.from_mapping(raw)
+        return TrainConfig.from_mapping(raw), saved
+    if config_path is None:
+        raise ConfigError("CONFIG", "a config file (or --resume RUN_DIR)")
+    return TrainConfig.from_mapping(apply_overrides(load_yaml(config_path), list(overrides))), None
+
+
+def _check_resumed_steps(cfg: TrainConfig, saved: TrainConfig, start: int) -> None:
+    """A resumed run may extend ``train.steps`` only where that moves nothing already run: not
+    below the checkpoint's step, and not under a target curve laid out over ``train.steps``."""
+    steps, before = cfg.train.steps, saved.train.steps
+    if steps < start:
+        raise ConfigError("train.steps", f"at least the checkpoint's step ({start}) on --resume", steps)
+    if steps == before:
+        return
+    from regulator.targets import make_target
+
+    old, new = make_target(dict(saved.control.target)), make_target(dict(cfg.control.target))
+    for t in (old, new):
+        t.scale = 1.0  # relative curves: compare shapes (the scale is the same measured entropy)
+    a, b = old(start, before), new(start, steps)
+    if abs(a - b) > 1e-9 * max(1.0, abs(a)):
+        raise ConfigError("train.steps", f"the run's {before} on --resume with this target", steps,
+                          hint=f"the {cfg.control.target.get('kind')} target is laid out over "
+                          f"train.steps: the target at step {start} would jump from {a:.4g} to "
+                          f"{b:.4g}; start a new run, or give a piecewise target")
 
 
 def _check_batch(cfg: TrainConfig, world: int) -> tuple[int, bool]:
@@ -285,15 +330,83 @@ def _resume(session: Session, engine: Any, rank: int) -> None:
                       f"{session.run_dir} ({'; '.join(failures)})")
 
 
-def train_main(config_path: str | None, overrides: Sequence[str] = (), resume: str | None = None) -> int:
-    """Run ``regulator train``; 0 on success, 1 on a failure during the run (ConfigError -> CLI 2)."""
-    cfg = _resolve_config(config_path, overrides, resume)
-    session = build_session(cfg, resume=resume is not None)
+def _emergency_checkpoint(run: Run, checkpoint: Any, step: int, start: int, done: int, updates: int,
+                          before: tuple, existing: list[Path], run_dir: Path, disk: bool) -> None:
+    """After a failure at ``step``, save a checkpoint only where weights and state agree:
+
+    - the failure came before this step changed the weights (``run.updates == updates``): the
+      weights are those after ``step`` steps, so the rest of the state is rolled back to match;
+    - the step finished (row logged) and only its checkpoint failed: state after ``done`` steps.
+
+    A failure between the update and the end of the step's bookkeeping (e.g. the tensorboard
+    write) leaves post-update weights with pre-step state: nothing is saved, and the run resumes
+    from its last good checkpoint. An existing checkpoint is never overwritten."""
+    good = f"; resume with `regulator train --resume {run_dir}`" + (
+        f" (from {existing[0].name})" if existing else " (no checkpoint yet: it restarts at step 0)")
+    if disk or world_size() > 1:
+        log.error("no new checkpoint written%s", good)
+        return
+    if done == step + 1:
+        at, roll = done, None          # the step finished; its own save failed or never came
+    elif run.updates == updates and not run.updating and step > start:
+        at, roll = step, before        # failed before touching the weights: roll the state back
+    else:
+        log.error("no checkpoint written: the weights changed at step %d but its state was not "
+                  "recorded%s", step, good)
+        return
+    if any(p.name == f"step-{at:06d}" for p in existing):
+        log.error("checkpoint of step %d already on disk%s", at, good)
+        return
+    if roll is not None:
+        run.regulator.load_state_dict(roll[1])
+        run.last_clip = roll[2]
+    try:
+        checkpoint(at, stream_state=roll[0] if roll else None)
+        log.error("checkpoint of step %d written; resume with `regulator train --resume %s`", at, run_dir)
+    except Exception as e2:  # noqa: BLE001 - best effort
+        log.error("no checkpoint written (%s)%s", e2, good)
+
+
+def train_main(config_path: str | None, overrides: Sequence[str] = (), resume: str | None = None,
+               *, overwrite: bool = False) -> int:
+    """Run ``regulator train``; 0 on success, 1 on a failure during the run (ConfigError -> CLI 2).
+
+    A run directory that already holds a run is refused unless ``resume`` (continue it) or
+    ``overwrite`` (replace it); it is locked for the whole run (``trainer/run_dir.py``)."""
+    import os
+
+    from trainer.run_dir import claim_run_dir, holds_run
+
+    cfg, saved = _resolve_config(config_path, overrides, resume)
+    run_dir = Path(cfg.train.out_dir)
+    lock = claim_run_dir(run_dir, resume=resume is not None, overwrite=overwrite,
+                         rank=int(os.environ.get("RANK", 0)))
+    try:
+        return _train(cfg, saved, resume is not None)
+    except ConfigError:
+        if lock is not None and lock.created and not holds_run(run_dir):  # nothing started: leave no trace
+            lock.release()
+            lock = None
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(cfg: TrainConfig, saved: TrainConfig | None, resume: bool) -> int:
+    session = build_session(cfg, resume=resume)
     run, run_dir, start, wall_before = session.run, session.run_dir, session.start, session.wall_before
     regulator, rank = run.regulator, run.rank
-    from trainer.checkpoint import save_checkpoint
+    from trainer.checkpoint import CheckpointError, complete_checkpoints, save_checkpoint
 
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if saved is not None:
+        _check_resumed_steps(cfg, saved, start)
+        if start >= cfg.train.steps:
+            log.warning("%s: the run is complete (%d of %d steps); nothing to do. To train on, "
+                        "resume with --set train.steps=N (N > %d)", run_dir, start, cfg.train.steps,
+                        start)
+            return EXIT_OK
     if rank == 0:
         (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.raw, sort_keys=False))
     logger = RunLogger(run_dir, total_steps=cfg.train.steps, start_step=start, rank=rank,
@@ -313,10 +426,11 @@ def train_main(config_path: str | None, overrides: Sequence[str] = (), resume: s
 
     old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     t_start = time.perf_counter()
-    step = start
+    step, done = start, start  # done: steps whose update, row and checkpoint bookkeeping finished
     try:
         for step in range(start, cfg.train.steps):
             before = (run.stream.state_dict(), regulator.state_dict(), dict(run.last_clip))
+            updates = run.updates
             row = train_step(run, step)
             last = step == cfg.train.steps - 1
             if cfg.train.eval_every and (step % cfg.train.eval_every == 0 or last):
@@ -327,26 +441,21 @@ def train_main(config_path: str | None, overrides: Sequence[str] = (), resume: s
                     row.update(evaluate_sampled(run, step))
             logger.log(row)
             logger.event(step, regulator.last_event)
-            saved = bool(cfg.train.save_every and (step + 1) % cfg.train.save_every == 0) or last
+            done = step + 1
+            saved = bool(cfg.train.save_every and done % cfg.train.save_every == 0) or last
             if saved:
-                checkpoint(step + 1)
+                checkpoint(done)
             if stop["signal"] is not None:
                 if not saved:
-                    checkpoint(step + 1)
+                    checkpoint(done)
                 log.warning("%s: checkpoint written after step %d; continue with "
                             "`regulator train --resume %s`", stop["signal"], step, run_dir)
                 return EXIT_FAILURE
     except Exception as e:  # a failure during the run: exit 1, with a checkpoint where possible
-        log.error("training failed at step %d: %s\n%s", step, e, traceback.format_exc())
-        if not run.updating and step > start and world_size() == 1:
-            # the weights are those after `step` steps: roll the rest of the state back too
-            regulator.load_state_dict(before[1])
-            run.last_clip = before[2]
-            try:
-                checkpoint(step, stream_state=before[0])
-                log.error("checkpoint of step %d written; resume with --resume %s", step, run_dir)
-            except Exception as e2:  # noqa: BLE001 - best effort
-                log.error("no checkpoint written: %s", e2)
+        known = isinstance(e, (FloatingPointError, CheckpointError, ControllerFailure, RewardAbort))
+        log.error("training failed at step %d: %s%s", step, e, "" if known else "\n" + traceback.format_exc())
+        _emergency_checkpoint(run, checkpoint, step, start, done, updates, before,
+                              complete_checkpoints(run_dir), run_dir, isinstance(e, CheckpointError))
         return EXIT_FAILURE
     finally:
         for s, h in old_handlers.items():
