@@ -30,6 +30,7 @@ Every mistake is a ConfigError naming the key (the CLI exits 2).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +38,7 @@ from typing import Any
 from envs.plant_config import REGIMES, PlantConfig
 from regulator.config import DEFAULT_CONTROLLER, check_keys, controller_defaults, get_typed
 from regulator.errors import ConfigError, unknown_name_error
-from regulator.knobs import KNOB_NAMES, KnobBounds, Knobs
+from regulator.knobs import KNOB_NAMES, KnobBounds, Knobs, check_initial_in_bounds
 from regulator.registry import get_controller_class, make_controller
 from regulator.safety import Regulator
 from regulator.targets import make_target
@@ -134,17 +135,27 @@ def _entry(raw: Any, i: int, defaults: Mapping[str, Any], horizon: int) -> Contr
     initial = {**(defaults.get("initial") or {}), **(s.get("initial") or {})}
     bounds = {**own_bounds, **(defaults.get("bounds") or {}), **(s.get("bounds") or {})}
     label = s.get("label", name)
-    if not isinstance(label, str) or not label or "/" in label:
-        raise ConfigError(f"{key}.label", "a non-empty name without '/'", label)
+    if not _plain_name(label):
+        raise ConfigError(f"{key}.label", PLAIN_NAME, label)
     entry = ControllerEntry(label, name, dict(params), tuple(actuate),
                             Knobs.from_mapping(initial, key=f"{key}.initial"),
                             KnobBounds.from_mapping(bounds, key=f"{key}.bounds"))
+    check_initial_in_bounds(entry.initial, entry.bounds, entry.actuate, key=f"{key}.initial")
     try:  # build once now, so bad params fail before any run starts
         entry.regulator({"kind": "constant", "value": 0.3}, horizon)
     except ConfigError as e:
         k = e.key.replace("control.params", f"{key}.params").replace("control.", f"{key}.")
         raise e.with_key(k) from None
     return entry
+
+
+#: labels and target names become folder names under out_dir
+PLAIN_NAME = "a folder name of letters, digits and _ . + - (not '.' or '..')"
+_NAME = re.compile(r"[A-Za-z0-9_+.-]+")
+
+
+def _plain_name(v: Any) -> bool:
+    return isinstance(v, str) and bool(_NAME.fullmatch(v)) and v not in (".", "..")
 
 
 def _targets(targets: Mapping[str, Any], regimes: list[str]
@@ -161,8 +172,8 @@ def _targets(targets: Mapping[str, Any], regimes: list[str]
         if not isinstance(specs, Mapping) or not specs:
             raise ConfigError(key, "a non-empty mapping name -> target spec", specs)
         for name, spec in specs.items():
-            if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
-                raise ConfigError(key, "target names without '/'", name)
+            if not _plain_name(name):
+                raise ConfigError(key, f"target names that are {PLAIN_NAME}", name)
             make_target(spec, key=f"{key}.{name}")
             spec = dict(spec) if isinstance(spec, Mapping) else {"kind": "constant", "value": spec}
             if name in flat and flat[name] != spec:
@@ -191,6 +202,8 @@ def parse_bench_config(cfg: Mapping[str, Any]) -> BenchConfig:
     seeds = _nonempty_list(seeds, "seeds", "integer seeds")
     if not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds):
         raise ConfigError("seeds", "a list of integers", seeds)
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError("seeds", "distinct seeds (a repeated seed repeats a run)", seeds)
     if plant == "trainer":
         for k in ("regimes", "plant_params"):
             if k in s:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
@@ -80,8 +81,12 @@ class PlantConfig:
         if self.group_size % self.mini_batches:
             raise ConfigError("mini_batches", f"a divisor of group_size ({self.group_size})",
                               self.mini_batches)
-        if not self.lr > 0:
-            raise ConfigError("lr", "a learning rate > 0", self.lr)
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError("lr", "a finite learning rate > 0", self.lr)
+        if not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError("betas", "a [beta1, beta2] pair in [0, 1)", list(self.betas))
+        if not (self.adam_eps > 0 and math.isfinite(self.adam_eps)):
+            raise ConfigError("adam_eps", "a finite number > 0", self.adam_eps)
         if not 0 <= self.alt_share <= 1:
             raise ConfigError("alt_share", "a fraction in [0, 1]", self.alt_share)
         if not self.shared_scale >= 0:

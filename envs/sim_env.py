@@ -34,8 +34,11 @@ from envs.plant import SimPlant
 from envs.plant_config import PlantConfig
 from envs.sim_loop import controller_metrics, metrics_row
 from regulator.errors import ConfigError, unknown_name_error
-from regulator.knobs import KNOB_NAMES, KnobBounds, Knobs
+from regulator.knobs import KNOB_NAMES, KnobBounds, Knobs, check_initial_in_bounds
 from regulator.targets import TargetCurve, make_target
+
+#: the keyword arguments both sim envs take (for the did-you-mean of a typo)
+KWARGS = ("target", "actuate", "bounds", "initial", "horizon", "plant", "regime")
 
 
 def _bounds(b: KnobBounds | Mapping[str, Any] | None) -> KnobBounds:
@@ -52,7 +55,10 @@ class _SimCore:
     def __init__(self, num_plants: int, target: Mapping[str, Any] | float | None = None,
                  actuate: Sequence[str] = ("w_pos",), bounds: KnobBounds | Mapping[str, Any] | None = None,
                  initial: Knobs | Mapping[str, Any] | None = None, horizon: int = 300,
-                 plant: PlantConfig | Mapping[str, Any] | None = None, regime: str | None = None) -> None:
+                 plant: PlantConfig | Mapping[str, Any] | None = None, regime: str | None = None,
+                 **unknown: Any) -> None:
+        for name in unknown:
+            raise unknown_name_error(name, name, KWARGS, "keyword arguments of the env")
         if isinstance(actuate, str):
             actuate = (actuate,)
         if not isinstance(actuate, (list, tuple)):
@@ -66,7 +72,12 @@ class _SimCore:
             raise ConfigError("horizon", "an integer >= 1", horizon)
         self.actuate = tuple(actuate)
         self.bounds = _bounds(bounds)
-        self.initial = self.bounds.clamp(_initial(initial), only=self.actuate)
+        for k in self.actuate:  # the action maps [-1, 1] onto the range: it must be finite
+            if not all(math.isfinite(x) for x in self.bounds.range(k)):
+                raise ConfigError(f"bounds.{k}", "a finite [min, max] range for an actuated knob",
+                                  list(self.bounds.range(k)))
+        self.initial = _initial(initial)
+        check_initial_in_bounds(self.initial, self.bounds, self.actuate)
         self.horizon = horizon
         self.target_spec = target if target is not None else {"kind": "constant", "value": 0.3}
         cfg = plant if isinstance(plant, PlantConfig) else PlantConfig.from_mapping(plant)
@@ -191,7 +202,9 @@ class EntropySimVectorEnv(_CoreView, VectorEnv):
     observation_fields = sp.OBSERVATION_FIELDS
 
     def __init__(self, num_envs: int = 1, **kwargs: Any) -> None:
-        self.num_envs = int(num_envs)
+        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
+            raise ConfigError("num_envs", "an integer >= 1", num_envs)
+        self.num_envs = num_envs
         self._core = _SimCore(self.num_envs, **kwargs)
         self.single_observation_space = sp.observation_space()
         self.single_action_space = sp.action_space(self._core.actuate)

@@ -17,14 +17,26 @@ from typing import Any
 import yaml
 
 from regulator.errors import ConfigError, unknown_name_error
-from regulator.knobs import KNOB_NAMES, KnobBounds, Knobs
+from regulator.knobs import KNOB_NAMES, KnobBounds, Knobs, check_initial_in_bounds
 from regulator.registry import get_controller_class, make_controller
 from regulator.safety import MAX_CONSECUTIVE_FAULTS, Regulator
 from regulator.targets import make_target
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-3`` as a float (YAML 1.2), not the string '1e-3'."""
+    """SafeLoader that also reads ``1e-3`` as a float (YAML 1.2), not the string '1e-3', and
+    refuses duplicate keys (plain YAML keeps the last one silently: two ``train:`` sections would
+    run into the wrong folder)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, str) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key) if isinstance(key, str) else None
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
@@ -45,7 +57,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError("CONFIG", "an existing YAML file", str(path))
     try:
-        data = parse_yaml(p.read_text())
+        data = parse_yaml(p.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError("CONFIG", "a UTF-8 text file", str(path),
+                          hint=f"byte {e.start} is not UTF-8") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -174,18 +189,24 @@ class ControlConfig:
         for i, k in enumerate(actuate):
             if k not in KNOB_NAMES:
                 raise unknown_name_error(f"{key}.actuate[{i}]", k, KNOB_NAMES, "knob names")
+        if not actuate and name != "static":
+            raise ConfigError(f"{key}.actuate", f"at least one knob for controller {name!r} to move "
+                              "(only 'static' runs with none)", list(actuate))
         target = s.get("target", {"kind": "constant", "value": 0.3})
         make_target(target, key=f"{key}.target")  # validate now, build per run
         bounds = s.get("bounds")
         if default_bounds and (bounds is None or isinstance(bounds, Mapping)):
             bounds = {**default_bounds, **(bounds or {})}
+        initial = Knobs.from_mapping(s.get("initial"), key=f"{key}.initial")
+        bounds = KnobBounds.from_mapping(bounds, key=f"{key}.bounds")
+        check_initial_in_bounds(initial, bounds, actuate, key=f"{key}.initial")
         return cls(
             controller=name,
             params=dict(params),
             target=target if isinstance(target, Mapping) else {"kind": "constant", "value": target},
             actuate=tuple(actuate),
-            initial=Knobs.from_mapping(s.get("initial"), key=f"{key}.initial"),
-            bounds=KnobBounds.from_mapping(bounds, key=f"{key}.bounds"),
+            initial=initial,
+            bounds=bounds,
             default_actuate="actuate" not in s,
             max_consecutive_faults=get_typed(s, "max_consecutive_faults", int, key,
                                              MAX_CONSECUTIVE_FAULTS, minimum=0),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from regulator.errors import ConfigError, unknown_name_error
@@ -99,8 +99,8 @@ class KnobBounds:
                 raise ConfigError(name, "a [min, max] pair without NaN", pair)
             if lo > hi:
                 raise ConfigError(name, "min <= max", [lo, hi])
-            if name.startswith("w_") and lo < 0:
-                raise ConfigError(name, "a weight range with min >= 0", [lo, hi])
+            if name.startswith("w_") and (lo < 0 or not math.isfinite(hi)):
+                raise ConfigError(name, "a finite weight range with min >= 0", [lo, hi])
             if name == "eps_low" and not (0 <= lo and hi < 1):
                 raise ConfigError(name, "a range inside [0, 1)", [lo, hi])
             if name == "eps_high" and lo < 0:
@@ -167,3 +167,13 @@ class KnobBounds:
             return cls(**kwargs)  # type: ignore[arg-type]
         except ConfigError as e:
             raise e.with_key(f"{key}.{e.key}") from None
+
+
+def check_initial_in_bounds(initial: Knobs, bounds: KnobBounds, actuate: Sequence[str],
+                            key: str = "initial") -> None:
+    """An actuated knob must start inside its bounds (it would be clamped silently otherwise)."""
+    for name in actuate:
+        lo, hi = bounds.range(name)
+        v = getattr(initial, name)
+        if not lo <= v <= hi:
+            raise ConfigError(f"{key}.{name}", f"a start value inside bounds.{name} [{lo}, {hi}]", v)

@@ -127,6 +127,9 @@ def make_controller(name: str, /, **params: Any) -> Controller:
         if e.key.startswith("control."):
             raise
         raise e.with_key(f"control.params.{e.key}") from None
+    except (ValueError, TypeError) as e:  # a plugin's own check of its parameters
+        raise ConfigError("control.params", f"parameters controller {name!r} accepts", params,
+                          hint=f"its constructor raised {type(e).__name__}: {e}") from None
 
 
 def list_controllers() -> list[str]:

@@ -84,6 +84,32 @@ TRAIN_CASES: list[tuple[str, dict[str, Any], str, str, str | None]] = [
     ("missing task section", {"task": DEL}, "task", "", None),
     ("missing parquet file", {"task": {"kind": "parquet", "path": "/nonexistent/d.parquet"}},
      "task.path", "/nonexistent/d.parquet", None),
+    # inputs that used to start and then fail with a traceback, or run silently wrong
+    ("seed beyond 63 bits", {"train.seed": 2**64}, "train.seed", str(2**64), None),
+    ("negative seed", {"train.seed": -3}, "train.seed", "-3", None),
+    ("huge threads", {"train.threads": 10**7}, "train.threads", "10000000", None),
+    ("model larger than memory", {"model.hidden": 300_000}, "model.hidden", "300000", "GiB"),
+    ("model path with no model", {"model": {"path": "/"}}, "model.path", "'/'", None),
+    ("conflicting train_batch_size", {"deepspeed.extra": {"train_batch_size": 7}},
+     "deepspeed.extra.train_batch_size", "7", "16"),
+    ("ignored deepspeed optimizer", {"deepspeed.extra": {"optimizer": {"type": "Adam"}}},
+     "deepspeed.extra.optimizer", "'Adam'", "optim"),
+    ("initial outside bounds", {"control.initial.w_pos": 3.0}, "control.initial.w_pos", "3.0",
+     "[0.0, 2.0]"),
+    ("piecewise target dipping below 0", {"control.target": {
+        "kind": "piecewise", "points": [[0, 0.5], [10, -0.2], [20, 0.5]]}},
+     "control.target.points[1]", "-0.2", None),
+    ("linear target ending below 0", {"control.target": {"kind": "linear", "start": 1.0,
+                                                         "end": -0.5}},
+     "control.target.end", "-0.5", None),
+    ("nothing to actuate", {"control.actuate": []}, "control.actuate", "[]", None),
+    ("learning rate far too large", {"optim.lr": 1e4}, "optim.lr", "10000.0", None),
+    ("infinite reward timeout", {"reward": {"kind": "exact", "timeout": float("inf")}},
+     "reward.timeout", "inf", None),
+    ("EMA that never moves", {"log.ema_alpha": 1.0}, "log.ema_alpha", "1.0", None),
+    ("max_positions shorter than a prompt and response", {"model.max_positions": 16,
+                                                          "rollout.max_new_tokens": 20},
+     "model.max_positions", "16", None),
 ]
 
 
@@ -140,6 +166,9 @@ FILE_CASES = [
     ("only a comment", "# nothing here\n", "empty file"),
     ("a list, not a mapping", "- train\n- control\n", "a YAML mapping of sections, got 'list'"),
     ("missing file", None, "an existing YAML file"),
+    ("duplicate section", "train: {steps: 2}\ntrain: {steps: 3}\n", "duplicate key 'train'"),
+    ("duplicate nested key", "train:\n  steps: 2\n  steps: 3\n", "duplicate key 'steps'"),
+    ("not UTF-8", b"train: {steps: 2}\n# \xff\xfe\n", "UTF-8"),
 ]
 
 
@@ -148,7 +177,9 @@ FILE_CASES = [
                          ids=[c[0] for c in FILE_CASES])
 def test_bad_file_exits_2(tmp_path, capsys, command, text, fragment):
     path = tmp_path / "config.yaml"
-    if text is not None:
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    elif text is not None:
         path.write_text(text)
     assert main([command, str(path)]) == 2
     err = capsys.readouterr().err
@@ -201,6 +232,14 @@ BENCH_CASES = [
      "controllers[0].controller", "'bang_bnag'", "did you mean 'bang_bang'"),
     ("bad controller param value", {"controllers": [{"controller": "pid", "params": {"kp": "x"}}]},
      "controllers[0].params.kp", "'x'", None),
+    ("betas above 1", {"plant_params": {"betas": [1.5, 0.9]}}, "plant_params.betas", "1.5", None),
+    ("repeated seed", {"seeds": [0, 0]}, "seeds", "[0, 0]", None),
+    ("label escaping the run folder", {"controllers": [{"label": "..", "controller": "pid"}]},
+     "controllers[0].label", "'..'", None),
+    ("label with a slash", {"controllers": [{"label": "a/b", "controller": "pid"}]},
+     "controllers[0].label", "'a/b'", None),
+    ("target name escaping the run folder", {"targets": {"..": {"kind": "constant", "value": 0.3}}},
+     "targets", "'..'", None),
 ]
 
 
@@ -228,7 +267,20 @@ ENV_CASES = [
     ("misspelt plant field", {"plant": {"lrr": 0.1}}, "plant.lrr", "'lrr'", "did you mean 'lr'"),
     ("unknown regime", {"regime": "pretrain"}, "plant.regime", "'pretrain'",
      "did you mean 'pretrained'"),
+    ("infinite bound", {"bounds": {"w_pos": [0.0, float("inf")]}}, "bounds.w_pos", "inf", None),
+    ("betas above 1", {"plant": {"betas": [1.5, 0.9]}}, "plant.betas", "1.5", None),
+    ("infinite plant lr", {"plant": {"lr": float("inf")}}, "plant.lr", "inf", None),
+    ("horizon as text", {"horizon": "ten"}, "horizon", "'ten'", None),
+    ("fractional horizon", {"horizon": 2.7}, "horizon", "2.7", None),
+    ("misspelt keyword", {"regim": "scratch"}, "regim", "'regim'", "did you mean 'regime'"),
 ]
+
+
+@pytest.mark.parametrize("num_envs", [0, -2, "two", 2.5])
+def test_bad_num_envs_raise_config_error(num_envs):
+    with pytest.raises(ConfigError) as e:
+        gym.make_vec(envs.SIM_ID, num_envs=num_envs, vectorization_mode="vector_entry_point")
+    assert e.value.key == "num_envs" and repr(num_envs) in str(e.value)
 
 
 @pytest.mark.parametrize("vector", [False, True])

@@ -260,3 +260,37 @@ def test_extending_a_constant_target_run_on_resume(tmp_path, caplog):
     assert "the run is complete" in caplog.text
     assert main(["train", "--resume", str(run), "--set", "train.steps=6"]) == 0
     assert [r["step"] for r in _rows(run)] == list(range(6))
+
+
+def test_a_resume_that_changes_the_model_names_the_key(tmp_path, capsys):
+    path = _cfg(tmp_path, train={"steps": 2, "save_every": 0})
+    assert main(["train", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(tmp_path / "run"), "--set", "model.hidden=48",
+                 "--set", "train.steps=4"]) == 2
+    err = capsys.readouterr().err
+    assert "model.hidden: expected the run's 32" in err and "got 48" in err
+
+
+@pytest.mark.parametrize("seed", [18282, 20261202, 2**63 - 1])
+def test_large_seeds_run(tmp_path, seed):
+    """Per-response sampling seeds of large run seeds used to overflow a torch generator."""
+    assert main(["train", str(_cfg(tmp_path, train={"steps": 1, "save_every": 0, "seed": seed}))]) == 0
+
+
+def test_a_plugin_rejecting_its_parameters_is_a_config_error(tmp_path, monkeypatch, capsys):
+    (tmp_path / "picky_ctl.py").write_text(
+        "from regulator import Controller\n"
+        "class Picky(Controller):\n"
+        "    def __init__(self, gain=1.0):\n"
+        "        if gain <= 0:\n"
+        "            raise ValueError('gain must be positive')\n"
+        "    def act(self, obs):\n"
+        "        return self.initial\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("picky_ctl", None)
+    control = {**tiny_config(tmp_path)["control"], "controller": "picky_ctl:Picky",
+               "params": {"gain": -1}}
+    assert main(["train", str(_cfg(tmp_path, control=control))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "control.params" in err and "gain must be positive" in err

@@ -79,7 +79,7 @@ class OptimConfig:
                            for b in betas)):
             raise ConfigError(f"{key}.betas", "a pair of numbers in [0, 1)", betas)
         return cls(
-            lr=_positive(s, "lr", key, d.lr),
+            lr=_learning_rate(s, key, d.lr),
             weight_decay=get_typed(s, "weight_decay", float, key, d.weight_decay, minimum=0.0),
             betas=(float(betas[0]), float(betas[1])),
             adam_eps=_positive(s, "adam_eps", key, d.adam_eps),
@@ -109,6 +109,10 @@ class DeepSpeedConfig:
             raise ConfigError(f"{key}.extra", "a mapping merged into the DeepSpeed config", extra)
         return cls(zero_stage=get_typed(s, "zero_stage", int, key, 0, minimum=0, maximum=3),
                    bf16=get_typed(s, "bf16", bool, key, False), extra=dict(extra))
+
+
+#: the largest run seed (seeds are 63-bit; per-response sampling seeds are folded into that range)
+MAX_SEED = 2**63 - 1
 
 
 @dataclass
@@ -143,7 +147,7 @@ class RunConfig:
         samples = get_typed(s, "eval_samples", int, key, d.eval_samples, minimum=0)
         return cls(
             steps=get_typed(s, "steps", int, key, d.steps, minimum=1),
-            seed=get_typed(s, "seed", int, key, d.seed, minimum=0),
+            seed=get_typed(s, "seed", int, key, d.seed, minimum=0, maximum=MAX_SEED),
             out_dir=out_dir,
             save_every=get_typed(s, "save_every", int, key, d.save_every, minimum=0),
             keep_checkpoints=get_typed(s, "keep_checkpoints", int, key, d.keep_checkpoints, minimum=1),
@@ -153,7 +157,7 @@ class RunConfig:
             eval_pass_k=_pass_k(s.get("eval_pass_k", []), samples, f"{key}.eval_pass_k"),
             eval_distinct_n=get_typed(s, "eval_distinct_n", int, key, d.eval_distinct_n, minimum=1),
             eval_ece_bins=get_typed(s, "eval_ece_bins", int, key, d.eval_ece_bins, minimum=1),
-            threads=get_typed(s, "threads", int, key, d.threads, minimum=0),
+            threads=get_typed(s, "threads", int, key, d.threads, minimum=0, maximum=1024),
         )
 
 
@@ -174,7 +178,7 @@ class LogConfig:
             tensorboard=get_typed(s, "tensorboard", bool, key, d.tensorboard),
             progress=get_typed(s, "progress", bool, key, d.progress),
             burn_in=get_typed(s, "burn_in", int, key, d.burn_in, minimum=0),
-            ema_alpha=get_typed(s, "ema_alpha", float, key, d.ema_alpha, minimum=0.0, maximum=1.0),
+            ema_alpha=get_typed(s, "ema_alpha", float, key, d.ema_alpha, minimum=0.0, maximum=0.999),
         )
 
 
@@ -253,6 +257,13 @@ def _pass_k(v: Any, samples: int, key: str) -> list[int]:
     if v and (samples == 0 or max(v) > samples):
         raise ConfigError(key, f"values <= train.eval_samples ({samples}), which must be > 0", v)
     return sorted(set(v))
+
+
+def _learning_rate(s: Mapping[str, Any], key: str, default: float) -> float:
+    lr = _positive(s, "lr", key, default)
+    if lr > 1.0:  # AdamW steps are ~lr per weight: above 1 every weight is noise after one step
+        raise ConfigError(f"{key}.lr", "a learning rate in (0, 1]", lr)
+    return lr
 
 
 def _positive(s: Mapping[str, Any], name: str, key: str, default: float) -> float:

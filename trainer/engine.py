@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from regulator.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -83,6 +85,17 @@ def ds_config(ds_section: Mapping[str, Any], *, micro_batch: int, grad_accum: in
         "wall_clock_breakdown": False,
     }
     extra = ds_section.get("extra") or {}
+    for k in ("optimizer", "scheduler"):
+        if k in extra:  # DeepSpeed would ignore it next to our client optimizer, silently
+            raise ConfigError(f"deepspeed.extra.{k}", f"no {k} here (the trainer builds AdamW from "
+                              "optim:, with optim.lr, betas, weight_decay)",
+                              (extra[k] or {}).get("type", extra[k]) if isinstance(extra[k], Mapping)
+                              else extra[k])
+    for k in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "train_batch_size"):
+        if k in extra and extra[k] != cfg[k]:
+            raise ConfigError(f"deepspeed.extra.{k}", f"{cfg[k]} (set from rollout.prompts x "
+                              "group_size, optim.mini_batches and micro_batch_size) or left out",
+                              extra[k])
     for k, v in extra.items():
         if isinstance(v, Mapping) and isinstance(cfg.get(k), dict):
             cfg[k] = {**cfg[k], **v}

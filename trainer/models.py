@@ -96,11 +96,31 @@ def build_tiny_char(s: Mapping[str, Any], key: str, task: Task | None, seed: int
         tie_word_embeddings=get_typed(s, "tie_embeddings", bool, key, True),
         pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
     )
+    _check_fits_in_memory(cfg, key)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(cfg)
     _set_generation_ids(model, tok)
     return model, tok
+
+
+def _check_fits_in_memory(cfg: Any, key: str) -> None:
+    """Refuse a tiny-model shape whose fp32 weights, gradients and AdamW state (16 bytes per
+    parameter) would not fit in this machine's memory, before allocating anything."""
+    h, inter, layers = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
+    kv = h // cfg.num_attention_heads * cfg.num_key_value_heads
+    per_layer = 2 * h * h + 2 * h * kv + 3 * h * inter + 2 * h
+    params = layers * per_layer + cfg.vocab_size * h * (1 if cfg.tie_word_embeddings else 2) + h
+    need = 16 * params
+    try:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not on Linux
+        return
+    if need > have:
+        gib = 2**30
+        raise ConfigError(f"{key}.hidden", f"a model that fits in memory ({params / 1e6:,.0f}M "
+                          f"parameters need ~{need / gib:,.0f} GiB for weights, gradients and AdamW "
+                          f"state; this machine has {have / gib:,.0f} GiB)", h)
 
 
 def _set_generation_ids(model: Any, tok: Any) -> None:
@@ -130,10 +150,12 @@ def load_pretrained(path: str, key: str, dtype: str | None = None):
     if not local.is_dir() and (path.startswith((".", "/", "~")) or os.environ.get("HF_HUB_OFFLINE") == "1"):
         raise ConfigError(f"{key}.path", "a local model directory (or a hub id when online)", path)
     src = str(local) if local.is_dir() else path
+    if local.is_dir() and not (local / "config.json").is_file():
+        raise ConfigError(f"{key}.path", "a Hugging Face model directory (with config.json)", path)
     try:
         tok = AutoTokenizer.from_pretrained(src)
         model = AutoModelForCausalLM.from_pretrained(src, dtype=dtypes[dtype or "float32"])
-    except OSError as e:
+    except (OSError, ValueError) as e:
         raise ConfigError(f"{key}.path", "a loadable Hugging Face causal LM", path,
                           hint=str(e)[:200]) from None
     _finish_tokenizer(tok)

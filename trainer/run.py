@@ -56,8 +56,11 @@ class Run:
 
 
 def sample_seed(seed: int, step: int, prompt: int, sample: int) -> int:
-    """The sampling seed of (run seed, step, global prompt index, sample index)."""
-    return ((seed * 1_000_003 + step) * 1_000_033 + prompt) * 1_009 + sample
+    """The sampling seed of (run seed, step, global prompt index, sample index). Values outside
+    the range a torch generator takes ([-2^63, 2^64)) are folded into 63 bits; the small seeds
+    that never reach it keep their streams."""
+    s = ((seed * 1_000_003 + step) * 1_000_033 + prompt) * 1_009 + sample
+    return s if -2**63 <= s < 2**64 else s % 2**63
 
 
 def broadcast_knobs(knobs: Knobs) -> Knobs:
@@ -191,7 +194,12 @@ def _resolve_config(config_path: str | None, overrides: Sequence[str], resume: s
         saved = TrainConfig.from_mapping(raw)
         raw = apply_overrides(raw, list(overrides))
         raw.setdefault("train", {})["out_dir"] = str(run_dir)
-        return TrainConfig.from_mapping(raw), saved
+        cfg = TrainConfig.from_mapping(raw)
+        for k in sorted(set(saved.model) | set(cfg.model)):  # the checkpoints hold this model
+            if saved.model.get(k) != cfg.model.get(k):
+                raise ConfigError(f"model.{k}", f"the run's {saved.model.get(k)!r} on --resume (its "
+                                  "checkpoints hold weights of that model)", cfg.model.get(k))
+        return cfg, saved
     if config_path is None:
         raise ConfigError("CONFIG", "a config file (or --resume RUN_DIR)")
     return TrainConfig.from_mapping(apply_overrides(load_yaml(config_path), list(overrides))), None
@@ -232,6 +240,26 @@ def _check_batch(cfg: TrainConfig, world: int) -> tuple[int, bool]:
     if mini % micro:
         raise ConfigError("optim.micro_batch_size", f"a divisor of the mini-batch size ({mini})", micro)
     return micro, (op.mini_batches * op.epochs == 1 and micro == mini)
+
+
+def _check_context(cfg: TrainConfig, task: Any, tokenizer: Any, model: Any, format_prompt: Any,
+                   sample: int = 64) -> None:
+    """A prompt plus ``rollout.max_new_tokens`` must fit the model's positions (checked on the
+    first ``sample`` training prompts), or generation fails mid-run."""
+    limit = getattr(model.config, "max_position_embeddings", None)
+    n = task.num_examples("train")
+    if not limit:
+        return
+    longest = max((len(tokenizer(format_prompt(tokenizer, task.example("train", i).prompt))["input_ids"])
+                   for i in range(min(sample, n or sample))), default=0)
+    need = longest + cfg.rollout.max_new_tokens
+    if need > limit:
+        tiny = str(cfg.model.get("name", "")).startswith("tiny")  # built here: max_positions is ours
+        key = "model.max_positions" if tiny else "rollout.max_new_tokens"
+        given = limit if key == "model.max_positions" else cfg.rollout.max_new_tokens
+        raise ConfigError(key, f"room for the longest prompt ({longest} tokens) plus "
+                          f"rollout.max_new_tokens ({cfg.rollout.max_new_tokens}) = {need} positions "
+                          f"(the model has {limit})", given)
 
 
 @dataclass
@@ -277,6 +305,7 @@ def build_session(cfg: TrainConfig, *, resume: bool = False, regulator: Regulato
     engine, _ = build_engine(model, vars(cfg.optim), ds)
     backend = make_backend(cfg.rollout, engine.module, tokenizer, model_path=cfg.model.get("path"),
                            seed=cfg.train.seed)
+    _check_context(cfg, task, tokenizer, model, format_prompt)
     stream = PromptStream(task, "train", cfg.train.seed, cfg.rollout.prompts)
     eval_examples = []
     if cfg.train.eval_every:
