@@ -24,7 +24,7 @@ import yaml
 
 from envs.band import band_corners, band_from_paths, sim_bands
 from envs.bench_config import BenchConfig, ControllerEntry, parse_bench_config
-from envs.bench_report import write_reports
+from envs.bench_report import top_lines, write_reports
 from regulator.config import apply_overrides, load_yaml
 from regulator.errors import ConfigError
 from regulator.knobs import KNOB_NAMES
@@ -226,7 +226,8 @@ def run_bench(cfg: BenchConfig, progress_bar: bool = True) -> list[dict[str, Any
             while not q.empty():
                 bar.update(q.get())
     bar.close()
-    write_reports(cfg, summaries, out)
+    rows = write_reports(cfg, summaries, out)
+    print("\n".join(top_lines(rows)), flush=True)
     return summaries
 
 
@@ -235,6 +236,9 @@ def bench_main(config_path: str, overrides: Sequence[str] = ()) -> int:
     (a ConfigError propagates to the CLI, which exits 2)."""
     cfg = parse_bench_config(apply_overrides(load_yaml(config_path), list(overrides)))
     t0 = time.perf_counter()
+    # hundreds of runs: per-step control warnings (frozen, faults) stay in each run's metrics
+    # (control/frozen_steps, control/faults) instead of flooding the terminal
+    logging.getLogger("regulator.safety").setLevel(logging.ERROR)
     try:
         summaries = run_bench(cfg)
     except ConfigError:

@@ -182,3 +182,20 @@ def write_reports(cfg: Any, summaries: Sequence[dict[str, Any]], out: Path) -> l
                                 for k, v in s.items()}) + "\n")
     plot_tracking(cfg, out)
     return rows
+
+
+def top_lines(rows: Sequence[dict[str, Any]], n: int = 5) -> list[str]:
+    """The head of the leaderboard over all targets, per regime, for the terminal."""
+    lines = []
+    for regime in dict.fromkeys(r["regime"] for r in rows):
+        mine = [r for r in rows if r["regime"] == regime]
+        scope = "all" if any(r["target"] == "all" for r in mine) else mine[0]["target"]
+        ranked = sorted((r for r in mine if r["target"] == scope), key=lambda r: r["rank"])
+        key = "rmse_feasible_rel" if math.isfinite(ranked[0].get("rmse_feasible_rel_mean", math.nan)) \
+            else "rmse_ema"
+        lines.append(f"  {regime} ({'all targets' if scope == 'all' else scope}, {_TITLES[key]}):")
+        for r in ranked[:n]:
+            v, sd = r[f"{key}_mean"], r[f"{key}_std"]
+            shown = f"{100 * v:.1f} ± {100 * sd:.1f} %" if key.endswith("_rel") else f"{v:.4f} ± {sd:.4f}"
+            lines.append(f"    {r['rank']:>2}. {r['controller']:<20} {shown}")
+    return lines

@@ -294,3 +294,53 @@ def test_a_plugin_rejecting_its_parameters_is_a_config_error(tmp_path, monkeypat
     assert main(["train", str(_cfg(tmp_path, control=control))]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "control.params" in err and "gain must be positive" in err
+
+
+def test_a_run_ends_with_its_result_and_plots(tmp_path, capsys):
+    """The closing lines of `regulator train` (with progress off), `regulator plot` of two runs
+    overlaid, `--control FILE` and `--version`."""
+    import matplotlib.image
+
+    path = _cfg(tmp_path, train={"steps": 4, "save_every": 0})
+    assert main(["train", str(path)]) == 0
+    out = capsys.readouterr().out
+    run = tmp_path / "run"
+    summary = json.loads((run / "summary.json").read_text())
+    assert "4 steps in" in out and f"-> {run}" in out
+    assert f"tracking RMSE {summary['tracking']['rmse']:.3f} raw" in out
+    assert f"regulator plot {run}" in out
+    (tmp_path / "control.yaml").write_text("control:\n  controller: static\n  actuate: [w_pos]\n")
+    cfg2 = tiny_config(tmp_path, train={"steps": 3, "save_every": 0, "out_dir": str(tmp_path / "b")})
+    assert main(["train", str(write_config(tmp_path, cfg2, "b.yaml")), "--control",
+                 str(tmp_path / "control.yaml")]) == 0
+    assert "static on w_pos" in capsys.readouterr().out
+    png = tmp_path / "both.png"
+    from trainer.plot import plot_runs
+
+    legends = plot_runs([run, tmp_path / "b"], png)
+    assert legends["entropy (nats)"] == ["run: entropy", "run: entropy EMA(0.6)", "run: target",
+                                         "b: entropy", "b: entropy EMA(0.6)", "b: target"]
+    assert "b: w_pos" in legends["knobs"] and "run: w_neg" in legends["knobs"]
+    img = matplotlib.image.imread(png)
+    assert img.shape[0] > 800 and img.shape[1] > 800
+    assert main(["plot", str(run)]) == 0 and (run / "plot.png").is_file()
+    assert main(["plot", str(tmp_path / "nothing")]) == 2
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and "regulator " in capsys.readouterr().out
+
+
+def test_bench_prints_the_head_of_its_leaderboard(tmp_path, capsys):
+    import yaml
+
+    cfg = {"out_dir": str(tmp_path / "out"), "plant": "sim", "horizon": 12, "seeds": 2, "workers": 1,
+           "band": False, "plant_params": {"prompts": 4, "prompts_per_step": 2, "group_size": 4},
+           "targets": {"flat": {"kind": "constant", "value": 0.3}},
+           "controllers": [{"label": "pid", "controller": "pid", "params": {"kp": 1.0}},
+                           {"label": "grpo", "controller": "static"}]}
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["bench", str(tmp_path / "b.yaml")]) == 0
+    out = capsys.readouterr().out
+    head = [ln.split()[1] for ln in out.splitlines() if ln.strip()[:2] in ("1.", "2.")]
+    board = (tmp_path / "out" / "leaderboard.csv").read_text().splitlines()
+    assert sorted(head) == ["grpo", "pid"] and len(board) > 2

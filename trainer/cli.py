@@ -22,8 +22,32 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_CONFIG, f"regulator: error: {message}\n")
 
 
+def control_override(path: str) -> str:
+    """``--control FILE`` as the ``--set control=...`` it stands for (FILE's ``control:``
+    section, or the whole file when it has none)."""
+    import yaml
+
+    from regulator.config import load_yaml
+
+    data = load_yaml(path)
+    section = data.get("control", data)
+    if not isinstance(section, dict):
+        raise ConfigError("--control", "a YAML file with a control: mapping", path)
+    return "control=" + yaml.safe_dump(section, default_flow_style=True, width=10**6).strip()
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("entropy-regulator")
+    except PackageNotFoundError:  # pragma: no cover - run from a source tree without install
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="regulator", description="Adaptive entropy regulation for RLVR.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     t = sub.add_parser("train", help="train with a target-entropy config")
     t.add_argument("config", nargs="?", help="YAML config (see configs/default.yaml); optional "
@@ -31,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="override a config value (repeatable)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    t.add_argument("--control", metavar="FILE", help="replace the config's control: section by "
+                   "FILE's (e.g. the control.yaml `regulator tune` writes)")
     t.add_argument("--overwrite", action="store_true",
                    help="replace the run already in train.out_dir (its metrics and checkpoints)")
     b = sub.add_parser("bench", help="rank controllers on a grid of targets and seeds")
@@ -39,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     tu = sub.add_parser("tune", help="identify knob directions and gains, recommend a controller")
     tu.add_argument("config")
     tu.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
+    pl = sub.add_parser("plot", help="plot one or several runs (entropy vs target, knobs, "
+                        "accuracy, clip fractions) into one PNG")
+    pl.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    pl.add_argument("-o", "--out", metavar="PNG", help="output file (default RUN_DIR/plot.png, "
+                    "or plot.png here for several runs)")
     sub.add_parser("controllers", help="list every registered controller with its origin")
     return p
 
@@ -59,12 +90,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "controllers":
             return _controllers()
+        if args.command == "plot":
+            from trainer.plot import plot_main
+
+            return plot_main(args.run_dirs, args.out)
         if args.command == "train":
             from trainer.run import train_main
 
             if args.overwrite and args.resume:
                 raise ConfigError("--overwrite", "either --resume or --overwrite, not both", True)
-            return train_main(args.config, overrides=args.set, resume=args.resume,
+            overrides = list(args.set)
+            if args.control:
+                if args.resume:
+                    raise ConfigError("--control", "a new run (a resumed run keeps its controller "
+                                      "and its state)", args.control)
+                overrides.insert(0, control_override(args.control))
+            return train_main(args.config, overrides=overrides, resume=args.resume,
                               overwrite=args.overwrite)
         if args.command == "bench":
             from envs.bench import bench_main

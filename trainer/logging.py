@@ -164,7 +164,7 @@ def summarise(rows: Sequence[Mapping[str, Any]], *, burn_in: int, ema_alpha: flo
     if evals:
         out["initial_eval_accuracy"] = float(evals[0]["eval/accuracy"])
         out["final_eval_accuracy"] = float(evals[-1]["eval/accuracy"])
-    for key in ("control/faults", "control/clamped"):
+    for key in ("control/faults", "control/clamped", "control/frozen_steps"):
         if key in rows[-1]:
             out[key] = float(rows[-1][key])
     out["reward/failures"] = sum(float(r.get("reward/failures", 0.0)) for r in all_rows)

@@ -498,4 +498,9 @@ def _train(cfg: TrainConfig, saved: TrainConfig | None, resume: bool) -> int:
                                    "controller": regulator.controller_name, "world_size": run.world,
                                    "actuate": list(cfg.control.actuate)})
         write_json_atomic(run_dir / "summary.json", summary)
+        from trainer.report import final_report
+
+        extendable = cfg.control.target.get("kind") in ("constant", "piecewise")
+        print(final_report(summary, run_dir, total_steps=cfg.train.steps, extendable=extendable),
+              flush=True)
     return EXIT_OK
