@@ -127,19 +127,31 @@ class PolicyController(Controller):
     onto the actuated knobs' bounds.
     """
 
-    def __init__(self, policy: str | Callable[[np.ndarray], Any]) -> None:
+    def __init__(self, policy: str | Callable[[np.ndarray], Any], observation: str = "absolute") -> None:
         self.policy_spec = policy if isinstance(policy, str) else getattr(policy, "__name__", "callable")
         self.policy = _load_callable(policy)
+        self.observation = sp.check_observation(observation)
+        self.scale: float | None = None  # the first entropy seen (relative observations)
 
     def act(self, obs: Observation) -> Knobs:
         metrics = {k: getattr(obs, k) for k in _METRIC_FIELDS if hasattr(obs, k)}
         metrics.update({k: v for k, v in obs.extras.items() if k in _METRIC_FIELDS})
         metrics["entropy"] = obs.entropy
-        vec = sp.encode(obs.step, obs.total_steps, obs.target, obs.next_target, obs.knobs, metrics)
+        if self.scale is None:
+            self.scale = obs.entropy if self.observation == "relative" else 1.0
+        vec = sp.encode(obs.step, obs.total_steps, obs.target, obs.next_target, obs.knobs, metrics,
+                        scale=self.scale)
         action = np.asarray(self.policy(vec), dtype=np.float64).reshape(-1)
         if not np.all(np.isfinite(action)):
             return self.initial.replace(**{k: math.nan for k in self.actuate})  # Regulator holds
         return sp.action_to_knobs(action, self.actuate, self.bounds, self.initial)
 
+    def reset(self, initial: Knobs, bounds: KnobBounds, actuate: tuple[str, ...] = ("w_pos",)) -> None:
+        super().reset(initial, bounds, actuate)
+        self.scale = None
+
     def state_dict(self) -> dict[str, Any]:
-        return {"policy": self.policy_spec}
+        return {"policy": self.policy_spec, "scale": self.scale}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.scale = state.get("scale")

@@ -13,6 +13,9 @@ Keyword arguments (both the single and the vector env):
     bounds: ``{knob: [lo, hi], max_delta: ...}`` or a KnobBounds (defaults: KnobBounds()).
     initial: knobs at the start and for the non-actuated knobs (default Knobs()).
     horizon: steps per episode (default 300; the episode is truncated after it).
+    observation: ``absolute`` (nats, default) or ``relative`` (entropy, targets, error and the
+        dh fields in units of the episode's first entropy: policies carry over between entropy
+        scales, e.g. from this simulator to a real model).
     plant: PlantConfig fields (``regime``, ``lr``, ``mini_batches`` ...) or a PlantConfig.
     regime: shortcut for ``plant={"regime": ...}`` (``pretrained`` or ``scratch``).
 Seeds: ``reset(seed=s)`` gives plant b the seed s + b; equal seeds give equal trajectories.
@@ -38,7 +41,7 @@ from regulator.knobs import KNOB_NAMES, KnobBounds, Knobs, check_initial_in_boun
 from regulator.targets import TargetCurve, make_target
 
 #: the keyword arguments both sim envs take (for the did-you-mean of a typo)
-KWARGS = ("target", "actuate", "bounds", "initial", "horizon", "plant", "regime")
+KWARGS = ("target", "actuate", "bounds", "initial", "horizon", "plant", "regime", "observation")
 
 
 def _bounds(b: KnobBounds | Mapping[str, Any] | None) -> KnobBounds:
@@ -56,7 +59,7 @@ class _SimCore:
                  actuate: Sequence[str] = ("w_pos",), bounds: KnobBounds | Mapping[str, Any] | None = None,
                  initial: Knobs | Mapping[str, Any] | None = None, horizon: int = 300,
                  plant: PlantConfig | Mapping[str, Any] | None = None, regime: str | None = None,
-                 **unknown: Any) -> None:
+                 observation: str = "absolute", **unknown: Any) -> None:
         for name in unknown:
             raise unknown_name_error(name, name, KWARGS, "keyword arguments of the env")
         if isinstance(actuate, str):
@@ -79,6 +82,7 @@ class _SimCore:
         self.initial = _initial(initial)
         check_initial_in_bounds(self.initial, self.bounds, self.actuate)
         self.horizon = horizon
+        self.relative = sp.check_observation(observation) == "relative"
         self.target_spec = target if target is not None else {"kind": "constant", "value": 0.3}
         cfg = plant if isinstance(plant, PlantConfig) else PlantConfig.from_mapping(plant)
         if regime is not None:
@@ -106,10 +110,13 @@ class _SimCore:
     def _measure(self) -> tuple[np.ndarray, list[dict[str, float]]]:
         self.measure = self.plant.rollout()
         self.entropy = self.measure["entropy"].tolist()
+        if self.t == 0:
+            self.scale = list(self.entropy) if self.relative else [1.0] * self.num_plants
         obs = np.stack([
             sp.encode(self.t, self.horizon, self._target(b, self.t), self._target(b, self.t + 1),
                       self.knobs[b], {"entropy": self.entropy[b],
-                                      **controller_metrics(self.measure, self.last_update, b)})
+                                      **controller_metrics(self.measure, self.last_update, b)},
+                      scale=self.scale[b])
             for b in range(self.num_plants)
         ])
         return obs, [{"step": self.t, "entropy/measured": h} for h in self.entropy]

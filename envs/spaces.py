@@ -27,6 +27,12 @@ OBSERVATION_FIELDS: tuple[str, ...] = (
     "knob_w_pos", "knob_w_neg", "knob_eps_low", "knob_eps_high",
 )
 
+#: ``observation``: ``absolute`` (nats) or ``relative``: the entropy-valued fields below in units
+#: of the episode's first measured entropy, so a policy trained on one entropy scale (the
+#: simulator's ~0.5 nats) sees the same numbers on another (a real model's ~2.85)
+OBSERVATIONS = ("absolute", "relative")
+ENTROPY_FIELDS = ("entropy", "target", "next_target", "error", "dh_pos", "dh_neg")
+
 #: Observation values are clipped to [-OBS_LIMIT, OBS_LIMIT] (eps_high = inf shows as OBS_LIMIT).
 OBS_LIMIT = 1e4
 
@@ -41,8 +47,9 @@ def action_space(actuate: Sequence[str]) -> spaces.Box:
 
 
 def encode(step: int, horizon: int, target: float, next_target: float, knobs: Knobs,
-           metrics: Mapping[str, float]) -> np.ndarray:
-    """The observation vector. Missing or NaN metrics become 0 (so the vector is finite)."""
+           metrics: Mapping[str, float], scale: float = 1.0) -> np.ndarray:
+    """The observation vector. Missing or NaN metrics become 0 (so the vector is finite);
+    ``ENTROPY_FIELDS`` are divided by ``scale`` (the first entropy, for relative observations)."""
     h = float(metrics.get("entropy", math.nan))
     values = {
         "entropy": h, "target": target, "next_target": next_target, "error": target - h,
@@ -53,6 +60,8 @@ def encode(step: int, horizon: int, target: float, next_target: float, knobs: Kn
     for i, name in enumerate(OBSERVATION_FIELDS):
         v = values.get(name, metrics.get(name, math.nan))
         v = float(v) if v is not None else math.nan
+        if name in ENTROPY_FIELDS and scale != 1.0:
+            v = v / scale if scale > 0 else math.nan
         out[i] = 0.0 if math.isnan(v) else min(max(v, -OBS_LIMIT), OBS_LIMIT)
     return out
 
@@ -85,3 +94,12 @@ def knobs_to_action(knobs: Knobs, actuate: Sequence[str], bounds: KnobBounds) ->
         v = getattr(knobs, k)
         out.append(0.0 if hi <= lo else 2.0 * (min(max(v, lo), hi) - lo) / (hi - lo) - 1.0)
     return np.asarray(out, dtype=np.float32)
+
+
+def check_observation(kind: object) -> str:
+    """The ``observation`` kwarg of the envs and the policy controller."""
+    from regulator.errors import unknown_name_error
+
+    if kind not in OBSERVATIONS:
+        raise unknown_name_error("observation", kind, OBSERVATIONS, "observation kinds")
+    return str(kind)

@@ -17,6 +17,8 @@ Keyword arguments:
     actuate: knob names the action moves (default ``("w_pos",)``).
     bounds, initial: as ``control.bounds`` / ``control.initial`` (default: the config's).
     horizon: steps per episode (default: the config's ``train.steps``).
+    observation: ``absolute`` (nats) or ``relative`` (entropy fields in units of the episode's
+        first entropy), as in EntropySim-v0.
 ``reset(seed=s)`` sets ``train.seed = s`` (model init, prompts and sampling): equal seeds give
 equal trajectories. Nothing is written to disk.
 
@@ -78,7 +80,8 @@ class EntropyTrainEnv(gym.Env):
                  overrides: Sequence[str] = (), target: Mapping[str, Any] | float | None = None,
                  actuate: Sequence[str] | str = ("w_pos",),
                  bounds: KnobBounds | Mapping[str, Any] | None = None,
-                 initial: Knobs | Mapping[str, Any] | None = None, horizon: int | None = None) -> None:
+                 initial: Knobs | Mapping[str, Any] | None = None, horizon: int | None = None,
+                 observation: str = "absolute") -> None:
         from trainer.config import TrainConfig
 
         raw = load_yaml(config if config is not None else DEFAULT_CONFIG) \
@@ -99,7 +102,11 @@ class EntropyTrainEnv(gym.Env):
             KnobBounds.from_mapping(bounds) if bounds is not None else self.cfg.control.bounds)
         self.initial = initial if isinstance(initial, Knobs) else (
             Knobs.from_mapping(initial) if initial is not None else self.cfg.control.initial)
-        self.initial = self.bounds.clamp(self.initial, only=self.actuate)
+        from regulator.knobs import check_initial_in_bounds
+
+        check_initial_in_bounds(self.initial, self.bounds, self.actuate)
+        self.relative = sp.check_observation(observation) == "relative"
+        self._scale = 1.0
         self.target_spec = target if target is not None else self.cfg.control.target
         from regulator.targets import make_target
 
@@ -164,7 +171,8 @@ class EntropyTrainEnv(gym.Env):
     # -- gym API -----------------------------------------------------------------------------------
     def _encode(self, obs: Observation) -> np.ndarray:
         metrics = {"entropy": obs.entropy, **{k: getattr(obs, k) for k in _METRICS}, **obs.extras}
-        return sp.encode(obs.step, self.horizon, obs.target, obs.next_target, obs.knobs, metrics)
+        return sp.encode(obs.step, self.horizon, obs.target, obs.next_target, obs.knobs, metrics,
+                         scale=self._scale)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
@@ -172,6 +180,7 @@ class EntropyTrainEnv(gym.Env):
         if seed is not None:
             self._seed = int(seed)
         self._obs = self._start(self._seed)
+        self._scale = self._obs.entropy if self.relative else 1.0
         self._knobs = self.initial
         self._t = 0
         return self._encode(self._obs), {}
