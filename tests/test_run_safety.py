@@ -344,3 +344,18 @@ def test_bench_prints_the_head_of_its_leaderboard(tmp_path, capsys):
     head = [ln.split()[1] for ln in out.splitlines() if ln.strip()[:2] in ("1.", "2.")]
     board = (tmp_path / "out" / "leaderboard.csv").read_text().splitlines()
     assert sorted(head) == ["grpo", "pid"] and len(board) > 2
+
+
+def test_tensorboard_gets_the_layout_and_the_config(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    path = _cfg(tmp_path, train={"steps": 2, "save_every": 0})
+    assert main(["train", str(path), "--set", "log.tensorboard=true"]) == 0
+    ea = EventAccumulator(str(tmp_path / "run" / "tb"), size_guidance={"tensors": 0})
+    ea.Reload()
+    assert "custom_scalars__config__" in ea.Tags()["tensors"]  # the CUSTOM SCALARS layout
+    content = ea.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    info = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+    assert info.hparams["optim.lr"].number_value == pytest.approx(3e-3)
+    assert info.hparams["control.controller"].string_value == "pid"

@@ -73,11 +73,48 @@ def truncate_metrics(path: Path, keep_before: int) -> None:
     _write_atomic(path, "".join(line + "\n" for line in kept))
 
 
+#: TensorBoard's CUSTOM SCALARS tab: the curves one wants on a single chart
+TB_LAYOUT = {
+    "control": {
+        "entropy vs target": ["Multiline", ["entropy/measured", "entropy/target"]],
+        "loss weights": ["Multiline", ["knobs/w_pos", "knobs/w_neg"]],
+        "clip bounds": ["Multiline", ["knobs/eps_low", "knobs/eps_high"]],
+        "clip fractions": ["Multiline", ["clip/frac_low", "clip/frac_high"]],
+    },
+    "learning": {"accuracy": ["Multiline", ["reward/accuracy", "eval/accuracy"]]},
+}
+
+
+def flat_config(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"optim.lr": 0.001, ...}``: scalars as they are, anything else as its YAML-ish text."""
+    out: dict[str, Any] = {}
+    for k, v in cfg.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v:
+            out.update(flat_config(v, f"{name}."))
+        elif isinstance(v, (bool, int, float, str)):
+            out[name] = v
+        else:
+            out[name] = json.dumps(v, default=str)
+    return out
+
+
+def _tensorboard_layout(tb: Any, config: Mapping[str, Any]) -> None:
+    """The custom-scalars layout and the resolved config as hparams (HPARAMS tab)."""
+    from torch.utils.tensorboard.summary import hparams
+
+    tb.add_custom_scalars(TB_LAYOUT)
+    if config:
+        for summary in hparams(flat_config(config), {"entropy/measured": math.nan}):
+            tb.file_writer.add_summary(summary)
+
+
 class RunLogger:
     """Writes one row per step to every sink (rank 0), or to metrics.rank{r}.jsonl (others)."""
 
     def __init__(self, run_dir: Path, *, total_steps: int, start_step: int, rank: int = 0,
-                 tensorboard: bool = True, progress: bool = True) -> None:
+                 tensorboard: bool = True, progress: bool = True,
+                 config: Mapping[str, Any] | None = None) -> None:
         self.enabled = rank == 0
         self.run_dir = run_dir
         self._tb = self._bar = None
@@ -91,6 +128,8 @@ class RunLogger:
             from torch.utils.tensorboard import SummaryWriter
 
             self._tb = SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=start_step)
+            if start_step == 0:
+                _tensorboard_layout(self._tb, config or {})
         if progress:
             from tqdm import tqdm
 
