@@ -359,3 +359,19 @@ def test_tensorboard_gets_the_layout_and_the_config(tmp_path):
     info = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
     assert info.hparams["optim.lr"].number_value == pytest.approx(3e-3)
     assert info.hparams["control.controller"].string_value == "pid"
+
+
+def test_the_python_api_trains_from_a_mapping_with_a_callback(tmp_path):
+    from regulator.errors import ConfigError
+    from trainer.api import train
+
+    rows = []
+    cfg = tiny_config(tmp_path, train={"steps": 3, "save_every": 0})
+    summary = train(cfg, on_step=rows.append)
+    assert [r["step"] for r in rows] == [0, 1, 2]
+    logged = _rows(tmp_path / "run")
+    assert [r["entropy/measured"] for r in rows] == [r["entropy/measured"] for r in logged]
+    assert summary["steps"] == 3 and summary["controller"] == "pid"
+    with pytest.raises(ConfigError, match="train.out_dir"):
+        train(cfg)  # the run is there: refused, as on the command line
+    assert train(cfg, overrides=["train.steps=2"], overwrite=True)["steps"] == 2

@@ -12,7 +12,7 @@ import shutil
 import signal
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,13 +181,16 @@ def evaluate(run: Run) -> float:
     return tot[0].item() / max(tot[1].item(), 1.0)
 
 
-def _resolve_config(config_path: str | None, overrides: Sequence[str], resume: str | None
-                    ) -> TrainConfig:
+def _resolve_config(config_path: str | Mapping[str, Any] | None, overrides: Sequence[str],
+                    resume: str | None) -> tuple[TrainConfig, TrainConfig | None]:
+    """The config to run, and with ``resume`` the run's own config as saved (before overrides)."""
     if resume is not None:
         run_dir = Path(resume)
         if not (run_dir / "config.yaml").is_file():
             raise ConfigError("--resume", "a run directory with config.yaml", str(resume))
         raw = load_yaml(run_dir / "config.yaml")
+        if isinstance(config_path, Mapping):
+            raise ConfigError("--resume", "no config next to it (a resumed run uses its own)", "a mapping")
         if config_path is not None and Path(config_path).resolve() != (run_dir / "config.yaml").resolve():
             log.info("--resume: using %s/config.yaml (the run's own config); %s is ignored",
                      run_dir, config_path)
@@ -202,7 +205,8 @@ def _resolve_config(config_path: str | None, overrides: Sequence[str], resume: s
         return cfg, saved
     if config_path is None:
         raise ConfigError("CONFIG", "a config file (or --resume RUN_DIR)")
-    return TrainConfig.from_mapping(apply_overrides(load_yaml(config_path), list(overrides))), None
+    raw = dict(config_path) if isinstance(config_path, Mapping) else load_yaml(config_path)
+    return TrainConfig.from_mapping(apply_overrides(raw, list(overrides))), None
 
 
 def _check_resumed_steps(cfg: TrainConfig, saved: TrainConfig, start: int) -> None:
@@ -396,12 +400,14 @@ def _emergency_checkpoint(run: Run, checkpoint: Any, step: int, start: int, done
         log.error("no checkpoint written (%s)%s", e2, good)
 
 
-def train_main(config_path: str | None, overrides: Sequence[str] = (), resume: str | None = None,
-               *, overwrite: bool = False) -> int:
+def train_main(config_path: str | Mapping[str, Any] | None, overrides: Sequence[str] = (),
+               resume: str | None = None, *, overwrite: bool = False,
+               on_step: Callable[[dict[str, Any]], Any] | None = None) -> int:
     """Run ``regulator train``; 0 on success, 1 on a failure during the run (ConfigError -> CLI 2).
 
     A run directory that already holds a run is refused unless ``resume`` (continue it) or
-    ``overwrite`` (replace it); it is locked for the whole run (``trainer/run_dir.py``)."""
+    ``overwrite`` (replace it); it is locked for the whole run (``trainer/run_dir.py``).
+    ``config_path`` may be a config mapping; ``on_step(row)`` gets every logged metrics row."""
     import os
 
     from trainer.run_dir import claim_run_dir, holds_run
@@ -411,7 +417,7 @@ def train_main(config_path: str | None, overrides: Sequence[str] = (), resume: s
     lock = claim_run_dir(run_dir, resume=resume is not None, overwrite=overwrite,
                          rank=int(os.environ.get("RANK", 0)))
     try:
-        return _train(cfg, saved, resume is not None)
+        return _train(cfg, saved, resume is not None, on_step)
     except ConfigError:
         if lock is not None and lock.created and not holds_run(run_dir):  # nothing started: leave no trace
             lock.release()
@@ -423,7 +429,8 @@ def train_main(config_path: str | None, overrides: Sequence[str] = (), resume: s
             lock.release()
 
 
-def _train(cfg: TrainConfig, saved: TrainConfig | None, resume: bool) -> int:
+def _train(cfg: TrainConfig, saved: TrainConfig | None, resume: bool,
+           on_step: Callable[[dict[str, Any]], Any] | None = None) -> int:
     session = build_session(cfg, resume=resume)
     run, run_dir, start, wall_before = session.run, session.run_dir, session.start, session.wall_before
     regulator, rank = run.regulator, run.rank
@@ -470,6 +477,8 @@ def _train(cfg: TrainConfig, saved: TrainConfig | None, resume: bool) -> int:
                     row.update(evaluate_sampled(run, step))
             logger.log(row)
             logger.event(step, regulator.last_event)
+            if on_step is not None and rank == 0:
+                on_step(row)
             done = step + 1
             saved = bool(cfg.train.save_every and done % cfg.train.save_every == 0) or last
             if saved:
