@@ -130,15 +130,17 @@ def breakdown(row: dict[str, float], n_seq: int) -> dict[str, float]:
     return out
 
 
-def child(model: str, repeats: int, steps: int, tiny: bool) -> dict[str, Any]:
-    """Build the four variants of ``model`` and time them interleaved; returns the raw numbers."""
+def child(model: str, repeats: int, steps: int, tiny: bool, config: str | None = None
+          ) -> dict[str, Any]:
+    """Build the four variants of ``model`` (or of ``config``: its own model, task and control)
+    and time them interleaved; returns the raw numbers."""
     import torch
     import yaml
 
     from regulator.config import load_yaml
 
-    base = load_yaml(ROOT / "configs" / "default.yaml")
-    over = MODELS[model][0]
+    base = load_yaml(config or ROOT / "configs" / "default.yaml")
+    over = {} if config else MODELS[model][0]
     if model == "smollm2" and not tiny:
         from trainer.models import smollm2_dir
 
@@ -241,6 +243,8 @@ def render(res: dict[str, Any], summ: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default="tiny,4m,smollm2")
+    ap.add_argument("--config", default=None, help="benchmark this training config instead of "
+                    "--models (its model, task and rollout; 'pid/*' is then its own control:)")
     ap.add_argument("--repeats", type=int, default=0, help="0 = the model's default")
     ap.add_argument("--steps", type=int, default=0, help="steps per repeat; 0 = the model's default")
     ap.add_argument("--json", default=None, help="write every number here")
@@ -255,16 +259,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if a.child:  # one model per process: its own peak RSS, threads and DeepSpeed state
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        print(json.dumps(child(a.child, a.repeats, a.steps, a.tiny)))
+        print(json.dumps(child(a.child, a.repeats, a.steps, a.tiny, a.config)))
         return 0
     results, rc = [], 0
-    for model in a.models.split(","):
-        if model not in MODELS:
+    if a.config and not Path(a.config).is_file():
+        ap.error(f"--config: no such file {a.config!r}")
+    for model in ([Path(a.config).stem] if a.config else a.models.split(",")):
+        if not a.config and model not in MODELS:
             ap.error(f"--models: unknown model {model!r} (known: {', '.join(MODELS)})")
-        reps = a.repeats or MODELS[model][1]
-        steps = a.steps or MODELS[model][2]
+        reps = a.repeats or (MODELS[model][1] if not a.config else 5)
+        steps = a.steps or (MODELS[model][2] if not a.config else 3)
         cmd = [sys.executable, __file__, "--child", model, "--repeats", str(reps), "--steps",
-               str(steps)] + (["--tiny"] if a.tiny else [])
+               str(steps)] + (["--tiny"] if a.tiny else []) + (
+               ["--config", str(Path(a.config).resolve())] if a.config else [])
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         if proc.returncode != 0:

@@ -199,7 +199,7 @@ def test_non_finite_loss_stops_without_checkpointing_the_diverged_weights(tmp_pa
 
 
 def test_sigint_writes_a_checkpoint_and_resume_finishes(plugins, monkeypatch):
-    cfg = tiny_config(plugins, train={"steps": 6, "save_every": 0})
+    cfg = tiny_config(plugins, train={"steps": 6, "save_every": 1000})
     cfg["control"] = {"controller": "fault_plugins:Interrupting", "actuate": ["w_pos"],
                       "target": {"kind": "constant", "value": 1.0}}
     path = write_config(plugins, cfg)

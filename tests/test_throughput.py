@@ -199,3 +199,40 @@ def test_entropy_chunks_are_large_on_accelerators():
     assert cpu * v <= 1 << 19 and gpu * v <= 1 << 25       # bounded temporaries (elements)
     assert -(-8192 // gpu) <= 64 < -(-8192 // cpu)         # chunks for 8k positions
     assert _rows_per_chunk(v, 7, torch.device("cuda")) == 7  # an explicit size wins
+
+
+def test_throughput_script_takes_any_config(tmp_path):
+    """``--config CONFIG``: the same breakdown for a user's own training config."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    cfg = tiny_config_for_throughput()
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "throughput.py"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    out = tmp_path / "tp.json"
+    proc = subprocess.run([sys.executable, str(script), "--config", str(path), "--repeats", "1",
+                           "--steps", "1", "--json", str(out)], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    [res] = json.loads(out.read_text())
+    assert res["model"] == "mine" and "hidden: 16" in res["config"]
+    assert res["sequences"] == 4 * 2
+
+
+def tiny_config_for_throughput() -> dict:
+    import copy
+
+    from _train_helpers import TINY
+
+    cfg = copy.deepcopy(TINY)
+    cfg["model"] = {"name": "tiny-char", "hidden": 16, "layers": 1, "heads": 2}
+    cfg["rollout"] = {**cfg["rollout"], "prompts": 4, "group_size": 2}
+    return cfg

@@ -16,7 +16,7 @@ from trainer.logging import read_metrics
 
 def test_sigterm_checkpoints_and_resume_finishes(tmp_path):
     steps = 30
-    cfg = tiny_config(tmp_path, train={"steps": steps, "save_every": 0})
+    cfg = tiny_config(tmp_path, train={"steps": steps, "save_every": 1000})
     path = write_config(tmp_path, cfg)
     run = tmp_path / "run"
     env = {k: v for k, v in os.environ.items()

@@ -67,6 +67,10 @@ class OptimConfig:
     epochs: int = 1
     micro_batch_size: int = 0       # sequences per forward/backward; 0 = the whole mini-batch
     adv_std_norm: bool = True       # A = (r - mean) / (std + eps) (GRPO); False: r - mean (Dr. GRPO)
+    adv_eps: float = 1e-6           # the eps above (TRL: 1e-4)
+    scheduler: str = "constant"     # lr schedule over optimizer steps: constant | linear | cosine
+    warmup_steps: int = 0           # linear lr warmup, in optimizer steps ...
+    warmup_ratio: float = 0.0       # ... or as a share of all optimizer steps (when warmup_steps = 0)
     drop_zero_var_groups: bool = False  # leave all-equal-reward groups out of the token count
 
     @classmethod
@@ -88,6 +92,11 @@ class OptimConfig:
             epochs=get_typed(s, "epochs", int, key, d.epochs, minimum=1),
             micro_batch_size=get_typed(s, "micro_batch_size", int, key, d.micro_batch_size, minimum=0),
             adv_std_norm=get_typed(s, "adv_std_norm", bool, key, d.adv_std_norm),
+            adv_eps=get_typed(s, "adv_eps", float, key, d.adv_eps, minimum=0.0, maximum=1.0),
+            scheduler=_scheduler(s, key, d.scheduler),
+            warmup_steps=get_typed(s, "warmup_steps", int, key, d.warmup_steps, minimum=0),
+            warmup_ratio=get_typed(s, "warmup_ratio", float, key, d.warmup_ratio, minimum=0.0,
+                                   maximum=1.0),
             drop_zero_var_groups=get_typed(s, "drop_zero_var_groups", bool, key,
                                            d.drop_zero_var_groups),
         )
@@ -122,7 +131,7 @@ class RunConfig:
     steps: int = 200
     seed: int = 0
     out_dir: str = "runs/default"
-    save_every: int = 50            # 0 = only at the end
+    save_every: int = 50            # checkpoint every N steps and at the end; 0 = no checkpoints
     keep_checkpoints: int = 2
     eval_every: int = 0             # greedy accuracy on the eval split every N steps (0 = off)
     eval_prompts: int = 64
@@ -257,6 +266,15 @@ def _pass_k(v: Any, samples: int, key: str) -> list[int]:
     if v and (samples == 0 or max(v) > samples):
         raise ConfigError(key, f"values <= train.eval_samples ({samples}), which must be > 0", v)
     return sorted(set(v))
+
+
+def _scheduler(s: Mapping[str, Any], key: str, default: str) -> str:
+    from trainer.schedule import SCHEDULERS
+
+    kind = get_typed(s, "scheduler", str, key, default)
+    if kind not in SCHEDULERS:
+        raise unknown_name_error(f"{key}.scheduler", kind, SCHEDULERS, "schedulers")
+    return kind
 
 
 def _learning_rate(s: Mapping[str, Any], key: str, default: float) -> float:

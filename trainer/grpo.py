@@ -15,6 +15,7 @@ rollout -> rewards -> advantages -> entropy (before the update) -> Regulator.ste
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -124,7 +125,8 @@ def measure(engine, rollout: Rollout, advantages: torch.Tensor, temperature: flo
 
 def update(engine, rollout: Rollout, measured: Measured, advantages: torch.Tensor,
            loss_mask: torch.Tensor, knobs: Knobs, *, temperature: float, mini_batches: int,
-           epochs: int, micro_batch: int, seed: int) -> dict[str, float]:
+           epochs: int, micro_batch: int, seed: int,
+           set_lr: Callable[[int], None] | None = None) -> dict[str, float]:
     """Regulated GRPO loss over ``mini_batches`` x ``epochs`` optimizer steps.
 
     Sequences are shuffled (seeded by ``seed``) once per epoch and cut into mini-batches; each
@@ -132,6 +134,7 @@ def update(engine, rollout: Rollout, measured: Measured, advantages: torch.Tenso
     loss is divided by the mini-batch's global token count N (all ranks), and multiplied by the
     world size because DeepSpeed averages gradients over ranks:
         L = -(1/N) sum_{tokens in mini-batch, all ranks} w(A) min(r A, clip(r) A)
+    ``set_lr(k)`` is called before the k-th optimizer step of this call (the lr schedule).
     Returns loss/policy and the clip / token statistics over everything this step touched.
     """
     n = loss_mask.shape[0]
@@ -143,6 +146,8 @@ def update(engine, rollout: Rollout, measured: Measured, advantages: torch.Tenso
     for _epoch in range(epochs):
         order = torch.randperm(n, generator=gen) if mini_batches > 1 else torch.arange(n)
         for mb in order.chunk(mini_batches):
+            if set_lr is not None:
+                set_lr(updates)
             n_global = float(all_sum([float(loss_mask[mb].sum())])[0])
             for i in range(0, len(mb), micro_batch):
                 rows = mb[i:i + micro_batch]

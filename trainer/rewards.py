@@ -6,6 +6,7 @@
     reward: {kind: numeric, tolerance: 1e-6}     # |x - ref| <= tolerance + rel_tolerance*|ref|
     reward: {kind: math_verify}                  # math-verify equivalence (the `math` extra)
     reward: {kind: countdown}                    # expression over meta.numbers equals meta.target
+    reward: {kind: prefix}                       # the completion starts with the answer
     reward: {kind: my_pkg.scoring:score, timeout: 5, params: {...}, isolation: thread}
 
 Answer extraction (``parse``, default ``auto``; see :func:`extract_answer`) turns a completion
@@ -51,7 +52,7 @@ from trainer.tasks import Example, eval_countdown
 
 log = logging.getLogger(__name__)
 
-BUILTIN = ("exact", "numeric", "math_verify", "countdown")
+BUILTIN = ("exact", "numeric", "math_verify", "countdown", "prefix")
 RULES = ("auto", "full", "boxed", "hash", "answer", "last_number")
 KEYS = ("kind", "parse", "tolerance", "rel_tolerance", "timeout", "params", "isolation",
         "correct_at")
@@ -310,6 +311,17 @@ class RewardFn:
         return res
 
 
+class PrefixReward(RewardFn):
+    """1.0 when the completion starts with the reference answer, exactly as generated (no
+    extraction): with one-character answers, TRL examples' "first character is the answer"."""
+
+    name = "prefix"
+
+    def score(self, completion: str, ex: Example) -> float:
+        ref = ex.answer.strip()
+        return float(bool(ref) and completion.startswith(ref))
+
+
 class ExactReward(RewardFn):
     name = "exact"
 
@@ -431,6 +443,11 @@ def make_reward(spec: Mapping[str, Any] | str, key: str = "reward") -> RewardFn:
                              get_typed(s, "rel_tolerance", float, key, 0.0, minimum=0.0))
     if kind == "countdown":
         return CountdownReward(rule, timeout)
+    if kind == "prefix":
+        if "parse" in s:
+            raise ConfigError(f"{key}.parse", "no answer rule for kind prefix (the completion "
+                              "itself must start with the answer)", s["parse"])
+        return PrefixReward(rule, timeout)
     if kind == "math_verify":
         return MathVerifyReward(rule, timeout)
     raise unknown_name_error(f"{key}.kind", kind, BUILTIN, "reward kinds (or 'module:function')")

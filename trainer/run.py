@@ -76,6 +76,23 @@ def broadcast_knobs(knobs: Knobs) -> Knobs:
     return Knobs(*t.cpu().tolist())
 
 
+def learning_rate(cfg: TrainConfig, step: int, k: int) -> float:
+    """The lr of the k-th optimizer step of training step ``step`` (``optim.scheduler``)."""
+    from trainer.schedule import lr_factor, warmup_steps
+
+    op = cfg.optim
+    per_step = op.mini_batches * op.epochs
+    total = cfg.train.steps * per_step
+    return op.lr * lr_factor(op.scheduler, step * per_step + k, total,
+                             warmup_steps(total, op.warmup_steps, op.warmup_ratio))
+
+
+def set_learning_rate(run: Run, step: int, k: int) -> None:
+    lr = learning_rate(run.cfg, step, k)
+    for group in run.engine.optimizer.param_groups:
+        group["lr"] = lr
+
+
 def check_finite_weights(model: torch.nn.Module, step: int) -> None:
     """Raise FloatingPointError when any weight is NaN or inf (one fused norm per tensor list)."""
     params = [p.detach() for p in model.parameters()]
@@ -104,7 +121,7 @@ def train_step(run: Run, step: int) -> dict[str, float]:
     rewards = torch.tensor(res.rewards, dtype=torch.float64).view(per_rank, G)
     # 3. group-normalised advantages A_ij = (r_ij - mean_i) / (std_i + eps), one per sequence
     # (float64: the normalisation is scale-free, so huge rewards must not overflow before it)
-    adv, zero_var = group_advantages(rewards, cfg.optim.adv_std_norm)
+    adv, zero_var = group_advantages(rewards, cfg.optim.adv_std_norm, cfg.optim.adv_eps)
     adv = adv.float()
     if not torch.isfinite(adv).all():
         raise FloatingPointError(f"advantages overflow at step {step}: rewards up to "
@@ -145,7 +162,8 @@ def train_step(run: Run, step: int) -> dict[str, float]:
         t1, run.updating = time.perf_counter(), True
         upd = update(run.engine, rollout, m, adv, loss_mask, knobs, temperature=ro.temperature,
                      mini_batches=cfg.optim.mini_batches, epochs=cfg.optim.epochs,
-                     micro_batch=run.micro_batch, seed=sample_seed(cfg.train.seed, step, -1, 0))
+                     micro_batch=run.micro_batch, seed=sample_seed(cfg.train.seed, step, -1, 0),
+                     set_lr=lambda k: set_learning_rate(run, step, k))
         if not math.isfinite(upd["loss/policy"]):  # the weights may be corrupt: no checkpoint
             raise FloatingPointError(f"non-finite loss {upd['loss/policy']} at step {step}: the "
                                      "weights diverged (lower optim.lr, check the rewards)")
@@ -160,7 +178,7 @@ def train_step(run: Run, step: int) -> dict[str, float]:
         "reward/mean": seen["reward_mean"], "reward/accuracy": seen["accuracy"], **upd,
         "tokens/pos_frac": seen["pos_token_frac"], "tokens/neg_frac": seen["neg_token_frac"],
         "time/step_s": time.perf_counter() - t0, "time/generate_s": t_gen, "time/update_s": t_upd,
-        "time/measure_s": t_m, "time/control_s": t_c,
+        "time/measure_s": t_m, "time/control_s": t_c, "optim/lr": learning_rate(cfg, step, 0),
         "entropy/dh_pos": m.dh["dh_pos"], "entropy/dh_neg": m.dh["dh_neg"],
         "reward/failures": tot[6].item(), "groups/zero_var_frac": tot[7].item() / tot[8].item(),
         "response/length": tot[5].item() / n_seq, "train/skipped": float(not math.isfinite(entropy)),
@@ -217,6 +235,12 @@ def _check_resumed_steps(cfg: TrainConfig, saved: TrainConfig, start: int) -> No
         raise ConfigError("train.steps", f"at least the checkpoint's step ({start}) on --resume", steps)
     if steps == before:
         return
+    lr_then, lr_now = learning_rate(saved, start, 0), learning_rate(cfg, start, 0)
+    if abs(lr_then - lr_now) > 1e-12 * lr_then:
+        raise ConfigError("train.steps", f"the run's {before} on --resume with this lr schedule",
+                          steps, hint=f"optim.scheduler {cfg.optim.scheduler!r} is laid out over "
+                          f"train.steps: the lr at step {start} would jump from {lr_then:.3g} to "
+                          f"{lr_now:.3g}")
     from regulator.targets import make_target
 
     old, new = make_target(dict(saved.control.target)), make_target(dict(cfg.control.target))
@@ -480,20 +504,26 @@ def _train(cfg: TrainConfig, saved: TrainConfig | None, resume: bool,
             if on_step is not None and rank == 0:
                 on_step(row)
             done = step + 1
-            saved = bool(cfg.train.save_every and done % cfg.train.save_every == 0) or last
+            every = cfg.train.save_every  # 0: no checkpoints at all
+            saved = bool(every) and (done % every == 0 or last)
             if saved:
                 checkpoint(done)
             if stop["signal"] is not None:
-                if not saved:
+                if every and not saved:
                     checkpoint(done)
-                log.warning("%s: checkpoint written after step %d; continue with "
-                            "`regulator train --resume %s`", stop["signal"], step, run_dir)
+                if every:
+                    log.warning("%s: checkpoint written after step %d; continue with "
+                                "`regulator train --resume %s`", stop["signal"], step, run_dir)
+                else:
+                    log.warning("%s: stopped after step %d; no checkpoint (train.save_every: 0)",
+                                stop["signal"], step)
                 return EXIT_FAILURE
     except Exception as e:  # a failure during the run: exit 1, with a checkpoint where possible
         known = isinstance(e, (FloatingPointError, CheckpointError, ControllerFailure, RewardAbort))
         log.error("training failed at step %d: %s%s", step, e, "" if known else "\n" + traceback.format_exc())
-        _emergency_checkpoint(run, checkpoint, step, start, done, updates, before,
-                              complete_checkpoints(run_dir), run_dir, isinstance(e, CheckpointError))
+        if cfg.train.save_every:
+            _emergency_checkpoint(run, checkpoint, step, start, done, updates, before,
+                                  complete_checkpoints(run_dir), run_dir, isinstance(e, CheckpointError))
         return EXIT_FAILURE
     finally:
         for s, h in old_handlers.items():
