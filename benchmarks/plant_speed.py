@@ -1,11 +1,15 @@
 """Throughput of the simulated plant: plant-steps per second, batched and single.
 
-    OMP_NUM_THREADS=1 python benchmarks/plant_speed.py [--plants 64] [--steps 200]
+    python benchmarks/plant_speed.py [--plants 64] [--steps 200] [--threads 0] [--busy 3]
 
 Prints plant-steps/s for 64 batched plants at 1 and 4 updates per step (with and without the
 dh_pos/dh_neg statistics) and the time of one 300-step episode of a single plant. Each figure is
 given by wall clock and by this process's CPU time: on a machine shared with other jobs (the load
 average is printed) the wall clock also counts time spent waiting for a core.
+
+``--busy N`` starts N busy processes (pure-Python loops) for the measurement, as parallel envs or
+bench workers would be; ``--threads 0`` leaves torch's default thread count (the plant runs on
+one intra-op thread whatever the setting, ``envs.plant.single_threaded``).
 """
 
 from __future__ import annotations
@@ -51,12 +55,38 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--plants", type=int, default=64)
     ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
+    ap.add_argument("--busy", type=int, default=0, help="busy processes running meanwhile")
+    ap.add_argument("--quick", action="store_true", help="only the 64-plant, 1-update figure")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    import multiprocessing as mp
+
+    busy = [mp.get_context("spawn").Process(target=_spin, daemon=True) for _ in range(args.busy)]
+    for p in busy:
+        p.start()
+    try:
+        _report(args)
+    finally:
+        for p in busy:
+            p.terminate()
+
+
+def _spin() -> None:  # pragma: no cover - a busy neighbour
+    while True:
+        pass
+
+
+def _report(args: argparse.Namespace) -> None:
     base = PlantConfig()
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.busy} busy "
+          f"processes, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    if args.quick:
+        wall, cpu = rate(base, args.plants, args.steps)
+        print(f"{args.plants} plants, 1 update/step: {wall:,.0f} plant-steps/s wall, "
+              f"{cpu:,.0f} per CPU-second")
+        return
     print(f"plant {base.as_dict()}")
     for dh in (True, False):
         for mb in (1, 4):

@@ -151,3 +151,34 @@ def test_a_pretrained_plant_whose_every_token_forks_runs():
         plant.update(Knobs())
     assert torch.isfinite(m["entropy"]).all() and (m["entropy"] > 0).all()
     assert ((m["accuracy"] >= 0) & (m["accuracy"] <= 1)).all()
+
+
+def test_the_plant_runs_on_one_thread_whatever_the_callers_setting(monkeypatch):
+    """Small tensors: one intra-op thread, so its speed does not depend on OMP settings or on
+    other busy processes; the caller's thread count is restored, and results do not change."""
+    import torch
+
+    from envs.plant import SimPlant
+    from envs.plant_config import PlantConfig
+    from regulator.knobs import Knobs
+
+    seen = []
+    real = SimPlant._dh_stats
+
+    def spy(*a, **k):
+        seen.append(torch.get_num_threads())
+        return real(*a, **k)
+
+    monkeypatch.setattr(SimPlant, "_dh_stats", staticmethod(spy))
+    before = torch.get_num_threads()
+    out = []
+    for threads in (2, 1):
+        torch.set_num_threads(threads)
+        plant = SimPlant(PlantConfig(), 4, seeds=0)
+        m = plant.rollout()
+        plant.update(Knobs())
+        out.append(float(m["entropy"].sum()))
+        assert torch.get_num_threads() == threads
+    torch.set_num_threads(before)
+    assert seen and set(seen) == {1}
+    assert out[0] == out[1]
