@@ -84,3 +84,63 @@ def test_save_every_zero_writes_no_checkpoint(tmp_path):
     assert main(["train", str(write_config(tmp_path, cfg))]) == 0
     assert not (tmp_path / "run" / "checkpoints").exists()
     assert math.isfinite(read_metrics(tmp_path / "run" / "metrics.jsonl")[-1]["entropy/measured"])
+
+
+REWARD_MOD = '''
+import time
+
+def one(completion, example, **kw):
+    return 1.0 if completion[:1] == example.answer else 0.0
+
+def many(completions, examples, **kw):
+    return [1.0 if c[:1] == e.answer else 0.0 for c, e in zip(completions, examples)]
+
+def many_hangs(completions, examples, **kw):
+    time.sleep(60)
+
+def many_raises(completions, examples, **kw):
+    raise ValueError("bad batch")
+
+def many_short(completions, examples, **kw):
+    return [1.0]
+'''
+
+
+@pytest.fixture
+def reward_mod(tmp_path, monkeypatch):
+    import sys
+
+    (tmp_path / "batch_rewards.py").write_text(REWARD_MOD)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("batch_rewards", None)
+
+
+def test_batched_and_in_process_rewards_equal_the_per_call_path(reward_mod):
+    exs = [Example(prompt="max 1 2 =", answer=str(i % 10)) for i in range(40)]
+    comps = [str((i * 7) % 10) + "x" for i in range(40)]
+    per_call = make_reward({"kind": "batch_rewards:one"})(comps, exs)
+    for spec in ({"kind": "batch_rewards:one", "isolation": "none"},
+                 {"kind": "batch_rewards:many", "batched": True},
+                 {"kind": "batch_rewards:many", "batched": True, "isolation": "none"}):
+        got = make_reward(spec)(comps, exs)
+        assert got.rewards == per_call.rewards and got.failures == 0, spec
+    assert 0 < sum(per_call.rewards) < 40
+
+
+@pytest.mark.parametrize("fn, fragment", [("many_hangs", "timeout"), ("many_raises", "bad batch"),
+                                          ("many_short", "expected a list of 3")])
+def test_a_failing_batched_reward_is_contained(reward_mod, fn, fragment):
+    import time
+
+    exs = [Example(prompt="p", answer="1")] * 3
+    t0 = time.monotonic()
+    res = make_reward({"kind": f"batch_rewards:{fn}", "batched": True, "timeout": 0.2})(["1", "2", "1"], exs)
+    assert time.monotonic() - t0 < 10
+    assert res.rewards == [0.0, 0.0, 0.0] and res.failures == 3 and fragment in res.errors[0]
+
+
+def test_batched_rewards_are_not_for_worker_processes(reward_mod):
+    from regulator.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="reward.batched"):
+        make_reward({"kind": "batch_rewards:many", "batched": True, "isolation": "process"})

@@ -26,6 +26,15 @@ a per-call ``timeout`` (seconds, default 10):
   the function gets a plain object with ``prompt``, ``answer`` and ``meta`` instead of an
   ``Example``.
 
+- ``isolation: none``: called directly on the training thread (no timeout; exceptions, ``sys.exit``
+  and ``KeyboardInterrupt`` raised by the function are still its failures). For functions that
+  are known to return: it saves the thread start per call (~0.5 ms).
+
+``batched: true`` (thread or none): the function is called once per step as
+``fn(completions, examples, **params)`` and returns a list of numbers, one per completion (TRL's
+reward-function shape); the timeout applies to that one call, and if it fails every completion
+of the batch gets 0 and counts as a failure.
+
 Either way, a function that raises, times out or returns a non-finite or non-number gets reward
 0 and is counted in ``RewardResult.failures`` (logged as ``reward/failures``); the run goes on.
 math-verify uses its own signal-based timeout on the main thread; its time-outs count as
@@ -52,10 +61,14 @@ from trainer.tasks import Example, eval_countdown
 
 log = logging.getLogger(__name__)
 
+#: how a user function runs: ``thread`` (timeout, the default), ``process`` (timeout and crash
+#: containment in a worker), ``none`` (called directly: fastest, exceptions still contained, no
+#: timeout; for functions you trust to return)
+ISOLATIONS = ("thread", "process", "none")
 BUILTIN = ("exact", "numeric", "math_verify", "countdown", "prefix")
 RULES = ("auto", "full", "boxed", "hash", "answer", "last_number")
 KEYS = ("kind", "parse", "tolerance", "rel_tolerance", "timeout", "params", "isolation",
-        "correct_at")
+        "correct_at", "batched")
 
 
 @dataclass
@@ -285,13 +298,26 @@ class RewardFn:
     def score(self, completion: str, ex: Example) -> float:
         raise NotImplementedError
 
+    def raw_scores(self, completions: list[str], examples: list[Example]) -> list[Any]:
+        """One value per completion, or the exception its scoring raised."""
+        out: list[Any] = []
+        for c, ex in zip(completions, examples):
+            try:
+                out.append(self.score(c, ex))
+            except RewardAbort:
+                raise
+            except Exception as e:  # noqa: BLE001 - counted as a failure by __call__
+                out.append(e)
+        return out
+
     def __call__(self, completions: list[str], examples: list[Example]) -> RewardResult:
         if len(completions) != len(examples):
             raise ValueError(f"{len(completions)} completions for {len(examples)} examples")
         res = RewardResult([], [])
-        for c, ex in zip(completions, examples):
+        for r in self.raw_scores(completions, examples):
             try:
-                r = self.score(c, ex)
+                if isinstance(r, BaseException):
+                    raise r
                 if isinstance(r, bool):
                     r = float(r)
                 if not isinstance(r, (int, float)) or not math.isfinite(r):
@@ -398,17 +424,41 @@ class UserReward(RewardFn):
     """A user's ``module:function`` under a timeout (see the module docstring)."""
 
     def __init__(self, target: str, key: str, timeout: float, isolation: str, params: dict[str, Any],
-                 correct_at: float) -> None:
+                 correct_at: float, batched: bool = False) -> None:
         super().__init__("full", timeout, correct_at)
         self.name = target
         self.fn = load_function(target, f"{key}.kind")  # checked here even in process mode
         self.params = params
+        self.isolation, self.batched = isolation, batched
         self.runner = ProcessRunner(target, params) if isolation == "process" else None
+
+    def _call(self, args: tuple) -> Any:
+        if self.isolation == "none":  # in-process: the function's own exit or interrupt is its failure
+            try:
+                return self.fn(*args, **self.params)
+            except (SystemExit, KeyboardInterrupt) as e:
+                raise RuntimeError(f"the reward function raised {type(e).__name__}({e})") from None
+        return call_in_thread(self.fn, args, self.params, self.timeout)
 
     def score(self, completion: str, ex: Example) -> float:
         if self.runner is not None:
             return self.runner(completion, ex, self.timeout)
-        return call_in_thread(self.fn, (completion, ex), self.params, self.timeout)
+        return self._call((completion, ex))
+
+    def raw_scores(self, completions: list[str], examples: list[Example]) -> list[Any]:
+        if not self.batched:
+            return super().raw_scores(completions, examples)
+        try:  # one call for the whole batch: fn(completions, examples, **params) -> a list
+            values = self._call((list(completions), list(examples)))
+            if not isinstance(values, (list, tuple)) or len(values) != len(completions):
+                raise TypeError(f"a batched reward returned {type(values).__name__} of length "
+                                f"{len(values) if hasattr(values, '__len__') else '?'}, expected a "
+                                f"list of {len(completions)} numbers")
+            return list(values)
+        except RewardAbort:
+            raise
+        except Exception as e:  # noqa: BLE001 - the whole batch failed: every completion counts
+            return [e] * len(completions)
 
 
 def make_reward(spec: Mapping[str, Any] | str, key: str = "reward") -> RewardFn:
@@ -425,14 +475,18 @@ def make_reward(spec: Mapping[str, Any] | str, key: str = "reward") -> RewardFn:
     timeout = get_typed(s, "timeout", float, key, 10.0, minimum=0.001, maximum=86400.0)
     if ":" in kind:
         isolation = get_typed(s, "isolation", str, key, "thread")
-        if isolation not in ("thread", "process"):
-            raise ConfigError(f"{key}.isolation", "thread or process", isolation)
+        if isolation not in ISOLATIONS:
+            raise unknown_name_error(f"{key}.isolation", isolation, ISOLATIONS, "isolations")
+        batched = get_typed(s, "batched", bool, key, False)
+        if batched and isolation == "process":
+            raise ConfigError(f"{key}.batched", "false with isolation: process (batched functions "
+                              "run in-process or in a thread)", True)
         params = s.get("params") or {}
         if not isinstance(params, Mapping):
             raise ConfigError(f"{key}.params", "a mapping of keyword arguments", params)
         correct_at = get_typed(s, "correct_at", float, key, 1.0)
-        return UserReward(kind, key, timeout, isolation, dict(params), correct_at)
-    for only in ("params", "isolation", "correct_at"):
+        return UserReward(kind, key, timeout, isolation, dict(params), correct_at, batched)
+    for only in ("params", "isolation", "correct_at", "batched"):
         if only in s:
             raise ConfigError(f"{key}.{only}", "no such key for a built-in reward (user functions only)",
                               s[only])
