@@ -83,13 +83,24 @@ def child(mode: str, seed: int, steps: int, target: float, warmup: int) -> dict:
     import torch
 
     torch.set_num_threads(1)
+    spent = [0.0]
     with tempfile.TemporaryDirectory() as out:
         trainer, times = build(mode, seed, steps, target, out)
+        if hasattr(trainer, "_decide"):  # the integration's own work per step: the Regulator call
+            decide = trainer._decide
+
+            def timed(*a, **k):
+                t0 = time.perf_counter()
+                decide(*a, **k)
+                spent[0] += time.perf_counter() - t0
+
+            trainer._decide = timed
         trainer.train()
     dt = [b - a for a, b in zip(times, times[1:])][warmup:]
     ent = [h["entropy"] for h in trainer.state.log_history if "entropy" in h]
     err = [e - target for e in ent[49:]]
     return {"mode": mode, "seed": seed, "s_per_step": statistics.median(dt) if dt else math.nan,
+            "regulator_s_per_step": spent[0] / max(steps, 1),
             "rmse_after_50": math.sqrt(sum(x * x for x in err) / len(err)) if err else math.nan,
             "final_entropy": ent[-1] if ent else math.nan,
             "w_pos": [h.get("knobs/w_pos") for h in trainer.state.log_history if "knobs/w_pos" in h][-1:]}
@@ -125,8 +136,11 @@ def main() -> int:
             order = ("plain", "static") if r % 2 == 0 else ("static", "plain")
             res = {m: run(m, 0, a.steps, a.target, a.warmup) for m in order}
             ratios.append(res["static"]["s_per_step"] / res["plain"]["s_per_step"])
+            own = res["static"]["regulator_s_per_step"]
             print(f"round {r}: plain {res['plain']['s_per_step'] * 1e3:.1f} ms/step, regulated "
-                  f"{res['static']['s_per_step'] * 1e3:.1f} ms/step, ratio {ratios[-1]:.3f}", flush=True)
+                  f"{res['static']['s_per_step'] * 1e3:.1f} ms/step, ratio {ratios[-1]:.3f}; "
+                  f"Regulator call {own * 1e3:.2f} ms/step ({100 * own / res['plain']['s_per_step']:.2f} %)",
+                  flush=True)
         print(f"regulated / plain s/step: median {statistics.median(ratios):.3f} "
               f"[{min(ratios):.3f}, {max(ratios):.3f}] over {a.rounds} rounds")
         return 0
@@ -134,7 +148,8 @@ def main() -> int:
         res = run("control", seed, a.steps, a.target, a.warmup)
         print(f"seed {seed}: default control in TRL, target {a.target}: RMSE after step 50 "
               f"{res['rmse_after_50']:.3f} nats, final entropy {res['final_entropy']:.3f}, "
-              f"{res['s_per_step'] * 1e3:.0f} ms/step", flush=True)
+              f"{res['s_per_step'] * 1e3:.0f} ms/step, Regulator call "
+              f"{res['regulator_s_per_step'] * 1e3:.2f} ms/step", flush=True)
     return 0
 
 
