@@ -19,11 +19,17 @@ v = sum_j m_j D_j / max |m_j| (steepest raise per unit of knob movement; a direc
 effect is unknown is simply not used), by one scalar command u (u > 0 raises entropy):
 
     knobs = initial + u v + dither
-    u = kp (e + I / T_i + T_d de) + u_ff,    e = (T' - H_f) / T     (relative error)
+    u = kp (e + I / T_i + T_d de) + u_ff + u_hold,    e = (T' - H_f) / T     (relative error)
 
 - Gains from the identified plant gain along v, G = sum_j m_j^2 / max|m| (relative: G / H), by
   SIMC for an integrating plant: kp = 1 / (G_rel (tau_c + lag)), T_i = 4 (tau_c + lag),
   T_d = ``lag``; feed-forward u_ff = slope(T) / G_rel follows a moving target.
+- Hold: the estimator's trend is the drift the knobs do not explain (nats per step at u = 0);
+  u_hold = max(-drift / G, 0) is the command that cancels it, so the loop sits at the target
+  with a zero error instead of an integral that winds up during the approach. Measured on
+  ``suite_sim.yaml`` (5 seeds, this controller alone): scratch regime 33.8 % -> 22.8 %,
+  pretrained 26.7 % -> 25.0 %; on the one-sided test plant the undershoot fell from 0.27 to
+  0.13-0.17 nats (target 1.0) and from 0.33 to 0.08-0.10 (target 0.5).
 - Reference governor: where nothing can undo an undershoot (from scratch, late in training),
   the approach aims ``margin`` filtered-noise standard deviations above the target, so the
   overshoot stays inside the noise band; the derivative term brakes a fast approach.
@@ -247,6 +253,14 @@ class AutoController(Controller):
         self.deriv = 0.5 * self.deriv + 0.5 * d_raw
         u_ff = ((obs.next_target - obs.target) / scale) / g_rel
         lo, hi = P.u_range(v, self.initial, self.bounds)
+        # u_hold: the command that holds entropy still against the identified drift. At the
+        # target u = u_hold brakes the collapse at once instead of waiting for an integral to
+        # wind up (which on a one-sided plant arrives after the overshoot that nothing undoes).
+        # Brake-only (>= 0): RLVR's drift is a collapse, the one trusted prior.
+        if est.n >= est.warmup:
+            tau = (obs.step - (est.t0 or 0)) / 100.0
+            drift = float(est.theta[1] + 2.0 * est.theta[2] * tau) / 100.0  # nats per step at u = 0
+            u_ff += min(max(-drift / max(gain, 1e-9), 0.0), hi)
 
         def law(integral: float) -> float:
             return self.kp * (e + integral / t_i + self.lag * self.deriv) + u_ff
