@@ -23,6 +23,9 @@ from regulator.targets import TargetCurve, make_target
 
 log = logging.getLogger(__name__)
 
+#: steps off the floor after which a new freeze is reported again (one event per episode)
+FROZEN_QUIET_STEPS = 20
+
 #: consecutive faults after which the Regulator stops the run (``control.max_consecutive_faults``)
 MAX_CONSECUTIVE_FAULTS = 10
 
@@ -73,6 +76,7 @@ class Regulator:
         self.clamped = 0
         self.frozen = False
         self.frozen_steps = 0
+        self.frozen_last_step = -(10**9)
         self.last_event = ""
         self.last_observation: Observation | None = None
         self.controller.reset(self.initial, self.bounds, self.actuate)
@@ -142,7 +146,9 @@ class Regulator:
         """Is every actuated weight at its lower bound (no learning at all)? Say so when it starts."""
         weights = [k for k in ("w_pos", "w_neg") if k in self.actuate]
         at_floor = bool(weights) and all(getattr(self.knobs, k) <= self.bounds.range(k)[0] for k in weights)
-        if at_floor and not self.frozen:
+        # a dither that dips in and out of the floor is one freeze, not one event per dip
+        quiet = step - self.frozen_last_step > FROZEN_QUIET_STEPS
+        if at_floor and not self.frozen and quiet:
             floors = ", ".join(f"{k}={self.bounds.range(k)[0]:g}" for k in weights)
             note = (f"step {step}: controller {self.controller_name!r} holds every weight at its lower "
                     f"bound ({floors}): the policy is not learning; raise control.bounds.<weight>[0] "
@@ -151,6 +157,8 @@ class Regulator:
             log.warning(note)
         self.frozen = at_floor
         self.frozen_steps += int(at_floor)
+        if at_floor:
+            self.frozen_last_step = step
 
     def _fault(self, message: str) -> Knobs:
         self.faults += 1
@@ -188,6 +196,7 @@ class Regulator:
             "clamped": self.clamped,
             "frozen": self.frozen,
             "frozen_steps": self.frozen_steps,
+            "frozen_last_step": self.frozen_last_step,
             "target": self.target.state_dict(),
         }
 
@@ -199,4 +208,5 @@ class Regulator:
         self.clamped = int(state.get("clamped", 0))
         self.frozen = bool(state.get("frozen", False))
         self.frozen_steps = int(state.get("frozen_steps", 0))
+        self.frozen_last_step = int(state.get("frozen_last_step", -(10**9)))
         self.target.load_state_dict(state.get("target", {}))

@@ -134,3 +134,25 @@ def test_every_suite_config_parses(name):
             "grpo"} <= labels
     assert cfg.band
     assert len(cfg.runs) > 0
+
+
+def test_a_freeze_that_flickers_is_reported_once():
+    """A dither dipping in and out of the floor is one freeze, not one event per dip."""
+    from regulator.controller import Controller
+
+    class Flicker(Controller):
+        def act(self, obs):
+            return self.with_actuated({"w_pos": 0.0 if obs.step % 3 else 0.1, "w_neg": 0.0})
+
+    reg = Regulator(Flicker(), 0.3, actuate=("w_pos", "w_neg"), total_steps=100)
+    events = 0
+    for t in range(60):
+        reg.step(t, 1.0)
+        events += "not learning" in reg.last_event
+    assert events == 1 and reg.metrics()["control/frozen_steps"] == 40
+    for t in range(60, 90):  # off the floor for long: a later freeze is news again
+        reg.controller.act = lambda obs: reg.controller.with_actuated({"w_pos": 0.5, "w_neg": 0.5})
+        reg.step(t, 1.0)
+    reg.controller.act = lambda obs: reg.controller.with_actuated({"w_pos": 0.0, "w_neg": 0.0})
+    reg.step(90, 1.0)
+    assert "not learning" in reg.last_event
