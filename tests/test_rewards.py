@@ -79,6 +79,13 @@ def user_module(tmp_path, monkeypatch):
             return 1.0
         def nan(completion, example):
             return float("nan")
+        import threading
+        THREADS = []
+        def where(completion, example):
+            THREADS.append(threading.get_ident())
+            if completion == "slow":
+                time.sleep(0.15)
+            return 1.0
         NOT_CALLABLE = 3
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -106,6 +113,28 @@ def test_hanging_user_function_times_out_in_thread(user_module):
     res = r(["ok", "hang", "ok"], [EX] * 3)
     assert time.perf_counter() - t0 < 5
     assert res.rewards == [1.0, 0.0, 1.0] and res.failures == 1 and "timeout" in res.errors[0]
+
+
+def test_thread_isolation_runs_a_batch_on_one_thread_with_a_timeout_per_call(user_module):
+    import threading
+
+    mod = __import__(user_module)
+    r = make_reward({"kind": "my_rewards:where", "timeout": 0.4})
+    before = threading.active_count()
+    assert r(["a"] * 128, [EX] * 128).rewards == [1.0] * 128
+    assert r(["b"] * 128, [EX] * 128).failures == 0
+    assert len(set(mod.THREADS)) == 1 and mod.THREADS[0] != threading.get_ident()
+    assert threading.active_count() <= before + 1
+    # five calls of 0.15 s each take longer than the timeout together, never one by one
+    assert r(["slow"] * 5, [EX] * 5).failures == 0
+
+
+def test_hanging_calls_in_one_batch_each_time_out_and_the_rest_still_run(user_module):
+    r = make_reward({"kind": "my_rewards:hang", "timeout": 0.2})
+    t0 = time.perf_counter()
+    res = r(["ok", "hang", "ok", "hang", "ok"], [EX] * 5)
+    assert time.perf_counter() - t0 < 5
+    assert res.rewards == [1.0, 0.0, 1.0, 0.0, 1.0] and res.failures == 2
 
 
 def test_hanging_user_function_times_out_in_process(user_module):

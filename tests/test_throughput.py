@@ -25,19 +25,20 @@ def _session(tmp_path, **optim):
 
 
 class _Forwards:
-    """Counts the policy's forward calls: training forwards (use_cache=False) with their grad
-    mode, and generation forwards (KV cache) with their input shapes."""
+    """Counts the policy's forward calls: training forwards (module in train mode; a shared-prefix
+    forward's continuation, the call that gets the prefix cache, is part of the same forward)
+    with their grad mode, and generation forwards (eval mode) with their input shapes."""
 
     def __init__(self, model: torch.nn.Module):
         self.train: list[bool] = []
         self.gen: list[tuple[int, ...]] = []
         self.handle = model.register_forward_pre_hook(self._pre, with_kwargs=True)
 
-    def _pre(self, _mod, _args, kwargs):
-        if kwargs.get("use_cache") is False:
-            self.train.append(torch.is_grad_enabled())
-        else:
+    def _pre(self, mod, _args, kwargs):
+        if not mod.training:
             self.gen.append(tuple(kwargs["input_ids"].shape))
+        elif kwargs.get("past_key_values") is None:
+            self.train.append(torch.is_grad_enabled())
 
     def close(self):
         self.handle.remove()
@@ -74,10 +75,11 @@ def test_training_forwards_per_step(tmp_path, monkeypatch, optim, expected):
 def test_generation_is_batched_cached_and_stops_when_all_ended(tmp_path):
     run = _session(tmp_path)
     model, backend = run.engine.module, run.backend
-    prompts = ["12", "345", "6", "789"]
+    prompts = [p for p in ("12", "345", "6", "789") for _ in range(2)]  # groups of 2
+    seeds = list(range(len(prompts)))
     fw = _Forwards(model)
     try:
-        ro = backend.generate(prompts, [0, 1, 2, 3])  # random init: no early EOS
+        ro = backend.generate(prompts, seeds)  # random init: no early EOS
         free = list(fw.gen)
         fw.gen.clear()
         eos = sorted(backend.eos)[0]
@@ -88,16 +90,16 @@ def test_generation_is_batched_cached_and_stops_when_all_ended(tmp_path):
 
         h = model.register_forward_hook(force_eos)
         try:
-            ro_eos = backend.generate(prompts, [0, 1, 2, 3])
+            ro_eos = backend.generate(prompts, seeds)
         finally:
             h.remove()
     finally:
         fw.close()
     T = backend.max_new_tokens
-    assert ro.response_mask.shape[1] == T and len(free) == T
-    assert all(s[0] == len(prompts) for s in free)            # one batched call per token
-    assert free[0][1] > 1 and all(s[1] == 1 for s in free[1:])  # prefill, then KV cache
-    assert len(fw.gen) == 1                                    # stopped: every sequence ended
+    assert ro.response_mask.shape[1] == T and len(free) == 1 + T
+    assert free[0] == (4, 2)  # the distinct prompts, once, up to their last column
+    assert all(s == (len(prompts), 1) for s in free[1:])  # one batched call per token, KV cache
+    assert len(fw.gen) == 2                                    # stopped: every sequence ended
     assert ro_eos.response_mask.sum(1).tolist() == [1.0] * len(prompts)
 
 

@@ -33,6 +33,7 @@ class RolloutConfig:
     top_p: float = 1.0
     top_k: int = 0                 # 0 = off
     gpu_memory_utilization: float = 0.3  # vllm only
+    shared_prefix: bool = True     # compute a group's prompt once (sampling and training forwards)
 
     @classmethod
     def from_mapping(cls, s: Any, key: str = "rollout") -> RolloutConfig:
@@ -51,6 +52,7 @@ class RolloutConfig:
             top_k=get_typed(s, "top_k", int, key, d.top_k, minimum=0),
             gpu_memory_utilization=get_typed(s, "gpu_memory_utilization", float, key,
                                              d.gpu_memory_utilization, minimum=0.01, maximum=1.0),
+            shared_prefix=get_typed(s, "shared_prefix", bool, key, d.shared_prefix),
         )
 
 

@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 
 from regulator import Knobs, predicted_entropy_change, regulated_policy_loss, token_stats
+from trainer.prefix import is_shared, shared_prefix_logits
 from trainer.rollout import Rollout
 
 
@@ -61,10 +62,17 @@ def group_advantages(rewards: torch.Tensor, std_norm: bool = True, eps: float = 
 
 
 def response_logits(engine, rollout: Rollout, rows: torch.Tensor | slice = slice(None)) -> torch.Tensor:
-    """Logits [b, T, V] that predict the response tokens of the selected rows."""
-    t = rollout.response_mask.shape[1]
-    out = engine(input_ids=rollout.input_ids[rows], attention_mask=rollout.attention_mask[rows],
-                 position_ids=rollout.position_ids()[rows], logits_to_keep=t + 1, use_cache=False)
+    """Logits [b, T, V] that predict the response tokens of the selected rows.
+
+    With ``rollout.shared_prefix`` a prompt repeated in the selection is computed once
+    (``trainer.prefix``: same logits and gradient up to float rounding).
+    """
+    t, p = rollout.response_mask.shape[1], rollout.prompt_len
+    ids, mask, pos = rollout.input_ids[rows], rollout.attention_mask[rows], rollout.position_ids()[rows]
+    if rollout.shared_prefix and is_shared(ids[:, :p]):
+        return shared_prefix_logits(engine, ids, mask, pos, p)
+    out = engine(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=t + 1,
+                 use_cache=False)
     return out.logits[:, :-1]
 
 

@@ -17,9 +17,10 @@ User functions are called once per completion as ``fn(completion, example, **par
 return a number or a bool (``correct`` is ``reward >= correct_at``, default 1.0). They run under
 a per-call ``timeout`` (seconds, default 10):
 
-- ``isolation: thread`` (default): the call runs in a daemon thread and is abandoned after the
-  timeout. Cheap (~0.1 ms per call); a function that never returns leaves its daemon thread
-  behind (harmless when it waits, a CPU cost when it spins).
+- ``isolation: thread`` (default): the calls run on one persistent daemon thread, the whole batch
+  handed over at once; a call past its timeout is abandoned with that thread and a fresh one
+  takes the rest. Cheap (a few microseconds per call); a function that never returns leaves its
+  daemon thread behind (harmless when it waits, a CPU cost when it spins).
 - ``isolation: process``: calls go to one persistent worker process (spawned, so it imports the
   function itself; ``trainer.reward_worker``); a call past the timeout kills and restarts the
   worker. Robust against spinning or crashing code; the worker starts in about a second. There
@@ -47,6 +48,7 @@ import importlib
 import logging
 import math
 import multiprocessing as mp
+import queue
 import re
 import threading
 import time
@@ -185,32 +187,81 @@ def _check_abandoned() -> None:
                           "reward.isolation: process, which kills a call that overruns")
 
 
-def call_in_thread(fn: Callable[..., Any], args: tuple, kwargs: dict, timeout: float) -> Any:
-    """``fn(*args, **kwargs)`` in a daemon thread; TimeoutError if it has not returned in time.
+class _Batch:
+    """Calls handed to a reward thread at once, and what came back (values or exceptions)."""
 
+    def __init__(self, calls: list[tuple]) -> None:
+        self.calls, self.results = calls, []  # results[i] belongs to calls[i]
+        self.started_at, self.started_index = 0.0, -1  # when calls[started_index] began
+        self.cancelled = False
+        self.cond = threading.Condition()
+
+
+class ThreadRunner:
+    """A user function on one persistent daemon thread; a whole batch of calls per hand-off.
+
+    Every call keeps its own timeout: the caller waits for call i at most ``timeout`` seconds
+    after it started. A call that overruns is abandoned with its thread (Python cannot stop a
+    thread), counted for ``RewardAbort``, and a fresh thread takes the rest of the batch.
     ``sys.exit`` or ``KeyboardInterrupt`` raised by the function is its failure, never the
-    run's end. ``RewardAbort`` when timed-out calls keep spinning (see ``MAX_ABANDONED_CPU_S``).
+    run's end. Costs one hand-off per batch instead of a thread per call.
     """
-    _check_abandoned()
-    box: dict[str, Any] = {}
 
-    def run() -> None:
-        try:
-            box["value"] = fn(*args, **kwargs)
-        except (SystemExit, KeyboardInterrupt) as e:
-            box["error"] = RuntimeError(f"the reward function raised {type(e).__name__}({e})")
-        except BaseException as e:  # noqa: BLE001 - re-raised in the caller
-            box["error"] = e
+    def __init__(self, fn: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+        self.fn, self.kwargs = fn, kwargs
+        self._inbox: queue.SimpleQueue[_Batch] | None = None
+        self._thread: threading.Thread | None = None
 
-    t = threading.Thread(target=run, daemon=True, name="reward-call")
-    t.start()
-    t.join(timeout)
-    if t.is_alive():
-        _abandoned.append((t, _thread_cpu_s(t)))
-        raise TimeoutError(f"reward function ran past its {timeout:g} s timeout")
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
+    def _serve(self, inbox: queue.SimpleQueue[_Batch]) -> None:
+        while True:
+            batch = inbox.get()
+            for i, args in enumerate(batch.calls):
+                with batch.cond:
+                    if batch.cancelled:
+                        return  # abandoned: this thread takes no more work
+                    batch.started_at, batch.started_index = time.monotonic(), i
+                try:
+                    value: Any = self.fn(*args, **self.kwargs)
+                except (SystemExit, KeyboardInterrupt) as e:
+                    value = RuntimeError(f"the reward function raised {type(e).__name__}({e})")
+                except BaseException as e:  # noqa: BLE001 - handed back to the caller
+                    value = e
+                with batch.cond:
+                    if batch.cancelled:
+                        return
+                    batch.results.append(value)
+                    batch.cond.notify()
+
+    def _ensure_thread(self) -> queue.SimpleQueue[_Batch]:
+        if self._thread is None:
+            self._inbox = queue.SimpleQueue()
+            self._thread = threading.Thread(target=self._serve, args=(self._inbox,), daemon=True,
+                                            name="reward-calls")
+            self._thread.start()
+        return self._inbox
+
+    def map(self, calls: list[tuple], timeout: float) -> list[Any]:
+        """One result per call: its value, or the exception it raised (TimeoutError on overrun)."""
+        out: list[Any] = []
+        while len(out) < len(calls):
+            _check_abandoned()
+            batch = _Batch(calls[len(out):])
+            self._ensure_thread().put(batch)
+            with batch.cond:
+                while len(batch.results) < len(batch.calls):
+                    i = len(batch.results)
+                    left = (batch.started_at + timeout - time.monotonic()
+                            if batch.started_index == i else timeout)  # not begun yet: wait again
+                    if left <= 0:
+                        batch.cancelled = True
+                        break
+                    batch.cond.wait(left)
+                out.extend(batch.results)
+            if batch.cancelled:
+                _abandoned.append((self._thread, _thread_cpu_s(self._thread)))
+                self._thread = self._inbox = None
+                out.append(TimeoutError(f"reward function ran past its {timeout:g} s timeout"))
+        return out
 
 
 class ProcessRunner:
@@ -431,6 +482,7 @@ class UserReward(RewardFn):
         self.params = params
         self.isolation, self.batched = isolation, batched
         self.runner = ProcessRunner(target, params) if isolation == "process" else None
+        self.threads = ThreadRunner(self.fn, self.params)
 
     def _call(self, args: tuple) -> Any:
         if self.isolation == "none":  # in-process: the function's own exit or interrupt is its failure
@@ -438,7 +490,10 @@ class UserReward(RewardFn):
                 return self.fn(*args, **self.params)
             except (SystemExit, KeyboardInterrupt) as e:
                 raise RuntimeError(f"the reward function raised {type(e).__name__}({e})") from None
-        return call_in_thread(self.fn, args, self.params, self.timeout)
+        value = self.threads.map([args], self.timeout)[0]
+        if isinstance(value, BaseException):
+            raise value
+        return value
 
     def score(self, completion: str, ex: Example) -> float:
         if self.runner is not None:
@@ -446,6 +501,8 @@ class UserReward(RewardFn):
         return self._call((completion, ex))
 
     def raw_scores(self, completions: list[str], examples: list[Example]) -> list[Any]:
+        if not self.batched and self.isolation == "thread":  # the whole batch in one hand-off
+            return self.threads.map(list(zip(completions, examples)), self.timeout)
         if not self.batched:
             return super().raw_scores(completions, examples)
         try:  # one call for the whole batch: fn(completions, examples, **params) -> a list

@@ -2,8 +2,9 @@
 
 One interface (``RolloutBackend``), two implementations:
 
-- ``HFGenerateBackend`` (default): transformers ``generate`` with its KV cache, batched, stopping
-  when every sequence has emitted EOS. Sampling is Gumbel-max with one seeded generator per
+- ``HFGenerateBackend`` (default): the training model's own forward with a KV cache, batched,
+  each distinct prompt computed once for its whole group, stopping when every sequence has
+  emitted EOS. Sampling is Gumbel-max with one seeded generator per
   sequence (``SeededSampler``): the response to (prompt, sample j) depends only on its seed and
   the policy, not on which other prompts share the batch or on how many ranks split it. That
   makes two ranks reproduce a single process, and resume reproduce an uninterrupted run.
@@ -24,6 +25,8 @@ from typing import Protocol
 
 import torch
 
+from trainer.prefix import prefix_cache
+
 log = logging.getLogger(__name__)
 
 
@@ -36,6 +39,7 @@ class Rollout:
     response_mask: torch.Tensor   # [B, T] float: response tokens up to and including EOS
     prompt_len: int               # P
     responses: list[str]          # decoded responses (special tokens skipped)
+    shared_prefix: bool = False   # training forwards compute a repeated prompt once (trainer.prefix)
 
     @property
     def response_ids(self) -> torch.Tensor:
@@ -86,7 +90,7 @@ class SeededSampler:
 
 
 def _layout(tokenizer, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, out: torch.Tensor,
-            eos_ids: set[int]) -> Rollout:
+            eos_ids: set[int], *, shared_prefix: bool = False) -> Rollout:
     """Cut responses at the first EOS and build masks for the training forward."""
     p = prompt_ids.shape[1]
     resp = out[:, p:]
@@ -108,6 +112,7 @@ def _layout(tokenizer, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, out:
         response_mask=rmask,
         prompt_len=p,
         responses=texts,
+        shared_prefix=shared_prefix,
     )
 
 
@@ -126,47 +131,93 @@ def eos_token_ids(tokenizer, model: torch.nn.Module | None = None) -> set[int]:
 
 
 def tokenize_prompts(tokenizer, prompts: list[str], device: torch.device | str = "cpu"):
-    """Left-padded prompt ids and mask (no second BOS when a chat template already added one)."""
+    """Left-padded prompt ids and mask (no second BOS when a chat template already added one).
+
+    Each distinct prompt is tokenised once (a group repeats its prompt ``group_size`` times).
+    """
     bos = tokenizer.bos_token
     add_special = not (bos and all(p.startswith(bos) for p in prompts))
-    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=add_special)
-    return enc["input_ids"].to(device), enc["attention_mask"].to(device)
+    distinct = list(dict.fromkeys(prompts))
+    enc = tokenizer(distinct, return_tensors="pt", padding=True, add_special_tokens=add_special)
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    if len(distinct) < len(prompts):
+        where = {p: i for i, p in enumerate(distinct)}
+        rows = torch.tensor([where[p] for p in prompts])
+        ids, mask = ids[rows], mask[rows]
+    return ids.to(device), mask.to(device)
 
 
 class HFGenerateBackend:
-    """transformers ``generate`` on the training model itself (weights always current)."""
+    """Sampling on the training model itself (weights always current).
+
+    With ``shared_prefix`` (the default) our own decode loop: the distinct prompts are computed
+    once (``trainer.prefix``), their KV cache is gathered to every response of the group, then one
+    forward per new token for all rows, stopping when every row has emitted EOS. Without it,
+    transformers ``generate`` with one prefill per row (an escape hatch for models whose cache
+    the loop does not handle). Both give the same tokens for the same seeds, up to float rounding.
+    """
 
     def __init__(self, model: torch.nn.Module, tokenizer, *, max_new_tokens: int, temperature: float,
-                 top_k: int = 0, top_p: float = 1.0):
+                 top_k: int = 0, top_p: float = 1.0, shared_prefix: bool = True):
         self.model, self.tokenizer = model, tokenizer
         self.max_new_tokens, self.temperature = max_new_tokens, temperature
         self.top_k, self.top_p = top_k, top_p
+        self.shared_prefix = shared_prefix
         self.eos = eos_token_ids(tokenizer, model)
 
     @torch.no_grad()
     def generate(self, prompts: list[str], seeds: list[int], *, greedy: bool = False) -> Rollout:
-        from transformers import GenerationConfig, LogitsProcessorList
-
         device = next(self.model.parameters()).device
         ids, mask = tokenize_prompts(self.tokenizer, prompts, device)
-        procs = LogitsProcessorList()
-        if not greedy:
-            procs.append(SeededSampler(seeds, self.temperature, self.top_k, self.top_p))
+        sampler = None if greedy else SeededSampler(seeds, self.temperature, self.top_k, self.top_p)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            decode = self._decode if self.shared_prefix else self._hf_generate
+            out = decode(ids, mask, sampler)
+        finally:
+            self.model.train(was_training)
+        if out.shape[1] == ids.shape[1]:  # nothing generated (max_new_tokens reached 0)
+            out = torch.cat([out, torch.full_like(out[:, :1], sorted(self.eos)[0])], 1)
+        return _layout(self.tokenizer, ids, mask, out, self.eos, shared_prefix=self.shared_prefix)
+
+    def _decode(self, ids: torch.Tensor, mask: torch.Tensor, sampler: SeededSampler | None
+                ) -> torch.Tensor:
+        """Prompt ids + new tokens [B, P + t]; finished rows are padded, as ``generate`` does."""
+        b, p = ids.shape
+        pos = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        cache = prefix_cache(self.model, ids, mask, pos) if p > 1 else None
+        eos = torch.tensor(sorted(self.eos), device=ids.device)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else int(eos[0])
+        cur, cur_pos, attn = ids[:, p - 1:], pos[:, p - 1:], mask.long()
+        done = torch.zeros(b, dtype=torch.bool, device=ids.device)
+        new: list[torch.Tensor] = []
+        for _ in range(self.max_new_tokens):
+            out = self.model(input_ids=cur, attention_mask=attn, position_ids=cur_pos,
+                             past_key_values=cache, use_cache=True, logits_to_keep=1)
+            cache, scores = out.past_key_values, out.logits[:, -1].float()
+            token = (scores if sampler is None else sampler(ids, scores)).argmax(-1)
+            token = token.masked_fill(done, pad)
+            new.append(token)
+            done |= torch.isin(token, eos)
+            if bool(done.all()):
+                break
+            cur, cur_pos = token[:, None], cur_pos[:, -1:] + 1
+            attn = torch.cat([attn, attn.new_ones(b, 1)], 1)
+        return torch.cat([ids, torch.stack(new, 1)], 1) if new else ids
+
+    def _hf_generate(self, ids: torch.Tensor, mask: torch.Tensor, sampler: SeededSampler | None
+                     ) -> torch.Tensor:
+        from transformers import GenerationConfig, LogitsProcessorList
+
         gen_cfg = GenerationConfig(
             max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1,
             eos_token_id=sorted(self.eos), pad_token_id=self.tokenizer.pad_token_id,
             use_cache=True,
         )
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=gen_cfg,
-                                      logits_processor=procs)
-        finally:
-            self.model.train(was_training)
-        if out.shape[1] == ids.shape[1]:  # nothing generated (max_new_tokens reached 0)
-            out = torch.cat([out, torch.full_like(out[:, :1], sorted(self.eos)[0])], 1)
-        return _layout(self.tokenizer, ids, mask, out, self.eos)
+        procs = LogitsProcessorList([sampler] if sampler is not None else [])
+        return self.model.generate(input_ids=ids, attention_mask=mask, generation_config=gen_cfg,
+                                   logits_processor=procs)
 
     def sync_weights(self, model: torch.nn.Module) -> None:
         """Nothing to do: generation runs on the training module itself."""
@@ -184,7 +235,8 @@ class VLLMBackend:
 
     def __init__(self, model_path: str, tokenizer, *, max_new_tokens: int, temperature: float,
                  top_k: int = 0, top_p: float = 1.0, gpu_memory_utilization: float = 0.3,
-                 dtype: str = "bfloat16", seed: int = 0, max_model_len: int | None = None):
+                 dtype: str = "bfloat16", seed: int = 0, max_model_len: int | None = None,
+                 shared_prefix: bool = True):
         import os
 
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the engine in this process
@@ -203,6 +255,7 @@ class VLLMBackend:
                        seed=seed, distributed_executor_backend="external_launcher",
                        enable_prefix_caching=True, **kw)
         self.eos = eos_token_ids(tokenizer)
+        self.shared_prefix = shared_prefix  # for the training forwards (vLLM caches prefixes itself)
 
     @torch.no_grad()
     def generate(self, prompts: list[str], seeds: list[int], *, greedy: bool = False) -> Rollout:
@@ -223,7 +276,8 @@ class VLLMBackend:
         for i, r in enumerate(resp):
             full[i, ids.shape[1]: ids.shape[1] + len(r)] = torch.tensor(r, dtype=ids.dtype)
         device = torch.device("cuda", torch.cuda.current_device())
-        return _layout(self.tokenizer, ids.to(device), mask.to(device), full.to(device), self.eos)
+        return _layout(self.tokenizer, ids.to(device), mask.to(device), full.to(device), self.eos,
+                       shared_prefix=self.shared_prefix)
 
     def _vllm_model(self):
         executor = self.llm.llm_engine.model_executor
@@ -261,5 +315,6 @@ def make_backend(rollout_cfg, model: torch.nn.Module, tokenizer, *, model_path: 
             raise ConfigError("rollout.backend", "'hf' for in-process models (vLLM needs a model "
                               "directory: model.path)", "vllm")
         return VLLMBackend(model_path, tokenizer, gpu_memory_utilization=
-                           rollout_cfg.gpu_memory_utilization, seed=seed, **kw)
-    return HFGenerateBackend(model, tokenizer, **kw)
+                           rollout_cfg.gpu_memory_utilization, seed=seed,
+                           shared_prefix=rollout_cfg.shared_prefix, **kw)
+    return HFGenerateBackend(model, tokenizer, shared_prefix=rollout_cfg.shared_prefix, **kw)
