@@ -13,7 +13,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e ".[test,math,gguf,parquet,rl,trl]"
+	$(PIP) install -q -c constraints.txt -e ".[test,math,gguf,parquet,rl,trl,track]"
 	touch $@
 
 demo: install

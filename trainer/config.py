@@ -16,6 +16,7 @@ from typing import Any
 from regulator.config import ControlConfig, check_keys, get_typed
 from regulator.errors import ConfigError, unknown_name_error
 from regulator.knobs import KNOB_NAMES
+from trainer.trackers import check_backends
 
 #: top-level sections; ``tune`` is read by ``regulator tune`` only (envs/tune.py), train ignores it
 SECTIONS = ("model", "task", "reward", "rollout", "optim", "deepspeed", "control", "train", "log", "tune")
@@ -180,6 +181,7 @@ class LogConfig:
     progress: bool = True
     burn_in: int = 50               # summary.json tracking figures use steps burn_in..end
     ema_alpha: float = 0.6
+    backends: list = field(default_factory=list)  # experiment trackers: [wandb] (trainer/trackers.py)
 
     @classmethod
     def from_mapping(cls, s: Any, key: str = "log") -> LogConfig:
@@ -190,6 +192,7 @@ class LogConfig:
             progress=get_typed(s, "progress", bool, key, d.progress),
             burn_in=get_typed(s, "burn_in", int, key, d.burn_in, minimum=0),
             ema_alpha=get_typed(s, "ema_alpha", float, key, d.ema_alpha, minimum=0.0, maximum=0.999),
+            backends=check_backends(s.get("backends"), f"{key}.backends"),
         )
 
 

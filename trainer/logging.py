@@ -114,10 +114,16 @@ class RunLogger:
 
     def __init__(self, run_dir: Path, *, total_steps: int, start_step: int, rank: int = 0,
                  tensorboard: bool = True, progress: bool = True,
-                 config: Mapping[str, Any] | None = None) -> None:
+                 config: Mapping[str, Any] | None = None, backends: Sequence[Any] = ()) -> None:
         self.enabled = rank == 0
         self.run_dir = run_dir
         self._tb = self._bar = None
+        self._trackers = []  # built first: a missing tracker package fails before any file opens
+        if self.enabled and backends:
+            from trainer.trackers import make_trackers
+
+            self._trackers = make_trackers(list(backends), run_dir=run_dir, config=config or {},
+                                           start_step=start_step)
         name = "metrics.jsonl" if rank == 0 else f"metrics.rank{rank}.jsonl"
         truncate_metrics(run_dir / name, start_step)
         self._metrics = open(run_dir / name, "a")  # noqa: SIM115 - closed in close()
@@ -151,6 +157,12 @@ class RunLogger:
             if "eval/accuracy" in row:
                 post["eval"] = f"{row['eval/accuracy']:.2f}"
             self._bar.set_postfix(post, refresh=False)
+        if self._trackers:
+            from trainer.trackers import tracked_values
+
+            values = tracked_values(row)
+            for t in self._trackers:
+                t.log(values, step)
 
     def event(self, step: int, message: str) -> None:
         """A regulator intervention (fault or clamp): events.jsonl and the log."""
@@ -169,6 +181,11 @@ class RunLogger:
             self._tb.close()
         if self._bar is not None:
             self._bar.close()
+        for t in self._trackers:
+            try:
+                t.close()
+            except Exception as e:  # noqa: BLE001 - a tracker's upload must not fail the run
+                log.warning("tracker %s did not close cleanly: %s", type(t).__name__, e)
 
 
 def summarise(rows: Sequence[Mapping[str, Any]], *, burn_in: int, ema_alpha: float,

@@ -470,7 +470,8 @@ def _train(cfg: TrainConfig, saved: TrainConfig | None, resume: bool,
     if rank == 0:
         (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.raw, sort_keys=False))
     logger = RunLogger(run_dir, total_steps=cfg.train.steps, start_step=start, rank=rank,
-                       tensorboard=cfg.log.tensorboard, progress=cfg.log.progress, config=cfg.raw)
+                       tensorboard=cfg.log.tensorboard, progress=cfg.log.progress, config=cfg.raw,
+                       backends=cfg.log.backends)
 
     def checkpoint(step_done: int, stream_state: dict | None = None) -> None:
         state = {"step": step_done, "regulator": regulator.state_dict(),
