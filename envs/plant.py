@@ -4,9 +4,9 @@ Each plant is a genuine policy-gradient system, not an entropy formula. A softma
 logits per (prompt, position), z[p, l] = theta[p, l] (+ U[p] . W[l] with a low-rank adapter
 shared across prompts), samples ``group_size`` responses to each of ``prompts_per_step`` prompts
 of the synthetic verifiable task (``envs.sim_task``); binary rewards are checked; advantages are
-GRPO group-normalised, A = (r - mean_group r) / (std_group r + 1e-6); the update minimises
-``regulator.regulated_policy_loss`` (the trainer's function) with Adam, over
-``mini_batches x epochs`` updates per step.
+GRPO group-normalised, A = (r - mean_group r) / (std_group r + 1e-6); the update minimises the
+trainer's regulated loss (``regulator.regulated_policy_loss``, its gradient written out in
+closed form) with Adam, over ``mini_batches x epochs`` updates per step.
 
 One plant step = ``rollout()`` (sample, verify, measure entropy before the update) then
 ``update(knobs)``. All B plants advance together. Each plant is handed to the loss as one
@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 
@@ -31,20 +31,6 @@ from envs.counter_rng import uniform
 from envs.plant_config import PlantConfig
 from envs.sim_task import make_task
 from regulator.knobs import KNOB_NAMES, Knobs
-from regulator.loss import regulated_policy_loss
-
-
-class KnobTensor(NamedTuple):
-    """Per-plant knob values ([B, 1] tensors), duck-typed for ``regulated_policy_loss``.
-
-    The loss reads ``knobs.w_pos`` etc. only through broadcasting arithmetic, so one call
-    applies every plant's own knobs.
-    """
-
-    w_pos: torch.Tensor
-    w_neg: torch.Tensor
-    eps_low: torch.Tensor
-    eps_high: torch.Tensor
 
 
 def knobs_tensor(knobs: Knobs | Sequence[Knobs] | torch.Tensor, n: int) -> torch.Tensor:
@@ -244,58 +230,60 @@ class SimPlant:
 
     # ------------------------------------------------------------------ update
     @single_threaded
+    @torch.no_grad()
     def update(self, knobs: Knobs | Sequence[Knobs] | torch.Tensor) -> dict[str, torch.Tensor]:
         """Apply ``mini_batches x epochs`` Adam updates of the regulated loss on the last rollout.
 
         ``knobs``: one Knobs for every plant, a list of B Knobs, or a [B, 4] tensor (KNOB_NAMES
         order). Returns per-plant ``loss``, ``clip_frac_low`` and ``clip_frac_high`` (means over
         the updates; clip fractions are fractions of the plant's tokens).
+
+        The gradient is written out rather than taken by autograd (a test checks it against
+        autograd through ``regulated_policy_loss``): per plant, with N its tokens,
+            L = -(1/N) sum_tok w s,   s = min(r A, clip(r, 1 - eps_low, 1 + eps_high) A)
+            dL/dlog pi(a) = c = -(w A r / N) [not clipped],   dlog pi(a)/dz = onehot(a) - pi
+        so dL/dz at a (prompt, position) = sum over its samples of c (onehot(a) - pi).
         """
         if self.batch is None:
             raise RuntimeError("SimPlant.update() needs a rollout() first")
         c, B = self.config, self.num_plants
-        P, G, L = c.prompts_per_step, c.group_size, c.length
+        P, G, L, V = c.prompts_per_step, c.group_size, c.length, c.vocab
         M = c.mini_batches
-        Gm = G // M
         kt = knobs_tensor(knobs, B)
         if not torch.isfinite(kt[:, :3]).all() or torch.isnan(kt[:, 3]).any():
             raise ValueError("knobs must be finite (eps_high may be inf)")
-        kn = KnobTensor(*(kt[:, i : i + 1] for i in range(4)))  # [B, 1] each
-        lo, hi = 1 - kn.eps_low, 1 + kn.eps_high
+        w_pos, w_neg, eps_low, eps_high = (kt[:, i].view(1, B, 1, 1) for i in range(4))
+        lo, hi = 1 - eps_low, 1 + eps_high
         idx, actions, old_lp, adv = (self.batch[k] for k in ("idx", "actions", "old_lp", "adv"))
-        ntok = P * Gm * L
-        mask = torch.ones(B, ntok)
-        to_rows = lambda x: x.transpose(0, 1).reshape(B, ntok)  # [Gm, B, P, L] -> [B, tokens]  # noqa: E731
+        ntok = float((G // M) * P * L)  # one plant's tokens in a mini-batch
+        flat = (torch.arange(B)[:, None] * c.prompts + idx).reshape(-1)
         # Split every prompt's samples across mini-batches (splitting by prompt would leave a
-        # tabular plant on-policy, CONTROL_NOTES §7).
+        # tabular plant on-policy). Per mini-batch: actions, log pi_old, A, [A > 0], [A < 0]
+        # (float arithmetic: sign(max(x, 0)) = [x > 0]) and the weight w by the sign of A.
         parts = []
         for m in range(M):
-            A = to_rows(adv[m::M].unsqueeze(-1).expand(Gm, B, P, L))
-            # indicators [A > 0], [A < 0] in float arithmetic (sign(max(x, 0)) = [x > 0]) and the
-            # per-token weight, for the per-plant logging below
+            A = adv[m::M].unsqueeze(-1)  # [Gm, B, P, 1]
             pos, neg = A.clamp(min=0).sign(), (-A).clamp(min=0).sign()
-            parts.append((actions[m::M], to_rows(old_lp[m::M]), A, pos, neg, pos * kn.w_pos + neg * kn.w_neg))
+            parts.append((actions[m::M], old_lp[m::M], A, pos, neg, pos * w_pos + neg * w_neg))
         loss_acc, clip_lo, clip_hi = torch.zeros(B), torch.zeros(B), torch.zeros(B)
         for _ in range(c.epochs):
             for acts, olp, A, pos, neg, w in parts:
-                params = self._params()
-                for t in params.values():
-                    t.requires_grad_(True)
-                logp, _ = self._softmax(self._logits(idx, self.theta, self.W), probs=False)
-                lp = to_rows(logp.gather(0, acts))
-                loss, _ = regulated_policy_loss(lp, olp, A, mask, kn, num_tokens=ntok)
-                grads = torch.autograd.grad(loss, list(params.values()))
-                for t in params.values():
-                    t.requires_grad_(False)
-                with torch.no_grad():
-                    # Per-plant figures for logging, with the loss's own definitions:
-                    # s = min(r A, clip(r, 1 - eps_low, 1 + eps_high) A), w by the sign of A.
-                    ratio = (lp.detach() - olp).exp()
-                    s = torch.minimum(ratio * A, torch.clamp(ratio, lo, hi) * A)
-                    loss_acc -= (w * s).mean(1)
-                    clip_lo += (neg * (lo - ratio).clamp(min=0).sign()).mean(1)
-                    clip_hi += (pos * (ratio - hi).clamp(min=0).sign()).mean(1)
-                    self._adam_step(params, grads)
+                logp, p = self._softmax(self._logits(idx, self.theta, self.W))  # [V, B, P, L]
+                ratio = (logp.gather(0, acts) - olp).exp()  # [Gm, B, P, L]
+                s = torch.minimum(ratio * A, torch.clamp(ratio, lo, hi) * A)
+                low = neg * (lo - ratio).clamp(min=0).sign()   # A < 0, r < 1 - eps_low: no gradient
+                high = pos * (ratio - hi).clamp(min=0).sign()  # A > 0, r > 1 + eps_high: no gradient
+                loss_acc -= (w * s).sum((0, 2, 3)) / ntok
+                clip_lo += low.sum((0, 2, 3)) / ntok
+                clip_hi += high.sum((0, 2, 3)) / ntok
+                coef = w * A * ratio * (1 - low - high) * (-1.0 / ntok)  # dL/dlog pi(a)
+                dz = torch.zeros(V, B, P, L).scatter_add_(0, acts, coef) - p * coef.sum(0)
+                grads = [torch.zeros_like(self.theta).view(V, B * c.prompts, L)
+                         .index_add_(1, flat, dz.view(V, B * P, L)).view_as(self.theta)]
+                if c.rank:  # z += (U W) reshaped: dL/dW[b] = U[b]^T dz[b]
+                    u = self.U.view(B * c.prompts, -1).index_select(0, flat).view(B, P, -1)
+                    grads.append(torch.bmm(u.transpose(1, 2), dz.permute(1, 2, 3, 0).reshape(B, P, L * V)))
+                self._adam_step(self._params(), grads)
         n = float(c.updates_per_step)
         self.batch = None
         self.steps_done += 1
