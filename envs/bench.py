@@ -198,10 +198,14 @@ def run_bench(cfg: BenchConfig, progress_bar: bool = True) -> list[dict[str, Any
                                         "trainer_config", "trainer_configs", "burn_in", "ema_alpha",
                                         "workers", "band", "targets", "regime_targets")},
         "controllers": [e.as_dict() for e in cfg.controllers]}, sort_keys=False))
+    if cfg.band and cfg.plant == "trainer" and progress_bar:
+        n = len(band_corners(cfg.controllers)) * len(cfg.seeds) * len(cfg.regimes)
+        print(f"regulator bench: measuring the reachable band first ({n} open-loop runs of "
+              f"{cfg.horizon} steps)", flush=True)
+    bands = measure_bands(cfg, out)  # before the bar starts, so its rate and ETA count only the grid
     total = len(cfg.runs) * cfg.horizon
     bar = tqdm(total=total, unit="plant-step", disable=not progress_bar, smoothing=0.1, mininterval=1.0)
     summaries: list[dict[str, Any]] = []
-    bands = measure_bands(cfg, out)
     tasks = _tasks(cfg, bands)
     if cfg.workers == 1 or len(tasks) == 1 or cfg.plant == "trainer":
         q: Any = queue.SimpleQueue()
