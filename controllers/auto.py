@@ -33,9 +33,16 @@ effect is unknown is simply not used), by one scalar command u (u > 0 raises ent
 - Reference governor: where nothing can undo an undershoot (from scratch, late in training),
   the approach aims ``margin`` filtered-noise standard deviations above the target, so the
   overshoot stays inside the noise band; the derivative term brakes a fast approach.
+  The hold is released at most 5 % per step: with the brake at its bound nothing excites the
+  plant, drift and gain are confounded, and a noisy drift estimate must not drop the brake.
 - Anti-windup: the integral does not grow while u is saturated the way the error pushes, nor
   while the knobs have no authority (fewer than ``min_mixed`` of the groups have mixed rewards:
-  all-equal rewards give zero advantages); it leaks while the target stays out of reach.
+  all-equal rewards give zero advantages), nor while the error is closing at least at half the
+  designed rate (the approach is a transient the proportional path handles); it leaks while
+  the target stays out of reach. Measured on ``suite_sim.yaml`` (this controller alone, 5
+  seeds): pretrained 25.0 -> 24.1 %, scratch 23.4 -> 22.7 %; on seeds 5-9, not used while
+  designing it, 26.1 -> 25.6 % and 23.8 -> 20.8 %; one-sided test plant undershoot 0.13-0.17
+  -> 0.06-0.10 nats (target 1.0) and 0.08-0.10 -> 0.05-0.06 (target 0.5).
 - Authority: kp is scaled by 1 / max(mixed / 0.5, 0.25) as the mixed-group fraction falls.
 
 Bounds of the weights default to [0, 2] (``DEFAULT_BOUNDS``): a one-sided [0, 1] range can
@@ -137,6 +144,7 @@ class AutoController(Controller):
         self.h_filt: float | None = None
         self.noise2: float | None = None  # EWMA of the squared innovation H - H_f,prev
         self.integral = 0.0
+        self.hold = 0.0
         self.deriv = 0.0
         self.u = 0.0
         self.saturated = 0  # consecutive steps with u pinned at a limit
@@ -156,6 +164,7 @@ class AutoController(Controller):
     def state_dict(self) -> dict[str, Any]:
         est = self.estimator
         return {"h_filt": self.h_filt, "noise2": self.noise2, "integral": self.integral,
+                "hold": self.hold,
                 "deriv": self.deriv, "u": self.u, "saturated": self.saturated,
                 "last_dither": dict(self.last_dither), "shares": dict(self.shares), "kp": self.kp,
                 "estimator": None if est is None else est.state_dict()}
@@ -164,6 +173,7 @@ class AutoController(Controller):
         self.h_filt = None if state["h_filt"] is None else float(state["h_filt"])
         self.noise2 = None if state["noise2"] is None else float(state["noise2"])
         self.integral, self.deriv, self.u = (float(state[k]) for k in ("integral", "deriv", "u"))
+        self.hold = float(state.get("hold", 0.0))
         self.saturated = int(state["saturated"])
         self.last_dither = {k: float(v) for k, v in state["last_dither"].items()}
         self.shares = {k: float(v) for k, v in state["shares"].items()}
@@ -257,10 +267,14 @@ class AutoController(Controller):
         # target u = u_hold brakes the collapse at once instead of waiting for an integral to
         # wind up (which on a one-sided plant arrives after the overshoot that nothing undoes).
         # Brake-only (>= 0): RLVR's drift is a collapse, the one trusted prior.
+        # The hold is released slowly (a 5 % decay per step at most): while the brake sits at
+        # its bound nothing excites the plant, drift and gain are then confounded, and a noisy
+        # drift estimate would otherwise drop the brake at once.
         if est.n >= est.warmup:
             tau = (obs.step - (est.t0 or 0)) / 100.0
             drift = float(est.theta[1] + 2.0 * est.theta[2] * tau) / 100.0  # nats per step at u = 0
-            u_ff += min(max(-drift / max(gain, 1e-9), 0.0), hi)
+            self.hold = max(min(max(-drift / max(gain, 1e-9), 0.0), hi), 0.95 * self.hold)
+            u_ff += self.hold
 
         def law(integral: float) -> float:
             return self.kp * (e + integral / t_i + self.lag * self.deriv) + u_ff
@@ -269,8 +283,13 @@ class AutoController(Controller):
         u_raw = law(candidate)
         pinned = (u_raw > hi and e > 0) or (u_raw < lo and e < 0)
         powerless = math.isfinite(mixed) and mixed < self.min_mixed
+        # closing in: the error shrinks at least at half the designed closed-loop rate, so the
+        # proportional path is doing the work and integrating the transient would only wind up
+        # (an overshoot on a one-sided plant is never undone)
+        de = self.deriv + (obs.next_target - obs.target) / scale  # smoothed change of e per step
+        closing = e * de < 0 and abs(de) >= 0.5 * abs(e) / (self.tau_c + self.lag)
         self.saturated = self.saturated + 1 if pinned else 0
-        if pinned or powerless:
+        if pinned or powerless or closing:
             u_raw = law(self.integral)
             if self.saturated > self.tau_c:  # out of reach for a while: forget the backlog
                 self.integral *= 0.9

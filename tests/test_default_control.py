@@ -76,18 +76,19 @@ def _one_sided_plant(steps: int, target: float, seed: int = 0) -> tuple[list[flo
 
 
 def test_the_hold_term_brakes_at_the_target_on_a_one_sided_plant():
-    """The command that cancels the identified drift is on when the target is reached: the
-    undershoot stays below 0.2 nats (it was 0.27 and 0.33 nats with the integral alone) and the
-    entropy settles there (nothing raises it again on this plant)."""
+    """The command that cancels the identified drift is on when the target is reached, and the
+    integral does not wind up during the approach: the undershoot stays below 0.12 nats (it was
+    0.27 and 0.33 nats with the integral alone, 0.13-0.17 with the hold term before the
+    conditional integration) and the entropy settles there (nothing raises it again here)."""
     for target in (1.0, 0.5):
         for seed in (0, 1, 2):
             hs, _ = _one_sided_plant(300, target, seed)
-            assert target - min(hs) < 0.2, (target, seed, min(hs))
+            assert target - min(hs) < 0.12, (target, seed, min(hs))
             assert np.std(hs[-50:]) < 0.02
 
 
 @pytest.mark.xfail(strict=True, reason="known open defect (issue 13): the approach from 2.5 to the "
-                   "target still undershoots it by 0.08-0.17 nats (> 3 noise sigma) on this "
+                   "target still undershoots it by 0.05-0.10 nats (up to 5 noise sigma) on this "
                    "one-sided plant")
 def test_no_windup_overshoot_beyond_the_noise_band_on_a_one_sided_plant():
     for target in (1.0, 0.5):
