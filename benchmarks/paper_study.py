@@ -207,35 +207,71 @@ def _correlations(res: dict) -> str:
     return "; ".join(parts)
 
 
+#: the panel a variant's curve goes in, by the first word of its label (others: "other")
+FAMILIES = {"clip": "clip bounds (4 updates/step)", "updates": "updates per step",
+            "pos": "token weights", "neg": "token weights", "w": "token weights",
+            "par": "positive-advantage reweighting", "pid": "feedback", "bandit": "feedback"}
+
+
+def _family(label: str) -> str:
+    return FAMILIES.get(label.split("_")[0], "other")
+
+
 def _plot(path: Path, res: dict, tasks: list[str], variants: list[dict[str, Any]],
           threshold: float | None) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = entropy_figure(res, tasks, variants, threshold)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def entropy_figure(res: dict, tasks: list[str], variants: list[dict[str, Any]],
+                   threshold: float | None) -> Any:
+    """Small multiples: a row per task, a column per variant family, GRPO in every panel as
+    the black reference; one legend per column, above the top row, so no curve is covered."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(tasks), figsize=(7 * len(tasks), 5), squeeze=False)
-    cmap = plt.get_cmap("tab20")
-    for ax, task in zip(axes[0], tasks):
-        for i, v in enumerate(variants):
-            curves = [f["curve"] for f in res[(task, v["label"])] if f.get("curve")]
-            if not curves:
-                continue
-            length = min(len(c) for c in curves)
-            mean = [statistics.fmean(c[t] for c in curves) for t in range(length)]
-            ax.plot(range(length), mean, color=cmap(i % 20), lw=1.2, label=v["label"],
-                    ls="-" if i < 10 else "--")
-        if threshold is not None:
-            ax.axhline(threshold, color="k", lw=0.6, ls=":")
-        ax.set_yscale("log")
-        ax.set_title(f"{task}: token entropy (mean over seeds)")
-        ax.set_xlabel("step")
-        ax.set_ylabel("entropy (nats)")
-    if axes[0][-1].get_legend_handles_labels()[0]:
-        axes[0][-1].legend(fontsize=7, ncol=2, loc="upper right")
+    families = list(dict.fromkeys(_family(v["label"]) for v in variants if v["label"] != "grpo"))
+    fig, axes = plt.subplots(len(tasks), len(families), figsize=(3.6 * len(families), 3.0 * len(tasks) + 1.2),
+                             squeeze=False, sharey="row")
+    cmap = plt.get_cmap("tab10")
+
+    def mean_curve(task: str, label: str) -> list[float]:
+        curves = [f["curve"] for f in res.get((task, label), []) if f.get("curve")]
+        if not curves:
+            return []
+        length = min(len(c) for c in curves)
+        return [statistics.fmean(c[t] for c in curves) for t in range(length)]
+
+    for r, task in enumerate(tasks):
+        ref = mean_curve(task, "grpo")
+        for c, fam in enumerate(families):
+            ax = axes[r][c]
+            if ref:
+                ax.plot(range(len(ref)), ref, color="k", lw=1.0, label="grpo")
+            members = [v["label"] for v in variants if v["label"] != "grpo" and _family(v["label"]) == fam]
+            for i, label in enumerate(members):
+                curve = mean_curve(task, label)
+                if curve:
+                    ax.plot(range(len(curve)), curve, color=cmap(i % 10), lw=1.2, label=label,
+                            ls="-" if i < 10 else "--")
+            if threshold is not None:
+                ax.axhline(threshold, color="k", lw=0.6, ls=":")
+            ax.set_yscale("log")
+            ax.set_title(f"{task}: {fam}", fontsize=9)
+            if r == len(tasks) - 1:
+                ax.set_xlabel("step")
+            if c == 0:
+                ax.set_ylabel("entropy (nats, mean over seeds)")
+            if r == 0:
+                ax.legend(fontsize=7, ncol=2, loc="lower center", bbox_to_anchor=(0.5, 1.12),
+                          frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 def main(argv: list[str] | None = None) -> int:

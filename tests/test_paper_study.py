@@ -112,3 +112,27 @@ def test_plant_side_table(tmp_path):
     assert list(rows) == list(paper_plant.VARIANTS)
     assert all(line.count("±") == 4 for line in rows.values())
     assert "- pretrained (start" in text and "- scratch (start" in text and "raising w_neg" in text
+
+
+def test_the_entropy_figure_has_a_panel_per_family_and_legends_that_cover_no_curve():
+    variants = ps.load_variants(CONFIG_DIR)
+    res = {(task, v["label"]): [{"curve": [2.8 * 0.98 ** (t * (i + 1) / 5) for t in range(50)]}]
+           for task in ("max5", "parity") for i, v in enumerate(variants)}
+    fig = ps.entropy_figure(res, ["max5", "parity"], variants, 0.2)
+    families = list(dict.fromkeys(ps._family(v["label"]) for v in variants if v["label"] != "grpo"))
+    axes = fig.axes
+    assert len(axes) == 2 * len(families) and len(families) >= 4  # 17 series split up
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    shown = set()
+    for ax in axes[: len(families)]:  # the top row carries the legends
+        legend = ax.get_legend()
+        labels = [t.get_text() for t in legend.get_texts()]
+        assert labels[0] == "grpo" and len(labels) <= 6
+        shown.update(labels)
+        box = legend.get_window_extent(renderer)
+        for other in axes:  # above the panels: it overlaps no plotting area
+            assert not box.overlaps(other.get_window_extent(renderer))
+    assert shown == {v["label"] for v in variants}  # every variant appears in some legend
+    for ax in axes:
+        assert ax.get_yscale() == "log" and ax.lines  # curves drawn, in every panel
