@@ -236,6 +236,7 @@ def entropy_figure(res: dict, tasks: list[str], variants: list[dict[str, Any]],
     import matplotlib.pyplot as plt
 
     families = list(dict.fromkeys(_family(v["label"]) for v in variants if v["label"] != "grpo"))
+    families = families or ["baseline"]  # a study of GRPO alone: one panel per task
     fig, axes = plt.subplots(len(tasks), len(families), figsize=(3.6 * len(families), 3.0 * len(tasks) + 1.2),
                              squeeze=False, sharey="row")
     cmap = plt.get_cmap("tab10")
