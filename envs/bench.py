@@ -71,6 +71,16 @@ def _write_rows(path: Path, rows: Sequence[dict[str, float]]) -> None:
                                 for k, v in r.items()}) + "\n")
 
 
+class _BarTicks:
+    """The progress queue's ``put`` for runs in this process: straight onto the bar."""
+
+    def __init__(self, bar: Any) -> None:
+        self.bar = bar
+
+    def put(self, n: int) -> None:
+        self.bar.update(n)
+
+
 def _init_worker(progress: Any) -> None:
     global _PROGRESS
     _PROGRESS = progress
@@ -208,12 +218,9 @@ def run_bench(cfg: BenchConfig, progress_bar: bool = True) -> list[dict[str, Any
     summaries: list[dict[str, Any]] = []
     tasks = _tasks(cfg, bands)
     if cfg.workers == 1 or len(tasks) == 1 or cfg.plant == "trainer":
-        q: Any = queue.SimpleQueue()
-        _init_worker(q)
+        _init_worker(_BarTicks(bar))  # in this process: every step moves the bar at once
         for fn, args in tasks:
             summaries.extend(fn(*args))
-            while not q.empty():
-                bar.update(q.get())
     else:
         ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
         q = ctx.Queue()
