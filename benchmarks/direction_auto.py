@@ -41,7 +41,7 @@ TARGETS = {
                 "decay": {"kind": "linear", "start": 0.6, "end": 0.15}},
 }
 #: steps left out of the RMSE: from scratch the policy falls from ln 12 = 2.48 nats to ~0.5 in
-#: ~100 steps whatever the knobs do (CONTROL_NOTES §2), so scratch is scored after that fall
+#: ~100 steps whatever the knobs do (docs/regimes.md §2), so scratch is scored after that fall
 BURN_IN = {"pretrained": 50, "scratch": 120}
 #: hand-tuned PI: the sign that raises entropy in each regime where the knob has authority
 #: (pretrained: the paper's; scratch after the fall: lower w_neg, and w_pos keeps the paper's

@@ -17,7 +17,7 @@ from regulator.knobs import KNOB_NAMES, KnobBounds, Knobs
 from regulator.targets import parse_points
 
 #: sign of the knob change that *raises* entropy in the paper's regime (a pretrained policy):
-#: lower w_pos, raise w_neg, raise eps_high, lower eps_low. Not universal (CONTROL_NOTES.md §1):
+#: lower w_pos, raise w_neg, raise eps_high, lower eps_low. Not universal (docs/regimes.md §1):
 #: every feedback controller lets a parameter flip it per knob.
 PAPER_DIRECTION: dict[str, int] = {"w_pos": -1, "w_neg": 1, "eps_low": -1, "eps_high": 1}
 

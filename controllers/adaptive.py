@@ -8,7 +8,7 @@ Model (one step = one time unit; k_t the knobs applied at step t, H_t the measur
 
 With rho = 1 the plant is integrating (a knob sets the *rate* of entropy change, the GRPO case:
 g_k is nats per step per unit knob); rho < 1 fits a plant with a lag. The fit is on levels, not
-differences: the sensor noise n_t is white (CONTROL_NOTES §4, 7-14 % of H), and differencing
+differences: the sensor noise n_t is white (docs/regimes.md §4, 7-14 % of H), and differencing
 would double it while the per-step knob effect is a few thousandths of a nat. F_t uses knobs up
 to t-1 only, so it is independent of n_t even in closed loop.
 

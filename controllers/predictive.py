@@ -20,7 +20,7 @@ entropy is ``next_target``:
     w = clip(w_prev + v r / (|v|^2 + rho),  bounds),  |w - w_prev| <= max_move
 
 H_f is the EMA-filtered measurement, rho = (damping x typical |v|)^2 keeps the step finite when
-the statistics vanish (at collapse no knob has authority, CONTROL_NOTES §2). Before ``warmup``
+the statistics vanish (at collapse no knob has authority, docs/regimes.md §2). Before ``warmup``
 steps eta_k = ``eta0`` (the first-order prediction taken at face value). Only w_pos / w_neg can
 be actuated. The Regulator adds its bounds and rate limits on top.
 """

@@ -3,7 +3,7 @@
 On the simulated plant every run of a regime is one plant of a batched ``SimPlant`` (the grid is
 split into ``workers`` chunks, one process each), driven by its own Regulator, as the trainer
 drives its controller. On ``plant: trainer`` each run is a real ``regulator train`` run. Outputs
-(SPEC.md): ``OUT/leaderboard.csv``, ``OUT/leaderboard.md``, ``OUT/tracking.png`` and each run's
+: ``OUT/leaderboard.csv``, ``OUT/leaderboard.md``, ``OUT/tracking.png`` and each run's
 ``OUT/runs/<regime>/<target>/<label>/seed<k>/metrics.jsonl``.
 """
 

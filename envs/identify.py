@@ -1,7 +1,7 @@
 """Knob identification from open-loop step probes, and PI gains by the SIMC rule.
 
 Probe protocol (``regulator tune``): every run starts at the operating point k0 and holds it for
-``start`` steps (early in training, where the knobs still have authority, CONTROL_NOTES §2);
+``start`` steps (early in training, where the knobs still have authority, docs/regimes.md §2);
 then one knob k is stepped to k0 + delta or k0 - delta for ``probe_steps`` steps. A base run
 keeps k0. Runs with the same seed are paired (same task, initial policy and sampling stream), so
 the difference D_j = H_variant[start + j] - H_base[start + j] removes the common drift (the
@@ -131,11 +131,11 @@ def recommend(models: list[KnobModel], bounds: dict[str, tuple[float, float]], *
     candidate's minus 2 standard errors of their difference: moving every token weight together
     scales the whole update (a learning-rate-like knob once Adam has a gradient history; from
     step 0 Adam normalises a common scale away), so its sign holds whichever advantage
-    sign drives entropy in a phase, where single weights reverse (CONTROL_NOTES.md section 1).
+    sign drives entropy in a phase, where single weights reverse (docs/regimes.md §1).
     ``relative``: gains for ``relative_error: true`` (error as a fraction of the target), kp and
     ki scaled by the probed entropy level H_ref, so they equal the SIMC gains there and grow as
     1 / target below it: entropy falls multiplicatively and its noise scales with its level
-    (CONTROL_NOTES.md section 4), so a fixed relative gain suits the whole curve.
+    (docs/regimes.md §4), so a fixed relative gain suits the whole curve.
     Returns {knobs, gains, kp, ki, tau_c, theta, process_gain, mode, models, relative_error},
     or {knobs: []} when nothing has authority.
     """

@@ -12,7 +12,7 @@ from regulator.errors import ConfigError, unknown_name_error
 
 REGIMES = ("pretrained", "scratch")
 
-# Regime defaults for the fields left as None (CONTROL_NOTES §7 measured the pretrained shape).
+# Regime defaults for the fields left as None (docs/regimes.md §5 measured the pretrained shape).
 _REGIME_DEFAULTS: dict[str, dict[str, Any]] = {
     "pretrained": {"length": 6, "forks": 2},
     "scratch": {"length": 1, "forks": 1},
@@ -36,7 +36,7 @@ class PlantConfig:
         mini-batches, so later mini-batches see a ratio != 1 and the clip bounds act).
     rank: width of the low-rank adapter shared across prompts: logits
         z[p, l] = theta[p, l] + U[p] . W[l], with U fixed (N(0, shared_scale^2)) and W trained from 0.
-        0 = purely tabular logits (then the ratio barely leaves 1 under Adam, CONTROL_NOTES §7).
+        0 = purely tabular logits (then the ratio barely leaves 1 under Adam, docs/regimes.md §5).
     dh_stats: also measure the first-order entropy-change split ``dh_pos``/``dh_neg`` per step.
     """
 

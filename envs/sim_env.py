@@ -4,7 +4,7 @@ One env step = one training step of the plant. The action (a Box in [-1, 1] per 
 is mapped linearly onto the knob's bounds and applied to the update of the batch already
 measured; then the next batch is sampled and measured. Observation: ``OBSERVATION_FIELDS``
 (``envs.spaces``; also ``env.unwrapped.observation_fields``). Reward: -|H_{t+1} - H*_{t+1}|, minus
-the absolute tracking error after the step. ``info`` holds the raw metrics under SPEC.md's names
+the absolute tracking error after the step. ``info`` holds the raw metrics under the trainer's metric names
 (``entropy/measured``, ``reward/accuracy``, ``knobs/w_pos`` ...) for the step just taken.
 
 Keyword arguments (both the single and the vector env):

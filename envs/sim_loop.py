@@ -1,7 +1,7 @@
 """The closed loop on the simulated plant, as the trainer runs it: measure, regulate, update.
 
 ``run_regulated`` drives B plants with B Regulators (one controller each) and returns the per-step
-metric rows under SPEC.md's names. The bench uses it; the env adapters are tested against it.
+metric rows under the trainer's metric names. The bench uses it; the env adapters are tested against it.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def controller_metrics(measure: Mapping[str, torch.Tensor], last_update: Mapping
 
 def metrics_row(step: int, entropy: float, target: float, knobs: Knobs, measure: Mapping[str, torch.Tensor],
                 update: Mapping[str, torch.Tensor], b: int, step_s: float = math.nan) -> dict[str, float]:
-    """One metrics.jsonl row (SPEC.md names) for plant ``b`` at ``step``."""
+    """One metrics.jsonl row (the trainer's metric names) for plant ``b`` at ``step``."""
     row: dict[str, float] = {"step": step, "entropy/measured": entropy, "entropy/target": target}
     row.update({f"knobs/{k}": getattr(knobs, k) for k in KNOB_NAMES})
     row.update({

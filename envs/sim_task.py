@@ -2,10 +2,10 @@
 
 A prompt p asks for a fixed answer string ``answer[p]`` of ``length`` tokens over a vocabulary of
 ``vocab`` tokens. The verifier is exact match: reward 1 iff every sampled token equals the answer
-token at its position (so format tokens count in the reward, see CONTROL_NOTES §7: without that
+token at its position (so format tokens count in the reward, see docs/regimes.md §5: without that
 the pushes on shared tokens cancel and nothing collapses).
 
-Regimes (CONTROL_NOTES §1, §7):
+Regimes (docs/regimes.md §1, §5):
 
 - ``pretrained``: the first ``length - forks`` positions are *format* tokens, the same token for
   every prompt (right and wrong answers share them), sampled with probability ``format_p`` in

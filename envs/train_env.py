@@ -7,7 +7,7 @@ first rollout batch and returns its observation. ``step(action)`` maps the actio
 of the batch already measured, then samples and measures the next batch. Observation:
 ``envs.spaces.OBSERVATION_FIELDS`` (also ``env.unwrapped.observation_fields``), the same fields
 as EntropySim-v0. Reward: -|H_{t+1} - H*_{t+1}|. The episode is truncated after ``horizon``
-steps. ``info`` is the trainer's metrics row of the step just taken (SPEC.md names), without
+steps. ``info`` is the trainer's metrics row of the step just taken (the trainer's metric names), without
 the ``time/*`` entries (so equal seeds give equal infos), plus ``entropy/next`` = H_{t+1}.
 
 Keyword arguments:

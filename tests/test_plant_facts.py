@@ -99,7 +99,7 @@ def scratch_weights():
 
 def test_scratch_regime_directions(scratch_weights):
     """From scratch (uniform start, one-token answers) the late-training direction reverses:
-    w_neg = 0 keeps entropy highest, w_pos = 0 ends lowest (CONTROL_NOTES §1)."""
+    w_neg = 0 keeps entropy highest, w_pos = 0 ends lowest (docs/regimes.md §1)."""
     ent, _, _ = scratch_weights
     assert ent[0].mean() == pytest.approx(torch.log(torch.tensor(12.0)).item(), abs=1e-4)
     final = ent[-30:].mean(0)

@@ -1,4 +1,4 @@
-"""A short ``regulator train`` run: the run directory, every SPEC metric name, tensorboard,
+"""A short ``regulator train`` run: the run directory, every public metric name, tensorboard,
 summary.json, and a reward function that raises."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The ``regulator train`` config schema (TrainConfig), validated up front.
 
-Sections (SPEC.md): model, task, reward, rollout, optim, deepspeed, control, train, log.
+Sections: model, task, reward, rollout, optim, deepspeed, control, train, log.
 ``model``, ``task`` and ``reward`` are checked by their builders (``trainer.models``,
 ``trainer.tasks``, ``trainer.rewards``); the others are checked here, and every mistake is a
 ConfigError naming the key (the CLI prints it and exits 2).

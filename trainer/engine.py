@@ -5,7 +5,7 @@
 MASTER_PORT, or DeepSpeed looks for MPI and fails). ``build_engine()`` wraps a model in a
 DeepSpeed engine from the ``deepspeed:`` and ``optim:`` config sections.
 
-CPU traps (see ENVIRONMENT.md), all handled in ``_cpu_tricks``:
+CPU traps (measured on the 2-core build machines), all handled in ``_cpu_tricks``:
 - single-process env vars with a free port;
 - DeepSpeed would JIT-compile a shared-memory comm op (~40 s of g++ per process) that is useless
   at world size 1: it is marked incompatible before DeepSpeed builds its comm backend. With

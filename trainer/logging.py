@@ -3,7 +3,7 @@ events.jsonl (regulator interventions) and summary.json. Rank 0 writes them; eve
 writes only ``metrics.rank{r}.jsonl`` (so one can check that all ranks saw the same entropy and
 applied the same knobs).
 
-Metric names are SPEC.md's, the same in metrics.jsonl and tensorboard.
+Metric names (listed in docs/trainer.md) are the same in metrics.jsonl and tensorboard.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from regulator.tracking import tracking_summary
 
 log = logging.getLogger("trainer")
 
-#: every per-step metric SPEC.md names (each metrics.jsonl line has all of them)
+#: every per-step metric the trainer's metric names (each metrics.jsonl line has all of them)
 SPEC_METRICS = (
     "step", "entropy/measured", "entropy/target", "knobs/w_pos", "knobs/w_neg", "knobs/eps_low",
     "knobs/eps_high", "reward/mean", "reward/accuracy", "loss/policy", "clip/frac_low",

@@ -171,7 +171,7 @@ def train_step(run: Run, step: int) -> dict[str, float]:
         run.backend.sync_weights(run.engine.module)
         t_upd, run.updating, run.updates = time.perf_counter() - t1, False, run.updates + 1
         run.last_clip = {"clip_frac_low": upd["clip/frac_low"], "clip_frac_high": upd["clip/frac_high"]}
-    # 7. the row for metrics.jsonl / tensorboard (SPEC names first)
+    # 7. the row for metrics.jsonl / tensorboard (the public metric names first)
     return {
         "step": step, "entropy/measured": entropy, "entropy/target": run.regulator.target_at(step),
         **{f"knobs/{k}": v for k, v in knobs.as_dict().items()},

@@ -1,7 +1,7 @@
 """Supervised warm-up: turn a model into a confident, imperfect "base model" before RL.
 
 Why: GRPO from a random init collapses entropy within 30-60 steps, and the knob directions are
-those of the scratch regime (CONTROL_NOTES.md sections 1, 2, 7). The paper's regime is a
+those of the scratch regime (docs/regimes.md §1, §2, §5). The paper's regime is a
 pretrained policy whose sampled tokens are mostly confident, right on some prompts and
 systematically wrong on others. A few hundred steps of teacher forcing on the task's
 demonstrations (``Task.demonstration``: wrong on a fixed ``error_rate`` fraction of prompts,

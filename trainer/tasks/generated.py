@@ -12,7 +12,7 @@ Formats: ``compact`` (default; short prompts over a small alphabet, for the char
 model: ``"31415="`` -> ``"5"``) and ``natural`` (an English question, for instruct models).
 With ``cot: true`` (compact only) the demonstration and reference answer carry a short worked
 trace ending in ``#`` before the final answer (``"4+8=12,3+5+1=9#92"``): longer responses whose
-trace tokens are shared by right and wrong answers, the regime of CONTROL_NOTES.md section 7.
+trace tokens are shared by right and wrong answers, the regime of docs/regimes.md §5.
 The answer rule ``auto`` (see ``trainer.rewards.extract_answer``) reads what follows the last
 ``#``.
 
