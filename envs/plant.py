@@ -141,11 +141,15 @@ class SimPlant:
     def _plant_slice(self, p: torch.Tensor, b: int) -> torch.Tensor:
         return p[:, b] if self._plant_axis(p) == 1 else p[b]
 
+    def _flat_rows(self, idx: torch.Tensor) -> torch.Tensor:
+        """Rows of the [B * prompts] flattening for plant b's prompts idx[b]: b * prompts + idx."""
+        return (torch.arange(self.num_plants)[:, None] * self.config.prompts + idx).reshape(-1)
+
     def _logits(self, idx: torch.Tensor, theta: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
         """z[:, b, i] = theta[:, b, idx[b, i]] (+ U[b, idx[b, i]] . W[b])  -> [V, B, P, L]."""
         c, B = self.config, self.num_plants
         V, P, L = c.vocab, idx.shape[1], c.length
-        flat = (torch.arange(B)[:, None] * c.prompts + idx).reshape(-1)
+        flat = self._flat_rows(idx)
         z = theta.view(V, B * c.prompts, L).index_select(1, flat).view(V, B, P, L)
         if c.rank:
             u = self.U.view(B * c.prompts, -1).index_select(0, flat).view(B, P, -1)
@@ -190,8 +194,7 @@ class SimPlant:
         cdf = p.cumsum(0)[:-1]
         actions = (u.unsqueeze(0) - cdf.unsqueeze(1)).clamp_(min=0).ceil_().sum(0).long()
         old_lp = logp.gather(0, actions)  # log pi_old(a) per token, [G, B, P, L]
-        fp = (torch.arange(B)[:, None] * c.prompts + idx).reshape(-1)
-        acc = self.accepted.view(V, B * c.prompts, L).index_select(1, fp).view(V, B, P, L)
+        acc = self.accepted.view(V, B * c.prompts, L).index_select(1, self._flat_rows(idx)).view(V, B, P, L)
         reward = acc.gather(0, actions).all(-1).float()  # verifier: all tokens accepted, [G, B, P]
         mean = reward.mean(0)
         std = (mean * (1 - mean)).sqrt()  # population std of binary rewards
@@ -256,7 +259,7 @@ class SimPlant:
         lo, hi = 1 - eps_low, 1 + eps_high
         idx, actions, old_lp, adv = (self.batch[k] for k in ("idx", "actions", "old_lp", "adv"))
         ntok = float((G // M) * P * L)  # one plant's tokens in a mini-batch
-        flat = (torch.arange(B)[:, None] * c.prompts + idx).reshape(-1)
+        flat = self._flat_rows(idx)
         # Split every prompt's samples across mini-batches (splitting by prompt would leave a
         # tabular plant on-policy). Per mini-batch: actions, log pi_old, A, [A > 0], [A < 0]
         # (float arithmetic: sign(max(x, 0)) = [x > 0]) and the weight w by the sign of A.

@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 
 from regulator import Knobs, predicted_entropy_change, regulated_policy_loss, token_stats
-from trainer.prefix import is_shared, shared_prefix_logits
+from trainer.prefix import prompt_groups, shared_prefix_logits
 from trainer.rollout import Rollout
 
 
@@ -69,8 +69,10 @@ def response_logits(engine, rollout: Rollout, rows: torch.Tensor | slice = slice
     """
     t, p = rollout.response_mask.shape[1], rollout.prompt_len
     ids, mask, pos = rollout.input_ids[rows], rollout.attention_mask[rows], rollout.position_ids()[rows]
-    if rollout.shared_prefix and is_shared(ids[:, :p]):
-        return shared_prefix_logits(engine, ids, mask, pos, p)
+    if rollout.shared_prefix and p > 1:
+        groups = prompt_groups(ids[:, :p])
+        if len(groups[0]) < ids.shape[0]:  # some prompt repeats: compute it once
+            return shared_prefix_logits(engine, ids, mask, pos, p, groups)
     out = engine(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=t + 1,
                  use_cache=False)
     return out.logits[:, :-1]

@@ -18,6 +18,7 @@ from typing import Any
 
 from regulator.errors import ConfigError
 from regulator.tracking import tracking_summary
+from trainer.trackers import make_trackers, tracked_values
 
 log = logging.getLogger("trainer")
 
@@ -120,8 +121,6 @@ class RunLogger:
         self._tb = self._bar = None
         self._trackers = []  # built first: a missing tracker package fails before any file opens
         if self.enabled and backends:
-            from trainer.trackers import make_trackers
-
             self._trackers = make_trackers(list(backends), run_dir=run_dir, config=config or {},
                                            start_step=start_step)
         name = "metrics.jsonl" if rank == 0 else f"metrics.rank{rank}.jsonl"
@@ -158,8 +157,6 @@ class RunLogger:
                 post["eval"] = f"{row['eval/accuracy']:.2f}"
             self._bar.set_postfix(post, refresh=False)
         if self._trackers:
-            from trainer.trackers import tracked_values
-
             values = tracked_values(row)
             for t in self._trackers:
                 t.log(values, step)

@@ -28,20 +28,16 @@ def prompt_groups(prompt_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     return first, inverse
 
 
-def is_shared(prompt_ids: torch.Tensor) -> bool:
-    """Whether any prompt repeats (otherwise a shared forward only adds a call)."""
-    return prompt_ids.shape[1] > 1 and bool(
-        torch.unique(prompt_ids, dim=0).shape[0] < prompt_ids.shape[0])
-
-
 def prefix_cache(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
-                 positions: torch.Tensor):
+                 positions: torch.Tensor,
+                 groups: tuple[torch.Tensor, torch.Tensor] | None = None):
     """The KV cache of columns [0, P - 1) of every row, computed once per distinct prompt.
 
-    ``positions`` are the prompt's position ids [B, P]. Gradient flows through the cache when
-    grad is enabled. Returns the model's cache object, gathered to all B rows.
+    ``positions`` are the prompt's position ids [B, P]; ``groups`` is ``prompt_groups`` of the
+    prompt ids when the caller has it already. Gradient flows through the cache when grad is
+    enabled. Returns the model's cache object, gathered to all B rows.
     """
-    first, inverse = prompt_groups(prompt_ids)
+    first, inverse = groups if groups is not None else prompt_groups(prompt_ids)
     cut = prompt_ids.shape[1] - 1
     out = model(input_ids=prompt_ids[first, :cut], attention_mask=prompt_mask[first, :cut],
                 position_ids=positions[first, :cut], use_cache=True, logits_to_keep=1)
@@ -51,14 +47,15 @@ def prefix_cache(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
 
 
 def shared_prefix_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                         position_ids: torch.Tensor, prompt_len: int) -> torch.Tensor:
+                         position_ids: torch.Tensor, prompt_len: int,
+                         groups: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Logits [B, T, V] predicting the T response tokens, the prompt computed once per group.
 
     The inputs are the rollout layout: left-padded prompt (``prompt_len`` columns) + response.
     Equal, up to float rounding, to a full forward's ``logits[:, P - 1:-1]``.
     """
     p = prompt_len
-    cache = prefix_cache(model, input_ids[:, :p], attention_mask[:, :p], position_ids[:, :p])
+    cache = prefix_cache(model, input_ids[:, :p], attention_mask[:, :p], position_ids[:, :p], groups)
     out = model(input_ids=input_ids[:, p - 1:-1], attention_mask=attention_mask[:, :-1],
                 position_ids=position_ids[:, p - 1:-1], past_key_values=cache, use_cache=True)
     return out.logits
