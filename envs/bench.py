@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import multiprocessing as mp
+import os
 import queue
 import time
 from collections.abc import Sequence
@@ -81,9 +82,18 @@ class _BarTicks:
         self.bar.update(n)
 
 
-def _init_worker(progress: Any) -> None:
+#: what ``trainer.engine.init_distributed`` sets for a single-process run; a worker clears them
+#: so that its run makes its own process group on its own port
+_DIST_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def _init_worker(progress: Any, fresh_process: bool = False) -> None:
     global _PROGRESS
     _PROGRESS = progress
+    if fresh_process:
+        for k in _DIST_ENV:
+            os.environ.pop(k, None)
+        logging.getLogger("regulator.safety").setLevel(logging.ERROR)  # as bench_main does
     import torch
 
     torch.set_num_threads(1)
@@ -154,31 +164,45 @@ def _band_entry(corner: Any, entries: Sequence[ControllerEntry]) -> ControllerEn
                            corner, bounds)
 
 
-def measure_bands(cfg: BenchConfig, out: Path) -> dict[tuple[str, int], Band]:
-    """The reachable band of every (regime, seed) (``envs.band``); written to OUT/band/."""
+def _band_run(cfg: BenchConfig, out: Path, regime: str, seed: int, j: int,
+              entries: Sequence[ControllerEntry]) -> list[float]:
+    """One open-loop trainer run at corner ``j`` of the knob box: its entropy path."""
+    corner = band_corners(entries)[j]
+    rd = out / "band" / regime / f"corner{j}" / f"seed{seed}"
+    rows = _train(cfg, regime, seed, rd, _band_entry(corner, entries), {"kind": "constant", "value": 1.0})
+    return [r["entropy/measured"] for r in rows]
+
+
+def measure_bands(cfg: BenchConfig, out: Path, progress_bar: bool = True) -> dict[tuple[str, int], Band]:
+    """The reachable band of every (regime, seed) (``envs.band``); written to OUT/band/.
+    On the trainer the open-loop runs share the ``workers`` processes, with their own bar."""
     if not cfg.band:
         return {}
     corners = band_corners(cfg.controllers)
     bands: dict[tuple[str, int], Band] = {}
-    for regime in cfg.regimes:
-        if cfg.plant == "sim":
-            per_seed = sim_bands(cfg.plant_config(regime), cfg.seeds, corners, cfg.horizon, cfg.ema_alpha)
-        else:
-            per_seed = {}
+    if cfg.plant == "trainer":
+        from tqdm import tqdm
+
+        keys = [(r, s, j) for r in cfg.regimes for s in cfg.seeds for j in range(len(corners))]
+        if progress_bar:
+            print(f"regulator bench: measuring the reachable band first ({len(keys)} open-loop runs of "
+                  f"{cfg.horizon} steps)", flush=True)
+        bar = tqdm(total=len(keys) * cfg.horizon, unit="step", desc="band", disable=not progress_bar,
+                   smoothing=0.1, mininterval=1.0)
+        paths = _run_tasks(cfg, [(_band_run, (cfg, out, r, s, j, cfg.controllers)) for r, s, j in keys], bar)
+        bar.close()
+        for regime in cfg.regimes:
             for seed in cfg.seeds:
-                paths = []
-                for j, corner in enumerate(corners):
-                    rd = out / "band" / regime / f"corner{j}" / f"seed{seed}"
-                    rows = _train(cfg, regime, seed, rd, _band_entry(corner, cfg.controllers),
-                                  {"kind": "constant", "value": 1.0})
-                    paths.append([r["entropy/measured"] for r in rows])
-                per_seed[seed] = band_from_paths(paths, cfg.ema_alpha)
-        for seed, band in per_seed.items():
-            bands[(regime, seed)] = band
-            path = out / "band" / regime / f"seed{seed}.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"lo": band[0], "hi": band[1],
-                                        "corners": [c.as_dict() for c in corners]}))
+                bands[(regime, seed)] = band_from_paths(
+                    [p for (r, s, _), p in zip(keys, paths) if (r, s) == (regime, seed)], cfg.ema_alpha)
+    else:
+        for regime in cfg.regimes:
+            per_seed = sim_bands(cfg.plant_config(regime), cfg.seeds, corners, cfg.horizon, cfg.ema_alpha)
+            bands.update({(regime, seed): band for seed, band in per_seed.items()})
+    for (regime, seed), band in bands.items():
+        path = out / "band" / regime / f"seed{seed}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"lo": band[0], "hi": band[1], "corners": [c.as_dict() for c in corners]}))
     return bands
 
 
@@ -197,6 +221,30 @@ def _tasks(cfg: BenchConfig, bands: dict[tuple[str, int], Band]) -> list[tuple[A
     return tasks
 
 
+def _run_tasks(cfg: BenchConfig, tasks: Sequence[tuple[Any, tuple[Any, ...]]], bar: Any) -> list[Any]:
+    """Each task's result, in order: in this process (``workers: 1``) or in ``workers`` processes.
+    Runs report their steps to ``bar`` as they go. Trainer runs get freshly spawned processes:
+    each makes its own DeepSpeed process group, which a forked child would share with its parent."""
+    if cfg.workers == 1 or len(tasks) == 1:
+        _init_worker(_BarTicks(bar))  # in this process: every step moves the bar at once
+        return [fn(*args) for fn, args in tasks]
+    fresh = cfg.plant == "trainer"
+    ctx = mp.get_context("fork" if not fresh and "fork" in mp.get_all_start_methods() else "spawn")
+    q = ctx.Queue()
+    with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(q, fresh)) as pool:
+        futures = [pool.submit(fn, *args) for fn, args in tasks]
+        while not all(f.done() for f in futures):
+            try:
+                bar.update(q.get(timeout=0.2))
+            except queue.Empty:
+                pass
+        results = [f.result() for f in futures]
+        while not q.empty():
+            bar.update(q.get())
+    return results
+
+
 def run_bench(cfg: BenchConfig, progress_bar: bool = True) -> list[dict[str, Any]]:
     """Run the whole grid; return one summary per run (and write every output)."""
     from tqdm import tqdm
@@ -208,34 +256,10 @@ def run_bench(cfg: BenchConfig, progress_bar: bool = True) -> list[dict[str, Any
                                         "trainer_config", "trainer_configs", "burn_in", "ema_alpha",
                                         "workers", "band", "targets", "regime_targets")},
         "controllers": [e.as_dict() for e in cfg.controllers]}, sort_keys=False))
-    if cfg.band and cfg.plant == "trainer" and progress_bar:
-        n = len(band_corners(cfg.controllers)) * len(cfg.seeds) * len(cfg.regimes)
-        print(f"regulator bench: measuring the reachable band first ({n} open-loop runs of "
-              f"{cfg.horizon} steps)", flush=True)
-    bands = measure_bands(cfg, out)  # before the bar starts, so its rate and ETA count only the grid
+    bands = measure_bands(cfg, out, progress_bar)  # before the grid's bar: its ETA counts only the grid
     total = len(cfg.runs) * cfg.horizon
     bar = tqdm(total=total, unit="plant-step", disable=not progress_bar, smoothing=0.1, mininterval=1.0)
-    summaries: list[dict[str, Any]] = []
-    tasks = _tasks(cfg, bands)
-    if cfg.workers == 1 or len(tasks) == 1 or cfg.plant == "trainer":
-        _init_worker(_BarTicks(bar))  # in this process: every step moves the bar at once
-        for fn, args in tasks:
-            summaries.extend(fn(*args))
-    else:
-        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-        q = ctx.Queue()
-        with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(q,)) as pool:
-            futures = [pool.submit(fn, *args) for fn, args in tasks]
-            while not all(f.done() for f in futures):
-                try:
-                    bar.update(q.get(timeout=0.2))
-                except queue.Empty:
-                    pass
-            for f in futures:
-                summaries.extend(f.result())
-            while not q.empty():
-                bar.update(q.get())
+    summaries = [s for part in _run_tasks(cfg, _tasks(cfg, bands), bar) for s in part]
     bar.close()
     rows = write_reports(cfg, summaries, out)
     print("\n".join(top_lines(rows)), flush=True)

@@ -168,3 +168,25 @@ def test_bench_on_the_real_trainer(tmp_path):
     with pytest.raises(ConfigError) as e:
         parse_bench_config({**cfg, "regimes": ["scratch"]})
     assert e.value.key == "regimes"
+
+
+def test_trainer_bench_in_worker_processes_equals_in_process(tmp_path):
+    """plant: trainer with workers: 2 runs the band and the grid in spawned processes (each its
+    own DeepSpeed process group) and gives the very same runs as workers: 1."""
+    from _train_helpers import tiny_config, write_config
+
+    trainer_cfg = write_config(tmp_path, tiny_config(tmp_path))
+    base = {"plant": "trainer", "trainer_config": str(trainer_cfg), "horizon": 2, "seeds": [0, 1],
+            "burn_in": 0, "band": True, "targets": {"c": {"kind": "constant", "value": 1.5}},
+            "controllers": [{"label": "pid", "controller": "pid", "actuate": ["w_pos"],
+                             "bounds": {"w_pos": [0.0, 1.0]}}]}
+    paths = {}
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        (tmp_path / f"c{workers}").mkdir()
+        assert cli_main(["bench", _write(tmp_path / f"c{workers}",
+                                         {**base, "out_dir": str(out), "workers": workers})]) == 0
+        files = sorted(p.relative_to(out) for p in out.rglob("metrics.jsonl") if "tb" not in p.parts)
+        paths[workers] = {f: [json.loads(x)["entropy/measured"] for x in open(out / f)] for f in files}
+    assert len(paths[1]) == 2 * 2 + 2  # two band corners and one grid run per seed
+    assert paths[2] == paths[1]
