@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from controllers import _params as P
 from regulator.controller import Controller
@@ -97,6 +97,8 @@ class ScheduleController(Controller):
     Every scheduled knob must be in ``control.actuate`` (checked at reset); its value is clamped
     into ``control.bounds``. Actuated knobs without a schedule stay at ``control.initial``.
     """
+
+    uses_target: ClassVar[bool] = False  # the bench shares one run across targets
 
     def __init__(self, knobs: dict[str, Any] | None = None) -> None:
         if knobs is None:

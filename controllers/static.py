@@ -11,7 +11,7 @@ actuate: [eps_high]}`` runs with eps_high 0.28 and the other knobs at their GRPO
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 from controllers import _params as P
 from regulator.controller import Controller
@@ -52,6 +52,8 @@ class StaticController(Controller):
 
     With neither, it returns ``control.initial`` (a no-op controller).
     """
+
+    uses_target: ClassVar[bool] = False  # the bench shares one run across targets
 
     def __init__(self, preset: str | None = None, knobs: dict[str, float] | None = None) -> None:
         values: dict[str, float] = {}

@@ -124,9 +124,30 @@ def _sim_chunk(cfg: BenchConfig, out: str, regime: str, runs: list[Run],
 
 def _train(cfg: BenchConfig, regime: str, seed: int, rd: Path, entry: ControllerEntry,
            target: Any) -> list[dict[str, Any]]:
-    """One real training run through ``trainer.run.train_main``; its metrics rows."""
-    from trainer.run import train_main  # heavy: imported only for plant: trainer
+    """One real training run through ``trainer.run.train_main``; its metrics rows. With
+    ``cfg.resume`` a finished run of the same spec in ``rd`` is read back instead."""
+    spec = run_spec(cfg, regime, seed, rd, entry, target)
+    rows = _finished_run(rd, spec, cfg.horizon) if cfg.resume else None
+    if rows is None:
+        from trainer.run import train_main  # heavy: imported only for plant: trainer
 
+        code = train_main(spec["trainer_config"], overrides=spec["overrides"], overwrite=True)
+        if code != 0:
+            raise RuntimeError(f"training run {rd} failed (exit {code})")
+        rows = _read_rows(rd)
+        (rd / _SPEC_FILE).write_text(json.dumps(spec))  # written last: marks the run finished
+    if _PROGRESS is not None:
+        _PROGRESS.put(len(rows))
+    return rows
+
+
+_SPEC_FILE = "bench_run.json"  # what a finished trainer run was: its config and overrides
+
+
+def run_spec(cfg: BenchConfig, regime: str, seed: int, rd: Path, entry: ControllerEntry,
+             target: Any) -> dict[str, Any]:
+    """What makes one trainer run: the base config (path and text) and the overrides that set
+    its grid point (``control.*``, ``train.steps``, ``train.seed``, ``train.out_dir``)."""
     dump = lambda v: yaml.safe_dump(v, default_flow_style=True, width=10**6).strip()  # noqa: E731
     overrides = [
         f"train.steps={cfg.horizon}", f"train.seed={seed}", f"train.out_dir={rd}",
@@ -135,22 +156,63 @@ def _train(cfg: BenchConfig, regime: str, seed: int, rd: Path, entry: Controller
         f"control.initial={dump(entry.initial.as_dict())}",
         f"control.bounds={dump({k: list(entry.bounds.range(k)) for k in KNOB_NAMES})}",
     ]
-    code = train_main(cfg.trainer_config_of(regime), overrides=overrides, overwrite=True)  # its grid point
-    if code != 0:
-        raise RuntimeError(f"training run {rd} failed (exit {code})")
+    base = cfg.trainer_config_of(regime)
+    return {"trainer_config": base, "trainer_config_text": Path(base).read_text() if base else None,
+            "overrides": overrides}
+
+
+def _read_rows(rd: Path) -> list[dict[str, Any]]:
     rows = [json.loads(line) for line in open(rd / "metrics.jsonl")]
-    rows = [{k: (math.nan if v is None else v) for k, v in r.items()} for r in rows]
-    if _PROGRESS is not None:
-        _PROGRESS.put(len(rows))
-    return rows
+    return [{k: (math.nan if v is None else v) for k, v in r.items()} for r in rows]
 
 
-def _trainer_run(cfg: BenchConfig, out: str, run: Run,
+def _finished_run(rd: Path, spec: dict[str, Any], horizon: int) -> list[dict[str, Any]] | None:
+    """The rows of a finished run in ``rd`` made from ``spec``, or None (then it is trained)."""
+    try:
+        if json.loads((rd / _SPEC_FILE).read_text()) != spec:
+            return None
+        rows = _read_rows(rd)
+    except (OSError, ValueError):
+        return None
+    return rows if len(rows) == horizon else None
+
+
+def _retarget(rows: Sequence[dict[str, Any]], target: Any, horizon: int) -> list[dict[str, Any]]:
+    """A target-independent run's rows with ``entropy/target`` from another target curve (a
+    relative curve is calibrated on the first finite measurement, as the Regulator does)."""
+    from regulator.targets import make_target
+
+    curve = make_target(dict(target))
+    if curve.needs_calibration:
+        curve.calibrate(next(r["entropy/measured"] for r in rows if math.isfinite(r["entropy/measured"])))
+    return [{**r, "entropy/target": curve(int(r["step"]), horizon)} for r in rows]
+
+
+def _trainer_groups(cfg: BenchConfig) -> list[list[Run]]:
+    """The grid's trainer runs, grouped by the training run they need: a controller that ignores
+    the target (``Controller.uses_target``) trains once per regime and seed for every target."""
+    from regulator.registry import get_controller_class
+
+    groups: dict[tuple[Any, ...], list[Run]] = {}
+    for run in cfg.runs:
+        regime, _, i, seed = run
+        shared = not get_controller_class(cfg.controllers[i].controller).uses_target
+        groups.setdefault((regime, i, seed) if shared else run, []).append(run)
+    return list(groups.values())
+
+
+def _trainer_run(cfg: BenchConfig, out: str, runs: list[Run],
                  bands: dict[tuple[str, int], Band]) -> list[dict[str, Any]]:
-    """One grid point on the real trainer."""
-    regime, target, i, seed = run
-    rows = _train(cfg, regime, seed, run_dir(Path(out), cfg, run), cfg.controllers[i], cfg.targets[target])
-    return [summarise(cfg, run, rows, bands.get((regime, seed)))]
+    """One training run on the real trainer, scored for every grid point in ``runs`` (several
+    only for a target-independent controller; the others get its rows re-targeted)."""
+    regime, target, i, seed = runs[0]
+    rd = run_dir(Path(out), cfg, runs[0])
+    rows = _train(cfg, regime, seed, rd, cfg.controllers[i], cfg.targets[target])
+    out_rows = [rows]
+    for run in runs[1:]:
+        out_rows.append(_retarget(rows, cfg.targets[run[1]], cfg.horizon))
+        _write_rows(run_dir(Path(out), cfg, run), out_rows[-1])
+    return [summarise(cfg, run, r, bands.get((regime, seed))) for run, r in zip(runs, out_rows)]
 
 
 def _band_entry(corner: Any, entries: Sequence[ControllerEntry]) -> ControllerEntry:
@@ -210,7 +272,7 @@ def _tasks(cfg: BenchConfig, bands: dict[tuple[str, int], Band]) -> list[tuple[A
     """(function, args) per unit of work: sim runs in ``workers`` batched chunks per regime."""
     out = cfg.out_dir
     if cfg.plant == "trainer":
-        return [(_trainer_run, (cfg, out, r, bands)) for r in cfg.runs]
+        return [(_trainer_run, (cfg, out, g, bands)) for g in _trainer_groups(cfg)]
     tasks = []
     for regime in cfg.regimes:
         runs = [r for r in cfg.runs if r[0] == regime]
@@ -257,7 +319,7 @@ def run_bench(cfg: BenchConfig, progress_bar: bool = True) -> list[dict[str, Any
                                         "workers", "band", "targets", "regime_targets")},
         "controllers": [e.as_dict() for e in cfg.controllers]}, sort_keys=False))
     bands = measure_bands(cfg, out, progress_bar)  # before the grid's bar: its ETA counts only the grid
-    total = len(cfg.runs) * cfg.horizon
+    total = (len(_trainer_groups(cfg)) if cfg.plant == "trainer" else len(cfg.runs)) * cfg.horizon
     bar = tqdm(total=total, unit="plant-step", disable=not progress_bar, smoothing=0.1, mininterval=1.0)
     summaries = [s for part in _run_tasks(cfg, _tasks(cfg, bands), bar) for s in part]
     bar.close()
@@ -266,10 +328,12 @@ def run_bench(cfg: BenchConfig, progress_bar: bool = True) -> list[dict[str, Any
     return summaries
 
 
-def bench_main(config_path: str, overrides: Sequence[str] = ()) -> int:
+def bench_main(config_path: str, overrides: Sequence[str] = (), resume: bool = False) -> int:
     """Entry point of ``regulator bench``: 0 on success, 1 on a failure during the runs
-    (a ConfigError propagates to the CLI, which exits 2)."""
+    (a ConfigError propagates to the CLI, which exits 2). ``resume``: trainer runs already
+    finished in the output folder with the same settings are read back, not trained again."""
     cfg = parse_bench_config(apply_overrides(load_yaml(config_path), list(overrides)))
+    cfg.resume = resume
     t0 = time.perf_counter()
     # hundreds of runs: per-step control warnings (frozen, faults) stay in each run's metrics
     # (control/frozen_steps, control/faults) instead of flooding the terminal

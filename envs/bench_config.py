@@ -88,6 +88,7 @@ class BenchConfig:
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)
     regime_targets: dict[str, list[str]] = field(default_factory=dict)  # regime -> its target names
     controllers: list[ControllerEntry] = field(default_factory=list)
+    resume: bool = False  # `regulator bench --resume`: reuse the finished trainer runs in out_dir
 
     def plant_config(self, regime: str) -> PlantConfig:
         return PlantConfig.from_mapping({**self.plant_params, "regime": regime}, key="plant_params")

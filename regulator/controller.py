@@ -23,6 +23,9 @@ class Controller(ABC):
 
     #: the registry name, set by ``@register_controller``
     name: ClassVar[str] = ""
+    #: False when the knobs never depend on the target or the measurements (fixed knobs,
+    #: schedules): ``regulator bench`` then trains one run per plant and seed for all targets
+    uses_target: ClassVar[bool] = True
 
     initial: Knobs
     bounds: KnobBounds

@@ -190,3 +190,57 @@ def test_trainer_bench_in_worker_processes_equals_in_process(tmp_path):
         paths[workers] = {f: [json.loads(x)["entropy/measured"] for x in open(out / f)] for f in files}
     assert len(paths[1]) == 2 * 2 + 2  # two band corners and one grid run per seed
     assert paths[2] == paths[1]
+
+
+def _tiny_trainer_bench(tmp_path: Path, **extra) -> dict:
+    from _train_helpers import tiny_config, write_config
+
+    trainer_cfg = write_config(tmp_path, tiny_config(tmp_path))
+    return {"out_dir": str(tmp_path / "out"), "plant": "trainer", "trainer_config": str(trainer_cfg),
+            "horizon": 3, "seeds": [0], "burn_in": 0, "workers": 1, "band": False,
+            "targets": {"c": {"kind": "constant", "value": 1.5},
+                        "r": {"kind": "relative", "fraction": 0.5, "end_fraction": 0.25}},
+            "controllers": [{"label": "grpo", "controller": "static"},
+                            {"label": "pid", "controller": "pid", "actuate": ["w_pos"],
+                             "bounds": {"w_pos": [0.0, 1.0]}}], **extra}
+
+
+def test_trainer_bench_trains_a_target_independent_controller_once(tmp_path):
+    """static ignores the target: one training run per seed serves every target, re-scored
+    against each target curve; a feedback controller trains once per target."""
+    cfg = _tiny_trainer_bench(tmp_path)
+    assert cli_main(["bench", _write(tmp_path, cfg)]) == 0
+    runs = Path(cfg["out_dir"]) / "runs" / "trainer"
+    trained = {p.parent.relative_to(runs).as_posix() for p in runs.rglob("config.yaml")}
+    assert trained == {"c/grpo/seed0", "c/pid/seed0", "r/pid/seed0"}
+    c = [json.loads(x) for x in open(runs / "c/grpo/seed0/metrics.jsonl")]
+    r = [json.loads(x) for x in open(runs / "r/grpo/seed0/metrics.jsonl")]
+    assert [x["entropy/measured"] for x in r] == [x["entropy/measured"] for x in c]
+    h0 = c[0]["entropy/measured"]
+    assert [x["entropy/target"] for x in r] == pytest.approx([0.5 * h0, 0.375 * h0, 0.25 * h0])
+    # the re-scored run's target column is what the trainer itself logs under that target
+    pid = [json.loads(x) for x in open(runs / "r/pid/seed0/metrics.jsonl")]
+    assert pid[0]["entropy/target"] == pytest.approx(0.5 * pid[0]["entropy/measured"])
+    rows = list(csv.DictReader(open(Path(cfg["out_dir"]) / "leaderboard.csv")))
+    assert {(x["target"], x["controller"]) for x in rows} >= {("c", "grpo"), ("r", "grpo"), ("r", "pid")}
+
+
+def test_trainer_bench_resume_keeps_finished_runs(tmp_path):
+    """--resume reads back the runs that finished with the same settings and trains only the
+    rest (here: the one whose completion mark was removed, and any whose settings changed)."""
+    cfg = _tiny_trainer_bench(tmp_path, targets={"c": {"kind": "constant", "value": 1.5}})
+    path = _write(tmp_path, cfg)
+    assert cli_main(["bench", path]) == 0
+    runs = Path(cfg["out_dir"]) / "runs" / "trainer" / "c"
+    before = {p: (p / "metrics.jsonl").stat().st_mtime_ns for p in (runs / "grpo/seed0", runs / "pid/seed0")}
+    board = (Path(cfg["out_dir"]) / "leaderboard.csv").read_text()
+    (runs / "pid/seed0/bench_run.json").unlink()
+    assert cli_main(["bench", path, "--resume"]) == 0
+    assert (runs / "grpo/seed0/metrics.jsonl").stat().st_mtime_ns == before[runs / "grpo/seed0"]
+    assert (runs / "pid/seed0/metrics.jsonl").stat().st_mtime_ns != before[runs / "pid/seed0"]
+    assert (Path(cfg["out_dir"]) / "leaderboard.csv").read_text() == board  # the same runs again
+    # a changed setting is a different run: trained again, not read back
+    cfg["controllers"][0]["params"] = {"knobs": {"w_pos": 0.5}}
+    cfg["controllers"][0]["actuate"] = ["w_pos"]
+    assert cli_main(["bench", _write(tmp_path, cfg), "--resume"]) == 0
+    assert (runs / "grpo/seed0/metrics.jsonl").stat().st_mtime_ns != before[runs / "grpo/seed0"]

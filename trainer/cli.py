@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="rank controllers on a grid of targets and seeds")
     b.add_argument("config")
     b.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
+    b.add_argument("--resume", action="store_true", help="plant: trainer: keep the runs already "
+                   "finished in out_dir with the same settings, train the rest")
     tu = sub.add_parser("tune", help="identify knob directions and gains, recommend a controller")
     tu.add_argument("config")
     tu.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
@@ -110,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "bench":
             from envs.bench import bench_main
 
-            return bench_main(args.config, overrides=args.set)
+            return bench_main(args.config, overrides=args.set, resume=args.resume)
         if args.command == "tune":
             from envs.tune import tune_main
 
