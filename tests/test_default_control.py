@@ -137,6 +137,16 @@ def test_every_suite_config_parses(name):
     assert len(cfg.runs) > 0
 
 
+def test_the_smollm2_suite_and_its_simulated_twin_run_the_same_grid():
+    """The real SmolLM2 suite and its calibrated simulated twin: same targets and controllers."""
+    cfg, twin = (parse_bench_config(yaml.safe_load((ROOT / "configs/bench" / n).read_text()))
+                 for n in ("suite_smollm2.yaml", "suite_smollm2_sim.yaml"))
+    assert (cfg.plant, twin.plant) == ("trainer", "sim")
+    assert cfg.targets == twin.targets and cfg.horizon == twin.horizon == 60
+    assert [e.as_dict() for e in cfg.controllers] == [e.as_dict() for e in twin.controllers]
+    assert {e.label for e in cfg.controllers} == {"default", "bang_bang_paper", "grpo"}
+
+
 def test_a_freeze_that_flickers_is_reported_once():
     """A dither dipping in and out of the floor is one freeze, not one event per dip."""
     from regulator.controller import Controller
