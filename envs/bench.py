@@ -136,9 +136,25 @@ def _train(cfg: BenchConfig, regime: str, seed: int, rd: Path, entry: Controller
             raise RuntimeError(f"training run {rd} failed (exit {code})")
         rows = _read_rows(rd)
         (rd / _SPEC_FILE).write_text(json.dumps(spec))  # written last: marks the run finished
-    if _PROGRESS is not None:
-        _PROGRESS.put(len(rows))
+        if _PROGRESS is not None:  # a reused run is counted in the bar's start (_reused_steps)
+            _PROGRESS.put(len(rows))
     return rows
+
+
+def _reusable(cfg: BenchConfig, regime: str, seed: int, rd: Path, entry: ControllerEntry,
+              target: Any) -> bool:
+    """Whether ``--resume`` will read this trainer run back instead of training it."""
+    spec = run_spec(cfg, regime, seed, rd, entry, target)
+    return cfg.resume and _finished_run(rd, spec, cfg.horizon) is not None
+
+
+def _reused_steps(cfg: BenchConfig) -> int:
+    """Steps of the grid's trainer runs that ``--resume`` will read back (the bar starts there)."""
+    if cfg.plant != "trainer":
+        return 0
+    return sum(cfg.horizon for g in _trainer_groups(cfg) if _reusable(
+        cfg, g[0][0], g[0][3], run_dir(Path(cfg.out_dir), cfg, g[0]), cfg.controllers[g[0][2]],
+        cfg.targets[g[0][1]]))
 
 
 _SPEC_FILE = "bench_run.json"  # what a finished trainer run was: its config and overrides
@@ -226,12 +242,18 @@ def _band_entry(corner: Any, entries: Sequence[ControllerEntry]) -> ControllerEn
                            corner, bounds)
 
 
+_BAND_TARGET = {"kind": "constant", "value": 1.0}  # any: the band's runs are open loop
+
+
+def _band_dir(out: Path, regime: str, seed: int, j: int) -> Path:
+    return out / "band" / regime / f"corner{j}" / f"seed{seed}"
+
+
 def _band_run(cfg: BenchConfig, out: Path, regime: str, seed: int, j: int,
               entries: Sequence[ControllerEntry]) -> list[float]:
     """One open-loop trainer run at corner ``j`` of the knob box: its entropy path."""
-    corner = band_corners(entries)[j]
-    rd = out / "band" / regime / f"corner{j}" / f"seed{seed}"
-    rows = _train(cfg, regime, seed, rd, _band_entry(corner, entries), {"kind": "constant", "value": 1.0})
+    entry = _band_entry(band_corners(entries)[j], entries)
+    rows = _train(cfg, regime, seed, _band_dir(out, regime, seed, j), entry, _BAND_TARGET)
     return [r["entropy/measured"] for r in rows]
 
 
@@ -249,8 +271,10 @@ def measure_bands(cfg: BenchConfig, out: Path, progress_bar: bool = True) -> dic
         if progress_bar:
             print(f"regulator bench: measuring the reachable band first ({len(keys)} open-loop runs of "
                   f"{cfg.horizon} steps)", flush=True)
-        bar = tqdm(total=len(keys) * cfg.horizon, unit="step", desc="band", disable=not progress_bar,
-                   smoothing=0.1, mininterval=1.0)
+        reused = sum(cfg.horizon for r, s, j in keys if _reusable(
+            cfg, r, s, _band_dir(out, r, s, j), _band_entry(corners[j], cfg.controllers), _BAND_TARGET))
+        bar = tqdm(total=len(keys) * cfg.horizon, initial=reused, unit="step", desc="band",
+                   disable=not progress_bar, smoothing=0.1, mininterval=1.0)
         paths = _run_tasks(cfg, [(_band_run, (cfg, out, r, s, j, cfg.controllers)) for r, s, j in keys], bar)
         bar.close()
         for regime in cfg.regimes:
@@ -320,7 +344,8 @@ def run_bench(cfg: BenchConfig, progress_bar: bool = True) -> list[dict[str, Any
         "controllers": [e.as_dict() for e in cfg.controllers]}, sort_keys=False))
     bands = measure_bands(cfg, out, progress_bar)  # before the grid's bar: its ETA counts only the grid
     total = (len(_trainer_groups(cfg)) if cfg.plant == "trainer" else len(cfg.runs)) * cfg.horizon
-    bar = tqdm(total=total, unit="plant-step", disable=not progress_bar, smoothing=0.1, mininterval=1.0)
+    bar = tqdm(total=total, initial=_reused_steps(cfg), unit="plant-step", disable=not progress_bar,
+               smoothing=0.1, mininterval=1.0)
     summaries = [s for part in _run_tasks(cfg, _tasks(cfg, bands), bar) for s in part]
     bar.close()
     rows = write_reports(cfg, summaries, out)
