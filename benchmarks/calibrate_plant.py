@@ -9,8 +9,8 @@ compared with the run's, relative to its own: H_sim(t) / H_sim(0) against H_real
 Replaying the knobs a controller chose makes closed-loop runs calibration data too: the fit sees
 the collapse speed (GRPO runs), the knobs' effects (the runs that moved them) and the noise.
 
-The search is a grid over the plant's regime, learning rate, response length and vocabulary
-(``GRID``), with the GRPO batch shape left at the plant's defaults. Printed: the best grid points
+The search is a grid over the plant's regime, learning rate, response length, vocabulary and
+prompts per step (``GRID``; the other fields at the plant's defaults). Printed: the best grid points
 by mismatch (RMSE of the relative paths over all runs and steps), then, for the best, each run's
 RMSE and the step-to-step noise of the real and the simulated relative entropy. ``--out`` writes
 the best point as ``plant_params`` for a bench config (``plant: sim``).
@@ -37,6 +37,7 @@ GRID = {
     "lr": [0.05, 0.1, 0.2, 0.3, 0.5, 1.0],
     "length": [1, 3, 6],
     "vocab": [6, 12, 24],
+    "prompts_per_step": [4, 16],  # sets the sampling noise of the measurement
 }
 
 

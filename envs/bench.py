@@ -52,6 +52,7 @@ def summarise(cfg: BenchConfig, run: Run, rows: Sequence[dict[str, float]],
     t = [r["entropy/target"] for r in rows]
     knobs = {k: [r[f"knobs/{k}"] for r in rows] for k in KNOB_NAMES}
     s = tracking_summary(h, t, knobs=knobs, burn_in=cfg.burn_in, ema_alpha=cfg.ema_alpha)
+    s["rmse_ema_rel"] = s["rmse_ema"] / abs(s["mean_target"]) if s["mean_target"] else math.nan
     tail = max(1, len(rows) // 10)  # final accuracy: mean over the last 10% of steps
     acc = [r["reward/accuracy"] for r in rows[-tail:]]
     s["final_accuracy"] = sum(acc) / len(acc)

@@ -12,14 +12,16 @@ from typing import Any
 import numpy as np
 
 #: leaderboard figures, each reported as <name>_mean and <name>_std over seeds
-METRICS = ("rmse_feasible_rel", "out_of_reach", "rmse_feasible", "rmse", "rmse_ema", "mae", "overshoot",
+METRICS = ("rmse_feasible_rel", "out_of_reach", "rmse_feasible", "rmse_ema_rel", "rmse", "rmse_ema", "mae",
+           "overshoot",
            "settling_step", "knob_tv", "final_accuracy",
            "final_entropy")
 #: leaderboard.csv columns
 COLUMNS = ("regime", "target", "rank", "controller", "seeds", "settled",
            *(f"{m}_{s}" for m in METRICS for s in ("mean", "std")), "faults")
 _TITLES = {"rmse_feasible_rel": "feasible RMSE (EMA, rel.)", "out_of_reach": "out of reach",
-           "rmse_feasible": "feasible RMSE (EMA)", "rmse": "RMSE", "rmse_ema": "RMSE (EMA)", "mae": "MAE",
+           "rmse_feasible": "feasible RMSE (EMA)", "rmse_ema_rel": "RMSE (EMA, rel.)", "rmse": "RMSE",
+           "rmse_ema": "RMSE (EMA)", "mae": "MAE",
            "overshoot": "overshoot",
            "settling_step": "settling step", "knob_tv": "knob TV", "final_accuracy": "final acc.",
            "final_entropy": "final H"}
@@ -36,7 +38,7 @@ def leaderboard(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (regime, target, controller) and per (regime, controller) over all targets
     (target ``all``: per seed, the mean over targets; then mean +/- std over seeds), ranked by
     the EMA-smoothed RMSE against the target projected into the reachable band, relative to the
-    mean projected target (by the plain EMA RMSE where no band was measured)."""
+    mean projected target (where no band was measured: against the target itself, relative to its mean)."""
     rows: list[dict[str, Any]] = []
     regimes = list(dict.fromkeys(s["regime"] for s in summaries))
     targets = list(dict.fromkeys(s["target"] for s in summaries))
@@ -62,7 +64,7 @@ def leaderboard(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 row["faults"] = float(sum(s["faults"] for s in runs))
                 group.append(row)
             rank_by = "rmse_feasible_rel_mean" if any(math.isfinite(r["rmse_feasible_rel_mean"])
-                                                      for r in group) else "rmse_ema_mean"
+                                                      for r in group) else "rmse_ema_rel_mean"
             group.sort(key=lambda r: (math.isnan(r[rank_by]), r[rank_by]))
             for k, r in enumerate(group, 1):
                 r["rank"] = k
@@ -78,7 +80,7 @@ def _fmt(mean: float, std: float, digits: int = 3) -> str:
 
 def _cell(metric: str, row: dict[str, Any]) -> str:
     mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
-    if metric in ("rmse_feasible_rel", "out_of_reach"):
+    if metric in ("rmse_feasible_rel", "rmse_ema_rel", "out_of_reach"):
         return "–" if math.isnan(mean) else f"{mean:.0%} ± {std:.0%}"
     return _fmt(mean, std, 1 if metric == "settling_step" else 3)
 
@@ -175,8 +177,8 @@ def write_reports(cfg: Any, summaries: Sequence[dict[str, Any]], out: Path) -> l
     header = (f"Plant `{cfg.plant}`, {cfg.horizon} steps, seeds {cfg.seeds}; RMSE/MAE after a "
               f"burn-in of {cfg.burn_in} steps; EMA weight {cfg.ema_alpha}; mean ± std over seeds. "
               "Ranked by the RMSE of the EMA-smoothed entropy against the target projected into the "
-              "reachable band, relative to the mean projected target (plain EMA RMSE where no band "
-              "was measured). `settled`: share of runs whose smoothed "
+              "reachable band, relative to the mean projected target (against the target itself "
+              "where no band was measured). `settled`: share of runs whose smoothed "
               "entropy ends within 10% of the target (settling step averages those).")
     write_markdown(rows, out / "leaderboard.md", header)
     with open(out / "runs.jsonl", "w") as f:
@@ -195,7 +197,7 @@ def top_lines(rows: Sequence[dict[str, Any]], n: int = 5) -> list[str]:
         scope = "all" if any(r["target"] == "all" for r in mine) else mine[0]["target"]
         ranked = sorted((r for r in mine if r["target"] == scope), key=lambda r: r["rank"])
         key = "rmse_feasible_rel" if math.isfinite(ranked[0].get("rmse_feasible_rel_mean", math.nan)) \
-            else "rmse_ema"
+            else "rmse_ema_rel"
         lines.append(f"  {regime} ({'all targets' if scope == 'all' else scope}, {_TITLES[key]}):")
         for r in ranked[:n]:
             v, sd = r[f"{key}_mean"], r[f"{key}_std"]

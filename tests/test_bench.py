@@ -223,6 +223,9 @@ def test_trainer_bench_trains_a_target_independent_controller_once(tmp_path):
     assert pid[0]["entropy/target"] == pytest.approx(0.5 * pid[0]["entropy/measured"])
     rows = list(csv.DictReader(open(Path(cfg["out_dir"]) / "leaderboard.csv")))
     assert {(x["target"], x["controller"]) for x in rows} >= {("c", "grpo"), ("r", "grpo"), ("r", "pid")}
+    # without a band the ranking figure is the EMA RMSE relative to the mean target
+    for x in (x for x in rows if x["target"] == "c"):
+        assert float(x["rmse_ema_rel_mean"]) == pytest.approx(float(x["rmse_ema_mean"]) / 1.5)
 
 
 def test_trainer_bench_resume_keeps_finished_runs(tmp_path):
