@@ -52,8 +52,10 @@ def load_run(run_dir: str) -> tuple[np.ndarray, np.ndarray]:
     return h / h[0], knobs
 
 
-def replay(config: PlantConfig, knob_paths: list[np.ndarray], seeds: int) -> list[np.ndarray]:
-    """Mean relative entropy path of ``seeds`` plants per run, driven by the run's knobs."""
+def replay(config: PlantConfig, knob_paths: list[np.ndarray], seeds: int
+           ) -> tuple[list[np.ndarray], np.ndarray]:
+    """Per run, the mean relative entropy path of ``seeds`` plants driven by the run's knobs;
+    and every plant's relative path, [steps, runs, seeds]."""
     n = len(knob_paths)
     steps = max(len(k) for k in knob_paths)
     plant = SimPlant(config, n * seeds, seeds=list(range(n * seeds)))
@@ -70,9 +72,8 @@ def replay(config: PlantConfig, knob_paths: list[np.ndarray], seeds: int) -> lis
 
 
 def plant_config(point: dict) -> PlantConfig:
-    """A grid point as a PlantConfig (forks: the regime's default, at most the length)."""
-    forks = min(2, point["length"]) if point["regime"] == "pretrained" else 1
-    return PlantConfig(**point, forks=forks, dh_stats=False)
+    """A grid point as a PlantConfig (forks: the regime's default, capped by PlantConfig at the length)."""
+    return PlantConfig(**point, dh_stats=False)
 
 
 def calibrate(real: list[tuple[np.ndarray, np.ndarray]], grid: dict[str, list], seeds: int

@@ -145,17 +145,16 @@ def _train(cfg: BenchConfig, regime: str, seed: int, rd: Path, entry: Controller
 def _reusable(cfg: BenchConfig, regime: str, seed: int, rd: Path, entry: ControllerEntry,
               target: Any) -> bool:
     """Whether ``--resume`` will read this trainer run back instead of training it."""
-    spec = run_spec(cfg, regime, seed, rd, entry, target)
-    return cfg.resume and _finished_run(rd, spec, cfg.horizon) is not None
+    return cfg.resume and _finished_run(rd, run_spec(cfg, regime, seed, rd, entry, target),
+                                        cfg.horizon) is not None
 
 
 def _reused_steps(cfg: BenchConfig) -> int:
     """Steps of the grid's trainer runs that ``--resume`` will read back (the bar starts there)."""
-    if cfg.plant != "trainer":
+    if cfg.plant != "trainer" or not cfg.resume:
         return 0
-    return sum(cfg.horizon for g in _trainer_groups(cfg) if _reusable(
-        cfg, g[0][0], g[0][3], run_dir(Path(cfg.out_dir), cfg, g[0]), cfg.controllers[g[0][2]],
-        cfg.targets[g[0][1]]))
+    return sum(cfg.horizon for g in _trainer_groups(cfg)
+               if _reusable(cfg, *_train_args(cfg, Path(cfg.out_dir), g[0])))
 
 
 _SPEC_FILE = "bench_run.json"  # what a finished trainer run was: its config and overrides
@@ -218,13 +217,18 @@ def _trainer_groups(cfg: BenchConfig) -> list[list[Run]]:
     return list(groups.values())
 
 
+def _train_args(cfg: BenchConfig, out: Path, run: Run) -> tuple[str, int, Path, ControllerEntry, Any]:
+    """``_train``'s arguments for a grid point: regime, seed, run dir, controller entry, target."""
+    regime, target, i, seed = run
+    return regime, seed, run_dir(out, cfg, run), cfg.controllers[i], cfg.targets[target]
+
+
 def _trainer_run(cfg: BenchConfig, out: str, runs: list[Run],
                  bands: dict[tuple[str, int], Band]) -> list[dict[str, Any]]:
     """One training run on the real trainer, scored for every grid point in ``runs`` (several
     only for a target-independent controller; the others get its rows re-targeted)."""
-    regime, target, i, seed = runs[0]
-    rd = run_dir(Path(out), cfg, runs[0])
-    rows = _train(cfg, regime, seed, rd, cfg.controllers[i], cfg.targets[target])
+    regime, seed, *_ = args = _train_args(cfg, Path(out), runs[0])
+    rows = _train(cfg, *args)
     out_rows = [rows]
     for run in runs[1:]:
         out_rows.append(_retarget(rows, cfg.targets[run[1]], cfg.horizon))
@@ -250,12 +254,9 @@ def _band_dir(out: Path, regime: str, seed: int, j: int) -> Path:
     return out / "band" / regime / f"corner{j}" / f"seed{seed}"
 
 
-def _band_run(cfg: BenchConfig, out: Path, regime: str, seed: int, j: int,
-              entries: Sequence[ControllerEntry]) -> list[float]:
-    """One open-loop trainer run at corner ``j`` of the knob box: its entropy path."""
-    entry = _band_entry(band_corners(entries)[j], entries)
-    rows = _train(cfg, regime, seed, _band_dir(out, regime, seed, j), entry, _BAND_TARGET)
-    return [r["entropy/measured"] for r in rows]
+def _band_run(cfg: BenchConfig, regime: str, seed: int, rd: Path, entry: ControllerEntry) -> list[float]:
+    """One open-loop trainer run at a corner of the knob box: its entropy path."""
+    return [r["entropy/measured"] for r in _train(cfg, regime, seed, rd, entry, _BAND_TARGET)]
 
 
 def measure_bands(cfg: BenchConfig, out: Path, progress_bar: bool = True) -> dict[tuple[str, int], Band]:
@@ -272,11 +273,12 @@ def measure_bands(cfg: BenchConfig, out: Path, progress_bar: bool = True) -> dic
         if progress_bar:
             print(f"regulator bench: measuring the reachable band first ({len(keys)} open-loop runs of "
                   f"{cfg.horizon} steps)", flush=True)
-        reused = sum(cfg.horizon for r, s, j in keys if _reusable(
-            cfg, r, s, _band_dir(out, r, s, j), _band_entry(corners[j], cfg.controllers), _BAND_TARGET))
+        entries = [_band_entry(c, cfg.controllers) for c in corners]
+        args = [(cfg, r, s, _band_dir(out, r, s, j), entries[j]) for r, s, j in keys]
+        reused = sum(cfg.horizon for a in args if _reusable(*a, _BAND_TARGET))
         bar = tqdm(total=len(keys) * cfg.horizon, initial=reused, unit="step", desc="band",
                    disable=not progress_bar, smoothing=0.1, mininterval=1.0)
-        paths = _run_tasks(cfg, [(_band_run, (cfg, out, r, s, j, cfg.controllers)) for r, s, j in keys], bar)
+        paths = _run_tasks(cfg, [(_band_run, a) for a in args], bar)
         bar.close()
         for regime in cfg.regimes:
             for seed in cfg.seeds:
