@@ -33,8 +33,20 @@ effect is unknown is simply not used), by one scalar command u (u > 0 raises ent
 - Reference governor: where nothing can undo an undershoot (from scratch, late in training),
   the approach aims ``margin`` filtered-noise standard deviations above the target, so the
   overshoot stays inside the noise band; the derivative term brakes a fast approach.
-  The hold is released at most 5 % per step: with the brake at its bound nothing excites the
-  plant, drift and gain are confounded, and a noisy drift estimate must not drop the brake.
+  The hold is released at most 5 % per step, and only while entropy is above its aim: with the
+  brake at its bound nothing excites the plant, drift and gain are confounded, and a noisy
+  drift estimate must not drop the brake.
+- The noise ratchet: on a one-sided plant every release of the brake is kept and every brake
+  only pauses, so a command that follows the noise walks entropy down. Hence the derivative
+  only brakes (a rise under RLVR is noise or the knobs' own doing), the hold is released only
+  above the aim, and a direction with no prior sign moves the knobs only by the part of its
+  estimate beyond ``evidence_z`` standard errors (a soft threshold; a spurious z of 2-3 used to
+  send the scratch regime's balance the wrong way at the collapse).
+- Signs: throttling every weight is a brake (at all weights 0 the policy does not move), so
+  its sign is kept; any other direction's sign is the data's once |z| reaches ``sign_lock``,
+  and stays so until the data say the opposite as firmly. A dither never pushes a weight off
+  its floor, but is moved inward from a ceiling: a knob pinned at its upper bound the wrong
+  way keeps exciting the plant, which is how the wrong sign is found.
 - Anti-windup: the integral does not grow while u is saturated the way the error pushes, nor
   while the knobs have no authority (fewer than ``min_mixed`` of the groups have mixed rewards:
   all-equal rewards give zero advantages), nor while the error is closing at least at half the
@@ -103,8 +115,10 @@ class AutoController(Controller):
         prior [{throttle: 1}]: prior mean effect per direction, in units of ``prior_gain`` x H.
         probe_steps [24], probe_amplitude [0.5]: a larger dither over the first steps (inside
             the usual burn-in), where identification is cheapest.
-        evidence_z [2.0]: a direction with no prior sign moves the knobs only by the part of its
+        evidence_z [3.0]: a direction with no prior sign moves the knobs only by the part of its
             estimate beyond this many standard errors (>= 0; 0 = the plain posterior).
+        sign_lock [4.0]: a z-score this large makes the estimate's sign the direction's prior
+            (> 0), so forgetting the data later does not fall back to a sign they refuted.
     """
 
     #: knob bounds this controller runs under when the config names none
@@ -118,7 +132,7 @@ class AutoController(Controller):
                  forgetting: float = 0.985, min_mixed: float = 0.05,
                  kp_limits: list[float] | None = None, prior: dict[str, float] | None = None,
                  probe_steps: int = 24, probe_amplitude: float = 0.5,
-                 evidence_z: float = 2.0) -> None:
+                 evidence_z: float = 3.0, sign_lock: float = 4.0) -> None:
         self.tau_c = P.number("tau_c", tau_c, above=0.0)
         self.lag = P.number("lag", lag, minimum=0.0)
         self.prior_gain = P.number("prior_gain", prior_gain, above=0.0)
@@ -136,6 +150,7 @@ class AutoController(Controller):
         self.probe_steps = P.integer("probe_steps", probe_steps, minimum=0)
         self.probe_amplitude = P.number("probe_amplitude", probe_amplitude, minimum=0.0)
         self.evidence_z = P.number("evidence_z", evidence_z, minimum=0.0)
+        self.sign_lock = P.number("sign_lock", sign_lock, above=0.0)
         self.prior = {"throttle": 1.0}
         for k, x in (prior or {}).items():
             self.prior[str(k)] = P.number(f"prior.{k}", x)
@@ -155,6 +170,7 @@ class AutoController(Controller):
         self.last_dither: dict[str, float] = {}
         self.shares: dict[str, float] = {}
         self.kp = 0.0
+        self.learned: dict[str, float] = {}
 
     def reset(self, initial: Knobs, bounds: KnobBounds, actuate: tuple[str, ...] = WEIGHTS) -> None:
         super().reset(initial, bounds, actuate)
@@ -163,6 +179,10 @@ class AutoController(Controller):
             raise ConfigError("control.actuate", "at least one of w_pos, w_neg, eps_low, eps_high",
                                 list(self.actuate))
         self.estimator = DitherIVEstimator(tuple(self.dirs), forgetting=self.forgetting)
+        # throttling every weight that is not zero anyway is a brake: at all weights 0 the policy
+        # does not move, so its sign (down never lowers entropy) is physics, not a prior to
+        # revise. Throttling w_pos alone while w_neg trains shifts the balance: either sign.
+        self.full_brake = all(k in self.actuate or getattr(initial, k) == 0.0 for k in WEIGHTS)
         self._clear()
 
     def state_dict(self) -> dict[str, Any]:
@@ -171,6 +191,7 @@ class AutoController(Controller):
                 "hold": self.hold,
                 "deriv": self.deriv, "u": self.u, "saturated": self.saturated,
                 "last_dither": dict(self.last_dither), "shares": dict(self.shares), "kp": self.kp,
+                "learned": dict(self.learned),
                 "estimator": None if est is None else est.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -182,6 +203,7 @@ class AutoController(Controller):
         self.last_dither = {k: float(v) for k, v in state["last_dither"].items()}
         self.shares = {k: float(v) for k, v in state["shares"].items()}
         self.kp = float(state["kp"])
+        self.learned = {k: float(v) for k, v in state.get("learned", {}).items()}
         if self.estimator is not None and state.get("estimator") is not None:
             self.estimator.load_state_dict(state["estimator"])
 
@@ -214,7 +236,7 @@ class AutoController(Controller):
         g0 = self.prior_gain * max(level, 1e-3)
         out = {}
         for d in self.dirs:
-            mu = g0 * self.prior.get(d, 0.0)
+            mu = g0 * self.learned.get(d, self.prior.get(d, 0.0))
             se = est.stderr(d)
             if not math.isfinite(se) or se <= 0:
                 out[d] = mu
@@ -224,6 +246,8 @@ class AutoController(Controller):
             if mu == 0.0 and g != 0.0:  # no prior sign: only the evidence beyond evidence_z counts
                 g *= max(0.0, 1.0 - (self.evidence_z * se / g) ** 2)
             out[d] = (mu * w_prior + g * w_data) / (w_prior + w_data)
+            if d == "throttle" and self.full_brake:
+                out[d] = max(out[d], 0.1 * g0)
         return out
 
     # --- the law -----------------------------------------------------------------------------
@@ -234,6 +258,10 @@ class AutoController(Controller):
         # 1. identification: the previous step's applied knobs and dither, along each direction
         dith = [self.last_dither.get(d, 0.0) for d in self.dirs]
         est.update(obs.step, h, self._coordinates(obs.knobs), dith)
+        for d in self.dirs:  # a sign the data have confirmed replaces the prior (hysteresis)
+            z = est.zscore(d)
+            if abs(z) >= self.sign_lock and not (d == "throttle" and self.full_brake):
+                self.learned[d] = math.copysign(max(abs(self.prior.get(d, 0.0)), 1.0), z)
         # 2. measurement filter and its noise band
         prev = self.h_filt
         if prev is None:
@@ -280,13 +308,11 @@ class AutoController(Controller):
         if est.n >= est.warmup:
             tau = (obs.step - (est.t0 or 0)) / 100.0
             drift = float(est.theta[1] + 2.0 * est.theta[2] * tau) / 100.0  # nats per step at u = 0
-            self.hold = max(min(max(-drift / max(gain, 1e-9), 0.0), hi), 0.95 * self.hold)
+            release = 0.95 if e < 0 else 1.0  # released only while entropy is above its aim
+            self.hold = max(min(max(-drift / max(gain, 1e-9), 0.0), hi), release * self.hold)
             u_ff += self.hold
 
-        # The derivative only brakes (entropy falling): a rise under RLVR is noise or the knobs'
-        # own doing, and releasing the brake on it is a step down that a one-sided plant keeps
-        # (the noise ratchet: on the one-sided test plant the undershoot fell from 0.05-0.10 to
-        # 0.02-0.06 nats at target 1.0 and to 0.003-0.02 at 0.5).
+        # the derivative only brakes (the noise ratchet, module doc)
         def law(integral: float) -> float:
             return self.kp * (e + integral / t_i + self.lag * max(self.deriv, 0.0)) + u_ff
 
@@ -307,8 +333,7 @@ class AutoController(Controller):
         else:
             self.integral = candidate
         self.u = min(max(u_raw, lo), hi)
-        # 6. knobs = initial + u v, plus the dither where it fits inside the bounds both ways
-        # (a dither reflected off a weight's floor would keep a braked policy learning)
+        # 6. knobs = initial + u v, plus the dither inside the bounds (``_dither_fit``)
         values = {}
         for k, g in v.items():
             b_lo, b_hi = self.bounds.range(k)
@@ -318,11 +343,38 @@ class AutoController(Controller):
             amp = self.excite * (0.35 if abs(est.zscore(d)) >= 3.0 else 1.0)
             if est.n <= self.probe_steps:
                 amp = max(amp, self.probe_amplitude)
-            room = min(min(values[k] - self.bounds.range(k)[0], self.bounds.range(k)[1] - values[k]) / abs(c)
-                       for k, c in vec.items())
-            amp = min(amp, max(room, 0.0))
+            offset, amp = self._dither_fit(values, vec, amp)
             sgn = paired_dither(obs.step, self.excite_hold, salt=j + 1)
             self.last_dither[d] = sgn * amp
             for k, c in vec.items():
-                values[k] += sgn * amp * c
+                values[k] += (offset + sgn * amp) * c
         return self.with_actuated(values)
+
+    def _dither_fit(self, values: dict[str, float], vec: dict[str, float], amp: float) -> tuple[float, float]:
+        """(offset, amplitude) of a dither along ``vec`` that stays inside the bounds.
+
+        Centred where it fits both ways. Against a ceiling it is moved inward, so a knob pinned
+        at its upper bound still excites the plant (the only way to learn that its sign is the
+        opposite of the one assumed). Never off a weight's floor: a braked policy stays braked.
+        """
+        d_lo, d_hi = -math.inf, math.inf  # the range of the move along vec
+        floor_lo = floor_hi = False  # whether that end is a weight's floor
+        for k, c in vec.items():
+            b_lo, b_hi = self.bounds.range(k)
+            down, up = (b_lo - values[k]) / c, (b_hi - values[k]) / c  # moves that reach each bound
+            lo_end, hi_end = (down, up) if c > 0 else (up, down)
+            is_floor = k in WEIGHTS
+            if lo_end > d_lo:
+                d_lo, floor_lo = lo_end, is_floor and c > 0
+            if hi_end < d_hi:
+                d_hi, floor_hi = hi_end, is_floor and c < 0
+        d_lo, d_hi = min(d_lo, 0.0), max(d_hi, 0.0)
+        centred = min(amp, -d_lo, d_hi)
+        if centred >= amp or not math.isfinite(d_hi - d_lo):
+            return 0.0, centred
+        a = min(amp, (d_hi - d_lo) / 2.0)
+        if d_hi < a and not floor_hi:  # pinned at the upper end: dither below it
+            return d_hi - a, a
+        if -d_lo < a and not floor_lo:
+            return d_lo + a, a
+        return 0.0, centred

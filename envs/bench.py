@@ -15,6 +15,8 @@ import math
 import multiprocessing as mp
 import os
 import queue
+import signal
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -88,9 +90,11 @@ class _BarTicks:
 _DIST_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
-def _init_worker(progress: Any, fresh_process: bool = False) -> None:
+def _init_worker(progress: Any, fresh_process: bool = False, parent: int | None = None) -> None:
     global _PROGRESS
     _PROGRESS = progress
+    if parent is not None:
+        threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     if fresh_process:
         for k in _DIST_ENV:
             os.environ.pop(k, None)
@@ -98,6 +102,14 @@ def _init_worker(progress: Any, fresh_process: bool = False) -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+def _exit_with_parent(parent: int, poll_s: float = 1.0) -> None:
+    """A worker whose bench process is gone (killed, or stopped with SIGTERM, which does not
+    reach the pool) stops too, the way a run stops on SIGTERM, instead of training on unseen."""
+    while os.getppid() == parent:
+        time.sleep(poll_s)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _sim_chunk(cfg: BenchConfig, out: str, regime: str, runs: list[Run],
@@ -321,7 +333,7 @@ def _run_tasks(cfg: BenchConfig, tasks: Sequence[tuple[Any, tuple[Any, ...]]], b
     ctx = mp.get_context("fork" if not fresh and "fork" in mp.get_all_start_methods() else "spawn")
     q = ctx.Queue()
     with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(q, fresh)) as pool:
+                             initargs=(q, fresh, os.getpid())) as pool:
         futures = [pool.submit(fn, *args) for fn, args in tasks]
         while not all(f.done() for f in futures):
             try:

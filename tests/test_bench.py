@@ -5,6 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +20,8 @@ from regulator import Controller, Knobs, Observation, register_controller
 from regulator.errors import ConfigError
 from regulator.registry import list_controllers
 from trainer.cli import main as cli_main
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class _HalfWpos(Controller):
@@ -247,3 +253,33 @@ def test_trainer_bench_resume_keeps_finished_runs(tmp_path):
     cfg["controllers"][0]["actuate"] = ["w_pos"]
     assert cli_main(["bench", _write(tmp_path, cfg), "--resume"]) == 0
     assert (runs / "grpo/seed0/metrics.jsonl").stat().st_mtime_ns != before[runs / "grpo/seed0"]
+
+
+def test_a_worker_stops_when_its_bench_process_is_gone(tmp_path):
+    """A SIGTERM to `regulator bench` (or a kill) does not reach its pool; the workers used to
+    train on unseen. Now each stops within its poll interval once its parent is gone."""
+    code = (
+        "import os, time\n"
+        "from concurrent.futures import ProcessPoolExecutor\n"
+        "import multiprocessing as mp\n"
+        "from envs.bench import _init_worker\n"
+        "if __name__ == '__main__':\n"
+        "    pool = ProcessPoolExecutor(1, mp_context=mp.get_context('spawn'), initializer=_init_worker,\n"
+        "                               initargs=(None, False, os.getpid()))\n"
+        "    print(pool.submit(os.getpid).result(), flush=True)\n"
+        "    pool.submit(time.sleep, 60)\n"
+        "    time.sleep(0.5)\n"
+        "    os._exit(0)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    worker = int(out.stdout.split()[0])
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.kill(worker, 9)
+    raise AssertionError("the orphaned worker was still running 15 s after its parent exited")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,9 @@ from envs.bench_config import parse_bench_config
 from regulator import KnobBounds, Knobs, Regulator, make_controller
 from regulator.config import ControlConfig
 from regulator.tracking import feasible_tracking
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from wrong_sign import integrating_plant  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,6 +100,36 @@ def test_no_windup_overshoot_beyond_the_noise_band_on_a_one_sided_plant():
             hs, _ = _one_sided_plant(300, target, seed)
             assert min(hs) > target - 3 * 0.02, (seed, target - min(hs))
             assert abs(np.mean(hs[-50:]) - target) < 0.1 * target
+
+
+def test_the_default_finds_a_reversed_sign_from_a_knob_saturated_the_wrong_way():
+    """Either sign of the plant, the knob at the wrong bound: the default control tracks within
+    2x of a fixed PID given the right sign (the bench suites' gains). With w_pos alone the
+    throttle is a balance shift, so its prior sign is revisable; it was pinned at the ceiling
+    for good before (RMSE 2.34: no dither fits at a bound, nothing was learned)."""
+    for sign in (1.0, -1.0):
+        pid = np.mean([integrating_plant("pid", {"kp": 2.0, "ki": 0.2, "gains": {"w_pos": sign}},
+                                          sign, s)[0] for s in range(3)])
+        runs = [integrating_plant("auto", {}, sign, s)[:2] for s in range(3)]
+        auto = np.mean([r[0] for r in runs])
+        assert auto < 2.0 * pid, (sign, auto, pid)
+        # the learned direction: w_pos down lowers entropy when sign > 0 (share < 0)
+        assert all(math.copysign(1.0, r[1][-1]) == -sign for r in runs), (sign, [r[1][-1] for r in runs])
+
+
+def test_a_brake_on_every_weight_keeps_its_sign_and_a_learned_sign_survives_a_resume():
+    auto = make_controller("auto")
+    auto.reset(Knobs(), KnobBounds(w_pos=(0.0, 2.0), w_neg=(0.0, 2.0)), ("w_pos", "w_neg"))
+    assert auto.full_brake
+    one = make_controller("auto")
+    one.reset(Knobs(), KnobBounds(w_pos=(0.0, 2.0)), ("w_pos",))
+    assert not one.full_brake  # w_neg still trains: throttling w_pos shifts the balance
+    _, _, ctrl = integrating_plant("auto", {}, 1.0, 0, steps=120)
+    assert ctrl.learned.get("throttle") == -1.0  # the data refuted the prior (+1)
+    fresh = make_controller("auto")
+    fresh.reset(Knobs(w_pos=2.0), KnobBounds(w_pos=(0.0, 2.0)), ("w_pos",))
+    fresh.load_state_dict(ctrl.state_dict())
+    assert fresh.learned == ctrl.learned
 
 
 def test_a_frozen_policy_is_reported():
