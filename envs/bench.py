@@ -194,10 +194,16 @@ def _read_rows(rd: Path) -> list[dict[str, Any]]:
     return [{k: (math.nan if v is None else v) for k, v in r.items()} for r in rows]
 
 
+def _placeless(spec: dict[str, Any]) -> dict[str, Any]:
+    """A run spec without its run directory: a bench directory moved or copied elsewhere holds
+    the same runs (the directory is where the run is found, not a setting of it)."""
+    return {**spec, "overrides": [o for o in spec.get("overrides", []) if not o.startswith("train.out_dir=")]}
+
+
 def _finished_run(rd: Path, spec: dict[str, Any], horizon: int) -> list[dict[str, Any]] | None:
     """The rows of a finished run in ``rd`` made from ``spec``, or None (then it is trained)."""
     try:
-        if json.loads((rd / _SPEC_FILE).read_text()) != spec:
+        if _placeless(json.loads((rd / _SPEC_FILE).read_text())) != _placeless(spec):
             return None
         rows = _read_rows(rd)
     except (OSError, ValueError):

@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -248,6 +249,12 @@ def test_trainer_bench_resume_keeps_finished_runs(tmp_path):
     assert (runs / "grpo/seed0/metrics.jsonl").stat().st_mtime_ns == before[runs / "grpo/seed0"]
     assert (runs / "pid/seed0/metrics.jsonl").stat().st_mtime_ns != before[runs / "pid/seed0"]
     assert (Path(cfg["out_dir"]) / "leaderboard.csv").read_text() == board  # the same runs again
+    # a bench directory moved elsewhere still holds the same runs
+    moved = tmp_path / "moved"
+    shutil.copytree(cfg["out_dir"], moved)
+    stamps = {p: p.stat().st_mtime_ns for p in moved.rglob("metrics.jsonl")}
+    assert cli_main(["bench", _write(tmp_path, {**cfg, "out_dir": str(moved)}), "--resume"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in moved.rglob("metrics.jsonl")} == stamps
     # a changed setting is a different run: trained again, not read back
     cfg["controllers"][0]["params"] = {"knobs": {"w_pos": 0.5}}
     cfg["controllers"][0]["actuate"] = ["w_pos"]
