@@ -90,11 +90,12 @@ class _BarTicks:
 _DIST_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
-def _init_worker(progress: Any, fresh_process: bool = False, parent: int | None = None) -> None:
+def _init_worker(progress: Any, fresh_process: bool = False, parent: int | None = None,
+                 grace_s: float = 120.0) -> None:
     global _PROGRESS
     _PROGRESS = progress
     if parent is not None:
-        threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+        threading.Thread(target=_exit_with_parent, args=(parent, grace_s), daemon=True).start()
     if fresh_process:
         for k in _DIST_ENV:
             os.environ.pop(k, None)
@@ -104,12 +105,16 @@ def _init_worker(progress: Any, fresh_process: bool = False, parent: int | None 
     torch.set_num_threads(1)
 
 
-def _exit_with_parent(parent: int, poll_s: float = 1.0) -> None:
+def _exit_with_parent(parent: int, grace_s: float, poll_s: float = 1.0) -> None:
     """A worker whose bench process is gone (killed, or stopped with SIGTERM, which does not
-    reach the pool) stops too, the way a run stops on SIGTERM, instead of training on unseen."""
+    reach the pool) stops too, instead of training on unseen: first the way a run stops on
+    SIGTERM (a checkpoint, then the run returns), then, ``grace_s`` later, the process itself
+    (after the run returned it would wait for the dead parent's next task for ever)."""
     while os.getppid() == parent:
         time.sleep(poll_s)
     os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(grace_s)
+    os._exit(143)
 
 
 def _sim_chunk(cfg: BenchConfig, out: str, regime: str, runs: list[Run],

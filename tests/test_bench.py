@@ -264,22 +264,25 @@ def test_trainer_bench_resume_keeps_finished_runs(tmp_path):
 
 def test_a_worker_stops_when_its_bench_process_is_gone(tmp_path):
     """A SIGTERM to `regulator bench` (or a kill) does not reach its pool; the workers used to
-    train on unseen. Now each stops within its poll interval once its parent is gone."""
+    train on unseen. Now each gets a SIGTERM once its parent is gone and, if a handler caught it
+    (a training run stops gracefully and returns), exits after the grace period."""
     code = (
-        "import os, time\n"
+        "import os, signal, time\n"
         "from concurrent.futures import ProcessPoolExecutor\n"
         "import multiprocessing as mp\n"
         "from envs.bench import _init_worker\n"
         "if __name__ == '__main__':\n"
         "    pool = ProcessPoolExecutor(1, mp_context=mp.get_context('spawn'), initializer=_init_worker,\n"
-        "                               initargs=(None, False, os.getpid()))\n"
+        "                               initargs=(None, False, os.getpid(), 1.0))\n"
         "    print(pool.submit(os.getpid).result(), flush=True)\n"
+        "    pool.submit(signal.signal, signal.SIGTERM, signal.SIG_IGN).result()  # caught\n"
         "    pool.submit(time.sleep, 60)\n"
         "    time.sleep(0.5)\n"
         "    os._exit(0)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr
     worker = int(out.stdout.split()[0])
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
