@@ -229,6 +229,10 @@ class AutoController(Controller):
             out.append(dot / sum(c * c for c in vec.values()))
         return out
 
+    def _is_brake(self, direction: str) -> bool:
+        """Whether ``direction`` throttles every weight that trains: its sign is physics (reset)."""
+        return direction == "throttle" and self.full_brake
+
     def _posterior(self, level: float) -> dict[str, float]:
         """m_j: each direction's effect (nats/step/unit), the estimate shrunk to its prior."""
         est = self.estimator
@@ -246,7 +250,7 @@ class AutoController(Controller):
             if mu == 0.0 and g != 0.0:  # no prior sign: only the evidence beyond evidence_z counts
                 g *= max(0.0, 1.0 - (self.evidence_z * se / g) ** 2)
             out[d] = (mu * w_prior + g * w_data) / (w_prior + w_data)
-            if d == "throttle" and self.full_brake:
+            if self._is_brake(d):
                 out[d] = max(out[d], 0.1 * g0)
         return out
 
@@ -260,7 +264,7 @@ class AutoController(Controller):
         est.update(obs.step, h, self._coordinates(obs.knobs), dith)
         for d in self.dirs:  # a sign the data have confirmed replaces the prior (hysteresis)
             z = est.zscore(d)
-            if abs(z) >= self.sign_lock and not (d == "throttle" and self.full_brake):
+            if abs(z) >= self.sign_lock and not self._is_brake(d):
                 self.learned[d] = math.copysign(max(abs(self.prior.get(d, 0.0)), 1.0), z)
         # 2. measurement filter and its noise band
         prev = self.h_filt
@@ -353,9 +357,10 @@ class AutoController(Controller):
     def _dither_fit(self, values: dict[str, float], vec: dict[str, float], amp: float) -> tuple[float, float]:
         """(offset, amplitude) of a dither along ``vec`` that stays inside the bounds.
 
-        Centred where it fits both ways. Against a ceiling it is moved inward, so a knob pinned
-        at its upper bound still excites the plant (the only way to learn that its sign is the
-        opposite of the one assumed). Never off a weight's floor: a braked policy stays braked.
+        Centred where it fits both ways. Against any other bound (a ceiling, a clip bound's
+        limit) it is moved inward, so a knob pinned at its upper bound still excites the plant
+        (the only way to learn that its sign is the opposite of the one assumed); not when the
+        other side is unbounded. Never off a weight's floor: a braked policy stays braked.
         """
         d_lo, d_hi = -math.inf, math.inf  # the range of the move along vec
         floor_lo = floor_hi = False  # whether that end is a weight's floor
