@@ -26,6 +26,9 @@ class Controller(ABC):
     #: False when the knobs never depend on the target or the measurements (fixed knobs,
     #: schedules): ``regulator bench`` then trains one run per plant and seed for all targets
     uses_target: ClassVar[bool] = True
+    #: how many future targets ``Observation.preview`` should hold (a target curve is known in
+    #: advance, so a controller may act before it changes: preview control)
+    preview_steps: int = 0
 
     initial: Knobs
     bounds: KnobBounds

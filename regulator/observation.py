@@ -15,9 +15,11 @@ class Observation:
     """One step's measurements, handed to ``Controller.act``.
 
     ``entropy`` is the token-mean entropy (nats) of the rollout batch under the policy before
-    this step's update; ``target`` the target for this step and ``next_target`` for the next.
-    ``knobs`` are the knobs applied at the previous step. The optional fields are NaN when the
-    source does not provide them; ``extras`` carries anything more (e.g. ``dh_pos``, ``dh_neg``).
+    this step's update; ``target`` the target for this step and ``next_target`` for the next;
+    ``preview`` the targets of the steps after it (t+1, t+2, ...: as many as the controller's
+    ``preview_steps`` asks for, the last step's target repeated past the end). ``knobs`` are
+    the knobs applied at the previous step. The optional fields are NaN when the source does
+    not provide them; ``extras`` carries anything more (e.g. ``dh_pos``, ``dh_neg``).
     """
 
     step: int
@@ -25,6 +27,7 @@ class Observation:
     entropy: float
     target: float
     next_target: float = math.nan
+    preview: tuple[float, ...] = ()
     knobs: Knobs = field(default_factory=Knobs)
     reward_mean: float = math.nan
     accuracy: float = math.nan
@@ -52,6 +55,7 @@ class Observation:
             raise ConfigError("target", "a finite number", self.target)
         if math.isnan(self.next_target):
             object.__setattr__(self, "next_target", self.target)
+        object.__setattr__(self, "preview", tuple(float(x) for x in self.preview))
         object.__setattr__(self, "extras", {str(k): float(v) for k, v in self.extras.items()})
 
     @property

@@ -35,7 +35,7 @@ class ControllerFailure(RuntimeError):
     would be plain training with held knobs, so it stops instead of passing silently."""
 
 _OBS_FIELDS = {f.name for f in fields(Observation)} - {
-    "step", "total_steps", "entropy", "target", "next_target", "knobs", "extras"
+    "step", "total_steps", "entropy", "target", "next_target", "preview", "knobs", "extras"
 }
 
 
@@ -99,10 +99,13 @@ class Regulator:
             except (TypeError, ValueError):
                 continue
             (known if k in _OBS_FIELDS else extras)[k] = v
-        nxt = min(step + 1, self.total_steps - 1)
+        last = self.total_steps - 1
+        ahead = max(int(getattr(self.controller, "preview_steps", 0) or 0), 0)
+        preview = tuple(self.target_at(min(step + k, last)) for k in range(1, ahead + 1))
         return Observation(
             step=step, total_steps=self.total_steps, entropy=float(entropy),
-            target=self.target_at(step), next_target=self.target_at(nxt),
+            target=self.target_at(step), next_target=self.target_at(min(step + 1, last)),
+            preview=preview,
             knobs=self.knobs, extras=extras, **known,
         )
 

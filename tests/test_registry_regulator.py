@@ -59,6 +59,17 @@ def _regulator(**kw):
                      total_steps=11)
 
 
+def test_the_regulator_hands_over_as_many_future_targets_as_the_controller_asks_for():
+    reg = _regulator()
+    reg.step(0, 0.9)
+    assert reg.controller.seen[-1].preview == ()  # asks for none
+    reg.controller.preview_steps = 3
+    reg.step(4, 0.9)
+    assert reg.controller.seen[-1].preview == pytest.approx((0.5, 0.4, 0.3))  # steps 5, 6, 7
+    reg.step(9, 0.9)  # past the last step (10) its target is repeated
+    assert reg.controller.seen[-1].preview == pytest.approx((0.0, 0.0, 0.0))
+
+
 def test_make_controller_by_name_path_and_errors():
     assert "test_ramp" in list_controllers()
     assert isinstance(make_controller("test_ramp"), Ramp)
