@@ -24,6 +24,10 @@ effect is unknown is simply not used), by one scalar command u (u > 0 raises ent
 - Gains from the identified plant gain along v, G = sum_j m_j^2 / max|m| (relative: G / H), by
   SIMC for an integrating plant: kp = 1 / (G_rel (tau_c + lag)), T_i = 4 (tau_c + lag),
   T_d = ``lag``; feed-forward u_ff = slope(T) / G_rel follows a moving target.
+- Preview: the target curve is known in advance, so the loop aims at it through a centred
+  window of ``preview`` steps each side (``_aim``): a step becomes a ramp that starts before the
+  step and ends after it, which is what a rate-limited plant can follow with the least squared
+  error; a linear segment is left as it is.
 - Hold: the estimator's trend is the drift the knobs do not explain (nats per step at u = 0);
   u_hold = max(-drift / G, 0) is the command that cancels it, so the loop sits at the target
   with a zero error instead of an integral that winds up during the approach. Measured on
@@ -117,6 +121,9 @@ class AutoController(Controller):
             the usual burn-in), where identification is cheapest.
         evidence_z [3.0]: a direction with no prior sign moves the knobs only by the part of its
             estimate beyond this many standard errors (>= 0; 0 = the plain posterior).
+        preview [tau_c + lag]: half-width (steps) of the centred window through which the
+            target is aimed at, by default the loop's designed response time (>= 0; 0 = aim at
+            the target itself). See ``_aim``.
         sign_lock [4.0]: a z-score this large makes the estimate's sign the direction's prior
             (> 0), so forgetting the data later does not fall back to a sign they refuted.
     """
@@ -132,7 +139,7 @@ class AutoController(Controller):
                  forgetting: float = 0.985, min_mixed: float = 0.05,
                  kp_limits: list[float] | None = None, prior: dict[str, float] | None = None,
                  probe_steps: int = 24, probe_amplitude: float = 0.5,
-                 evidence_z: float = 3.0, sign_lock: float = 4.0) -> None:
+                 evidence_z: float = 3.0, sign_lock: float = 4.0, preview: int | None = None) -> None:
         self.tau_c = P.number("tau_c", tau_c, above=0.0)
         self.lag = P.number("lag", lag, minimum=0.0)
         self.prior_gain = P.number("prior_gain", prior_gain, above=0.0)
@@ -151,6 +158,9 @@ class AutoController(Controller):
         self.probe_amplitude = P.number("probe_amplitude", probe_amplitude, minimum=0.0)
         self.evidence_z = P.number("evidence_z", evidence_z, minimum=0.0)
         self.sign_lock = P.number("sign_lock", sign_lock, above=0.0)
+        self.preview = (round(self.tau_c + self.lag) if preview is None
+                        else P.integer("preview", preview, minimum=0))
+        self.preview_steps = self.preview + 1
         self.prior = {"throttle": 1.0}
         for k, x in (prior or {}).items():
             self.prior[str(k)] = P.number(f"prior.{k}", x)
@@ -171,6 +181,8 @@ class AutoController(Controller):
         self.shares: dict[str, float] = {}
         self.kp = 0.0
         self.learned: dict[str, float] = {}
+        self.past: list[float] = []  # the last ``preview`` targets
+        self.aim = math.nan
 
     def reset(self, initial: Knobs, bounds: KnobBounds, actuate: tuple[str, ...] = WEIGHTS) -> None:
         super().reset(initial, bounds, actuate)
@@ -191,7 +203,7 @@ class AutoController(Controller):
                 "hold": self.hold,
                 "deriv": self.deriv, "u": self.u, "saturated": self.saturated,
                 "last_dither": dict(self.last_dither), "shares": dict(self.shares), "kp": self.kp,
-                "learned": dict(self.learned),
+                "learned": dict(self.learned), "past": list(self.past),
                 "estimator": None if est is None else est.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -204,16 +216,18 @@ class AutoController(Controller):
         self.shares = {k: float(v) for k, v in state["shares"].items()}
         self.kp = float(state["kp"])
         self.learned = {k: float(v) for k, v in state.get("learned", {}).items()}
+        self.past = [float(x) for x in state.get("past", [])]
         if self.estimator is not None and state.get("estimator") is not None:
             self.estimator.load_state_dict(state["estimator"])
 
     def metrics(self) -> dict[str, float]:
         """Per direction: ``control/gain_est/<d>`` (nats/step/unit), ``control/gain_z/<d>`` and
-        ``control/share/<d>`` (its part of the move, signed); plus ``control/u``, ``control/kp``."""
+        ``control/share/<d>`` (its part of the move, signed); plus ``control/u``, ``control/kp``
+        and ``control/aim`` (the target seen through the preview window, ``_aim``)."""
         est = self.estimator
         if est is None:
             return {}
-        out = {"control/u": self.u, "control/kp": self.kp}
+        out = {"control/u": self.u, "control/kp": self.kp, "control/aim": self.aim}
         for d in self.dirs:
             out[f"control/gain_est/{d}"] = est.gain(d)
             out[f"control/gain_z/{d}"] = est.zscore(d)
@@ -254,6 +268,29 @@ class AutoController(Controller):
                 out[d] = max(out[d], 0.1 * g0)
         return out
 
+    def _aim(self, obs: Observation) -> tuple[float, float]:
+        """(this step's aim, the next step's): the target seen through a centred window.
+
+        Entropy moves at a bounded rate, so a step in the target cannot be followed at once;
+        the squared error is least when the move starts before the step and ends after it,
+        along a ramp centred on it. The mean of the target over [t - n, t + n] (n = ``preview``)
+        is that ramp for a step and leaves a linear segment unchanged; its slope is the
+        feed-forward. The window shrinks near the run's ends to stay centred (at step 0 the aim
+        is the target: on a one-sided plant an early dip is never undone). The future comes
+        from ``Observation.preview``, the past from this run.
+        """
+        past = self.past[-self.preview:] if self.preview else []
+        seq, i = past + [obs.target, *obs.preview], len(past)  # seq[i] is step t
+        left = obs.total_steps - 1 - obs.step  # steps after t in the run
+
+        def window(j: int, ahead: int) -> list[float]:  # centred on seq[j], symmetric
+            m = max(min(self.preview, j, ahead, len(seq) - 1 - j), 0)
+            return seq[j - m:j + m + 1]
+
+        now = window(i, left)
+        nxt = window(i + 1, left - 1) if left > 0 and i + 1 < len(seq) else now
+        return sum(now) / len(now), sum(nxt) / len(nxt)
+
     # --- the law -----------------------------------------------------------------------------
     def act(self, obs: Observation) -> Knobs:
         est = self.estimator
@@ -293,14 +330,17 @@ class AutoController(Controller):
         self.kp = min(max(1.0 / (g_rel * (self.tau_c + self.lag)), kp_lo), kp_hi) / auth
         t_i = 4.0 * (self.tau_c + self.lag)
         # 5. the reference governor: approach from above aims `margin` noise deviations high
-        scale = max(abs(obs.target), 1e-3)
+        aim, aim_next = self._aim(obs)
+        self.aim = aim
+        self.past = [*self.past, obs.target][-self.preview:] if self.preview else []
+        scale = max(abs(aim), 1e-3)
         band = self.margin * sigma_f
-        above = self.h_filt - obs.target
+        above = self.h_filt - aim
         lift = band if above >= 0 else max(0.0, band + above)
-        e = (obs.target + lift - self.h_filt) / scale
+        e = (aim + lift - self.h_filt) / scale
         d_raw = 0.0 if prev is None else -(self.h_filt - prev) / scale
         self.deriv = 0.5 * self.deriv + 0.5 * d_raw
-        u_ff = ((obs.next_target - obs.target) / scale) / g_rel
+        u_ff = ((aim_next - aim) / scale) / g_rel
         lo, hi = P.u_range(v, self.initial, self.bounds)
         # u_hold: the command that holds entropy still against the identified drift. At the
         # target u = u_hold brakes the collapse at once instead of waiting for an integral to
@@ -327,7 +367,7 @@ class AutoController(Controller):
         # closing in: the error shrinks at least at half the designed closed-loop rate, so the
         # proportional path is doing the work and integrating the transient would only wind up
         # (an overshoot on a one-sided plant is never undone)
-        de = self.deriv + (obs.next_target - obs.target) / scale  # smoothed change of e per step
+        de = self.deriv + (aim_next - aim) / scale  # smoothed change of e per step
         closing = e * de < 0 and abs(de) >= 0.5 * abs(e) / (self.tau_c + self.lag)
         self.saturated = self.saturated + 1 if pinned else 0
         if pinned or powerless or closing:

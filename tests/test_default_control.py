@@ -15,7 +15,7 @@ from envs.band import band_corners, band_from_paths
 from envs.bench_config import parse_bench_config
 from regulator import KnobBounds, Knobs, Regulator, make_controller
 from regulator.config import ControlConfig
-from regulator.tracking import feasible_tracking
+from regulator.tracking import feasible_tracking, tracking_summary
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from wrong_sign import integrating_plant  # noqa: E402
@@ -202,3 +202,56 @@ def test_a_freeze_that_flickers_is_reported_once():
     reg.controller.act = lambda obs: reg.controller.with_actuated({"w_pos": 0.0, "w_neg": 0.0})
     reg.step(90, 1.0)
     assert "not learning" in reg.last_event
+
+
+def _step_target(level: float = 1.2, after: float = 0.8, at: int = 150) -> dict:
+    return {"kind": "piecewise", "points": [[0, level], [at - 1, level], [at, after]]}
+
+
+def test_the_aim_is_the_target_seen_through_a_centred_window():
+    """A step becomes a ramp from n steps before it to n steps after (centred: half-way at the
+    step); a linear segment and the first step are aimed at as they are."""
+    n = 10
+    reg = Regulator(make_controller("auto", preview=n), _step_target(at=50), initial=Knobs(),
+                    actuate=("w_pos", "w_neg"), bounds=KnobBounds(w_pos=(0.0, 2.0), w_neg=(0.0, 2.0)),
+                    total_steps=100)
+    aims = []
+    for t in range(100):
+        reg.step(t, 1.2, mixed_groups=0.5)
+        aims.append(reg.metrics()["control/aim"])
+    assert aims[0] == pytest.approx(1.2) and aims[38] == pytest.approx(1.2)
+    ramp = np.diff(aims[39:61])
+    assert np.all(ramp < 0) and np.allclose(ramp, -0.4 / (2 * n + 1))
+    assert aims[49] + aims[50] == pytest.approx(1.2 + 0.8)  # centred on the step
+    assert aims[61] == pytest.approx(0.8) and aims[99] == pytest.approx(0.8)
+    lin = Regulator(make_controller("auto", preview=n), {"kind": "linear", "start": 1.0, "end": 0.5},
+                    initial=Knobs(), actuate=("w_pos", "w_neg"), total_steps=60,
+                    bounds=KnobBounds(w_pos=(0.0, 2.0), w_neg=(0.0, 2.0)))
+    for t in range(60):
+        lin.step(t, 1.0, mixed_groups=0.5)
+        assert lin.metrics()["control/aim"] == pytest.approx(lin.target_at(t)), t
+
+
+def _integrator_with_a_step(preview: int, seed: int) -> float:
+    """dH = 0.01 (1 - w_pos) per step (throttling raises entropy: the prior's sign), noise 0.02,
+    a step 1.2 -> 0.8 at step 150; the EMA RMSE after step 50."""
+    rng = np.random.default_rng(seed)
+    reg = Regulator(make_controller("auto", preview=preview), _step_target(), initial=Knobs(),
+                    actuate=("w_pos",), bounds=KnobBounds(w_pos=(0.0, 2.0)), total_steps=300)
+    h, hs, ts = 1.2, [], []
+    for t in range(300):
+        meas = h + 0.02 * rng.normal()
+        k = reg.step(t, meas, mixed_groups=0.5)
+        hs.append(meas)
+        ts.append(reg.target_at(t))
+        h -= 0.01 * (k.w_pos - 1.0)
+    return tracking_summary(hs, ts, burn_in=50, ema_alpha=0.6)["rmse_ema"]
+
+
+def test_preview_starts_a_step_early_and_lowers_its_error():
+    """The loop cannot follow a step at once (the knob's rate is bounded): aiming at the centred
+    ramp lowers the error on every seed (measured 0.102-0.106 without preview, 0.063-0.066 with
+    the default 14 steps)."""
+    for seed in range(3):
+        without, with_ = _integrator_with_a_step(0, seed), _integrator_with_a_step(14, seed)
+        assert with_ < 0.8 * without, (seed, with_, without)
