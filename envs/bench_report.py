@@ -130,9 +130,11 @@ def _mean_band(out: Path, regime: str, seeds: Sequence[int]) -> tuple[np.ndarray
     return (np.mean([d["lo"] for d in data], axis=0), np.mean([d["hi"] for d in data], axis=0))
 
 
-def plot_tracking(cfg: Any, out: Path) -> None:
+def plot_tracking(cfg: Any, out: Path, path: Path | None = None, labels: Sequence[str] | None = None,
+                  targets: Sequence[str] | None = None) -> None:
     """tracking.png: mean entropy over seeds vs the target, one panel per (regime, target), the
-    reachable band (mean over seeds) shaded."""
+    reachable band (mean over seeds) shaded. ``labels`` / ``targets`` keep only those
+    controllers / targets (a figure for the docs); ``path`` defaults to ``out/tracking.png``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -140,22 +142,25 @@ def plot_tracking(cfg: Any, out: Path) -> None:
 
     traj = _trajectories(cfg, out)
     regimes = cfg.regimes
-    ncol = max(len(cfg.targets_of(r)) for r in regimes)
+    shown = {r: [t for t in cfg.targets_of(r) if targets is None or t in targets] for r in regimes}
+    regimes = [r for r in regimes if shown[r]]
+    entries = [(i, e) for i, e in enumerate(cfg.controllers) if labels is None or e.label in labels]
+    ncol = max(len(shown[r]) for r in regimes)
     fig, axes = plt.subplots(len(regimes), ncol, figsize=(7.2 * ncol, 3.8 * len(regimes)),
                              squeeze=False, sharex=True)
     styles = ("-", "--", "-.", ":")  # with the colour: curves that coincide stay distinguishable
     cmap = plt.get_cmap("tab10" if len(cfg.controllers) <= 10 else "tab20")
     for a, regime in enumerate(regimes):
         band = _mean_band(out, regime, cfg.seeds)
-        for ax in axes[a][len(cfg.targets_of(regime)):]:
+        for ax in axes[a][len(shown[regime]):]:
             ax.axis("off")
-        for b, target in enumerate(cfg.targets_of(regime)):
+        for b, target in enumerate(shown[regime]):
             ax = axes[a][b]
             tgt = None
             if band is not None:
                 ax.fill_between(np.arange(len(band[0])), band[0], band[1], color="0.85",
                                 label="reachable band", zorder=0)
-            for i, e in enumerate(cfg.controllers):
+            for i, e in entries:
                 h, tgt = traj[(regime, target, e.label)]
                 ax.plot(h, lw=1.3, color=cmap(i % cmap.N), ls=styles[i % len(styles)], label=e.label)
             if tgt is not None:
@@ -167,7 +172,7 @@ def plot_tracking(cfg: Any, out: Path) -> None:
             ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.suptitle(f"entropy vs target (mean over {len(cfg.seeds)} seeds)")
     fig.tight_layout()
-    fig.savefig(out / "tracking.png", dpi=110)
+    fig.savefig(path or out / "tracking.png", dpi=110)
     plt.close(fig)
 
 

@@ -93,6 +93,21 @@ def test_tiny_bench_writes_documented_outputs(tmp_path, workers):
     assert "± " in md and "RMSE (EMA)" in md and "regime `scratch`, target `down`" in md
     png = (out / "tracking.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    if workers == 1:  # the docs' figure: chosen controllers and targets only, from the config
+        import runpy
+        fig = tmp_path / "fig.png"
+        argv = ["band_figure.py", _write(tmp_path, _tiny(out, workers=workers)), str(fig),
+                "--controllers", "half", "--targets", "down"]
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(sys, "argv", argv)
+            runpy.run_path(str(ROOT / "benchmarks" / "band_figure.py"), run_name="__main__")
+            small = fig.read_bytes()
+            width = int.from_bytes(small[16:20], "big")  # the PNG header's width: 1 of 2 columns
+            assert small[:8] == png[:8] and width == int.from_bytes(png[16:20], "big") // 2
+            mp.setattr(sys, "argv", argv[:4] + ["nobody"])
+            bad = r"--controllers: expected one of \['half', 'prop'\], got 'nobody'"
+            with pytest.raises(SystemExit, match=bad):
+                runpy.run_path(str(ROOT / "benchmarks" / "band_figure.py"), run_name="__main__")
     runs = sorted((out / "runs").rglob("metrics.jsonl"))
     assert len(runs) == 2 * 2 * 2 * 2
     lines = [json.loads(x) for x in open(out / "runs/pretrained/down/prop/seed1/metrics.jsonl")]
