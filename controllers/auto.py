@@ -50,7 +50,9 @@ effect is unknown is simply not used), by one scalar command u (u > 0 raises ent
   its sign is kept; any other direction's sign is the data's once |z| reaches ``sign_lock``,
   and stays so until the data say the opposite as firmly. A dither never pushes a weight off
   its floor, but is moved inward from a ceiling: a knob pinned at its upper bound the wrong
-  way keeps exciting the plant, which is how the wrong sign is found.
+  way keeps exciting the plant, which is how the wrong sign is found. Pinned the way the
+  error pushes for 2 (tau_c + lag) steps with the error still growing, the sign of every
+  non-brake direction carrying at least half the move (and not locked by the data) is reversed.
 - Anti-windup: the integral does not grow while u is saturated the way the error pushes, nor
   while the knobs have no authority (fewer than ``min_mixed`` of the groups have mixed rewards:
   all-equal rewards give zero advantages), nor while the error is closing at least at half the
@@ -177,6 +179,7 @@ class AutoController(Controller):
         self.deriv = 0.0
         self.u = 0.0
         self.saturated = 0  # consecutive steps with u pinned at a limit
+        self.e_pinned = 0.0  # the error when the current pinned stretch began
         self.last_dither: dict[str, float] = {}
         self.shares: dict[str, float] = {}
         self.kp = 0.0
@@ -370,6 +373,19 @@ class AutoController(Controller):
         de = self.deriv + (aim_next - aim) / scale  # smoothed change of e per step
         closing = e * de < 0 and abs(de) >= 0.5 * abs(e) / (self.tau_c + self.lag)
         self.saturated = self.saturated + 1 if pinned else 0
+        window = round(2 * (self.tau_c + self.lag))
+        if self.saturated == 1:
+            self.e_pinned = e
+        elif self.saturated > 1 and self.saturated % window == 1:
+            # pinned the way the error pushes for a window, and the error still growing: the
+            # directions in use do not act as assumed; a sign the data have not established
+            # is reversed (the knob's integrated move is collinear with the drift terms, so
+            # the estimator alone cannot refute it, and the hold would read it as drift)
+            if abs(e) > abs(self.e_pinned) + 3.0 * sigma_f / scale:
+                for d, sh in self.shares.items():  # the directions carrying the move
+                    if abs(sh) >= 0.5 and not self._is_brake(d) and abs(est.zscore(d)) < self.sign_lock:
+                        self.learned[d] = -math.copysign(max(abs(self.prior.get(d, 0.0)), 1.0), sh)
+            self.e_pinned = e
         if pinned or powerless or closing:
             u_raw = law(self.integral)
             if self.saturated > self.tau_c:  # out of reach for a while: forget the backlog

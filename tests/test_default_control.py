@@ -232,9 +232,10 @@ def test_the_aim_is_the_target_seen_through_a_centred_window():
         assert lin.metrics()["control/aim"] == pytest.approx(lin.target_at(t)), t
 
 
-def _integrator_with_a_step(preview: int, seed: int) -> float:
-    """dH = 0.01 (1 - w_pos) per step (throttling raises entropy: the prior's sign), noise 0.02,
-    a step 1.2 -> 0.8 at step 150; the EMA RMSE after step 50."""
+def _integrator_with_a_step(preview: int, seed: int, sign: float = -1.0) -> float:
+    """dH = 0.01 sign (w_pos - 1) per step (sign -1: throttling raises entropy, the prior's
+    sign), noise 0.02, no drift at w_pos = 1, a step 1.2 -> 0.8 at step 150; the EMA RMSE after
+    step 50."""
     rng = np.random.default_rng(seed)
     reg = Regulator(make_controller("auto", preview=preview), _step_target(), initial=Knobs(),
                     actuate=("w_pos",), bounds=KnobBounds(w_pos=(0.0, 2.0)), total_steps=300)
@@ -244,7 +245,7 @@ def _integrator_with_a_step(preview: int, seed: int) -> float:
         k = reg.step(t, meas, mixed_groups=0.5)
         hs.append(meas)
         ts.append(reg.target_at(t))
-        h -= 0.01 * (k.w_pos - 1.0)
+        h += sign * 0.01 * (k.w_pos - 1.0)
     return tracking_summary(hs, ts, burn_in=50, ema_alpha=0.6)["rmse_ema"]
 
 
@@ -255,3 +256,14 @@ def test_preview_starts_a_step_early_and_lowers_its_error():
     for seed in range(3):
         without, with_ = _integrator_with_a_step(0, seed), _integrator_with_a_step(14, seed)
         assert with_ < 0.8 * without, (seed, with_, without)
+
+
+def test_a_reversed_sign_from_the_middle_is_found_when_the_pinned_error_keeps_growing():
+    """The reversed plant, the knob starting in the middle: the loop pushes w_pos to its floor,
+    where the knob's integrated move is collinear with the estimator's trend and the hold reads
+    it as drift, so the data never refute the sign. Pinned with the error still growing after a
+    window, the sign is reversed. Within 3x of the right-signed run on the same seed (measured
+    0.12-0.17 vs 0.06; it was 0.25-1.39 before the rule)."""
+    for seed in range(3):
+        right, reversed_ = _integrator_with_a_step(14, seed), _integrator_with_a_step(14, seed, sign=1.0)
+        assert reversed_ < 3.0 * right, (seed, reversed_, right)
