@@ -16,7 +16,7 @@ from pathlib import Path
 from envs.bench_config import parse_bench_config
 from envs.bench_report import plot_tracking
 from regulator.config import load_yaml
-from regulator.errors import ConfigError
+from regulator.errors import ConfigError, unknown_name_error
 
 
 def main() -> None:
@@ -28,10 +28,12 @@ def main() -> None:
     args = ap.parse_args()
     try:
         cfg = parse_bench_config(load_yaml(args.config))
-        known = {e.label for e in cfg.controllers}
-        for label in args.controllers or ():
-            if label not in known:
-                raise ConfigError("--controllers", f"one of {sorted(known)}", label)
+        known = {"--controllers": {e.label for e in cfg.controllers},
+                 "--targets": {t for r in cfg.regimes for t in cfg.targets_of(r)}}
+        for flag, names in (("--controllers", args.controllers), ("--targets", args.targets)):
+            for name in names or ():
+                if name not in known[flag]:
+                    raise unknown_name_error(flag, name, known[flag], "names in the config")
     except ConfigError as e:
         sys.exit(f"band_figure: {e}")
     plot_tracking(cfg, Path(cfg.out_dir), path=args.png, labels=args.controllers, targets=args.targets)

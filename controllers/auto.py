@@ -205,6 +205,7 @@ class AutoController(Controller):
         return {"h_filt": self.h_filt, "noise2": self.noise2, "integral": self.integral,
                 "hold": self.hold,
                 "deriv": self.deriv, "u": self.u, "saturated": self.saturated,
+                "e_pinned": self.e_pinned,
                 "last_dither": dict(self.last_dither), "shares": dict(self.shares), "kp": self.kp,
                 "learned": dict(self.learned), "past": list(self.past),
                 "estimator": None if est is None else est.state_dict()}
@@ -215,6 +216,7 @@ class AutoController(Controller):
         self.integral, self.deriv, self.u = (float(state[k]) for k in ("integral", "deriv", "u"))
         self.hold = float(state.get("hold", 0.0))
         self.saturated = int(state["saturated"])
+        self.e_pinned = float(state.get("e_pinned", 0.0))
         self.last_dither = {k: float(v) for k, v in state["last_dither"].items()}
         self.shares = {k: float(v) for k, v in state["shares"].items()}
         self.kp = float(state["kp"])
@@ -282,8 +284,9 @@ class AutoController(Controller):
         is the target: on a one-sided plant an early dip is never undone). The future comes
         from ``Observation.preview``, the past from this run.
         """
-        past = self.past[-self.preview:] if self.preview else []
-        seq, i = past + [obs.target, *obs.preview], len(past)  # seq[i] is step t
+        past = self.past  # the last `preview` targets at most
+        future = obs.preview or (obs.next_target,)  # an Observation built without a preview
+        seq, i = past + [obs.target, *future], len(past)  # seq[i] is step t
         left = obs.total_steps - 1 - obs.step  # steps after t in the run
 
         def window(j: int, ahead: int) -> list[float]:  # centred on seq[j], symmetric
@@ -291,7 +294,7 @@ class AutoController(Controller):
             return seq[j - m:j + m + 1]
 
         now = window(i, left)
-        nxt = window(i + 1, left - 1) if left > 0 and i + 1 < len(seq) else now
+        nxt = window(i + 1, left - 1) if left > 0 else now
         return sum(now) / len(now), sum(nxt) / len(nxt)
 
     # --- the law -----------------------------------------------------------------------------
@@ -373,10 +376,10 @@ class AutoController(Controller):
         de = self.deriv + (aim_next - aim) / scale  # smoothed change of e per step
         closing = e * de < 0 and abs(de) >= 0.5 * abs(e) / (self.tau_c + self.lag)
         self.saturated = self.saturated + 1 if pinned else 0
-        window = round(2 * (self.tau_c + self.lag))
+        stretch = max(round(2 * (self.tau_c + self.lag)), 2)  # steps per pinned-stretch check
         if self.saturated == 1:
             self.e_pinned = e
-        elif self.saturated > 1 and self.saturated % window == 1:
+        elif self.saturated % stretch == 1:
             # pinned the way the error pushes for a window, and the error still growing: the
             # directions in use do not act as assumed; a sign the data have not established
             # is reversed (the knob's integrated move is collinear with the drift terms, so

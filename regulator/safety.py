@@ -100,7 +100,7 @@ class Regulator:
                 continue
             (known if k in _OBS_FIELDS else extras)[k] = v
         last = self.total_steps - 1
-        ahead = max(int(getattr(self.controller, "preview_steps", 0) or 0), 0)
+        ahead = max(int(self.controller.preview_steps), 0)
         preview = tuple(self.target_at(min(step + k, last)) for k in range(1, ahead + 1))
         return Observation(
             step=step, total_steps=self.total_steps, entropy=float(entropy),

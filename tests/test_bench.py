@@ -104,10 +104,13 @@ def test_tiny_bench_writes_documented_outputs(tmp_path, workers):
             small = fig.read_bytes()
             width = int.from_bytes(small[16:20], "big")  # the PNG header's width: 1 of 2 columns
             assert small[:8] == png[:8] and width == int.from_bytes(png[16:20], "big") // 2
-            mp.setattr(sys, "argv", argv[:4] + ["nobody"])
-            bad = r"--controllers: expected one of \['half', 'prop'\], got 'nobody'"
-            with pytest.raises(SystemExit, match=bad):
-                runpy.run_path(str(ROOT / "benchmarks" / "band_figure.py"), run_name="__main__")
+            unknown = ((argv[:4] + ["nobody"], r"--controllers: expected one of the names in the "
+                        r"config: half, prop, got 'nobody'"),
+                       (argv[:6] + ["dwn"], r"--targets: .*got 'dwn' \(did you mean 'down'"))
+            for wrong, bad in unknown:
+                mp.setattr(sys, "argv", wrong)
+                with pytest.raises(SystemExit, match=bad):
+                    runpy.run_path(str(ROOT / "benchmarks" / "band_figure.py"), run_name="__main__")
     runs = sorted((out / "runs").rglob("metrics.jsonl"))
     assert len(runs) == 2 * 2 * 2 * 2
     lines = [json.loads(x) for x in open(out / "runs/pretrained/down/prop/seed1/metrics.jsonl")]

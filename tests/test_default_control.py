@@ -267,3 +267,14 @@ def test_a_reversed_sign_from_the_middle_is_found_when_the_pinned_error_keeps_gr
     for seed in range(3):
         right, reversed_ = _integrator_with_a_step(14, seed), _integrator_with_a_step(14, seed, sign=1.0)
         assert reversed_ < 3.0 * right, (seed, reversed_, right)
+
+
+def test_a_fast_loop_setting_does_not_fault():
+    """tau_c + lag below 1 step: the pinned-stretch check must still have a length (it divided by
+    zero on every pinned step: 99 faults in 100 steps)."""
+    reg = Regulator(make_controller("auto", tau_c=0.1, lag=0.0), 0.5, initial=Knobs(),
+                    actuate=("w_pos", "w_neg"), bounds=KnobBounds(w_pos=(0.0, 2.0), w_neg=(0.0, 2.0)),
+                    total_steps=100, max_consecutive_faults=0)
+    for t in range(100):
+        reg.step(t, 2.0, mixed_groups=0.5)  # far above the target: u pinned throughout
+    assert reg.faults == 0
