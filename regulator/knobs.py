@@ -5,6 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Annotated
+
+from pydantic import PlainSerializer, PlainValidator
 
 from regulator.errors import ConfigError, unknown_name_error
 
@@ -128,6 +131,14 @@ class KnobBounds:
     def range(self, name: str) -> tuple[float, float]:
         return getattr(self, name)
 
+    def as_config(self) -> dict[str, object]:
+        """The bounds as a config mapping (every knob's [min, max], and max_delta when set)."""
+        out: dict[str, object] = {k: list(self.range(k)) for k in KNOB_NAMES}
+        if self.max_delta is not None:
+            md = self.max_delta
+            out["max_delta"] = dict(md) if isinstance(md, Mapping) else md
+        return out
+
     def rate(self, name: str) -> float | None:
         md = self.max_delta
         if md is None:
@@ -177,3 +188,33 @@ def check_initial_in_bounds(initial: Knobs, bounds: KnobBounds, actuate: Sequenc
         v = getattr(initial, name)
         if not lo <= v <= hi:
             raise ConfigError(f"{key}.{name}", f"a start value inside bounds.{name} [{lo}, {hi}]", v)
+
+
+# --- config types shared by every schema that names knobs (control, envs, bench, tune) --------
+
+def _knobs_field(v: object) -> Knobs:
+    return v if isinstance(v, Knobs) else Knobs.from_mapping(v, key="")  # type: ignore[arg-type]
+
+
+def _bounds_field(v: object) -> KnobBounds:
+    return v if isinstance(v, KnobBounds) else KnobBounds.from_mapping(v, key="")  # type: ignore[arg-type]
+
+
+def _actuate_field(v: object) -> tuple[str, ...]:
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, (list, tuple)):
+        raise ConfigError("", "a list of knob names", v)
+    for i, k in enumerate(v):
+        if k not in KNOB_NAMES:
+            raise unknown_name_error(f"[{i}]", k, KNOB_NAMES, "knob names")
+    return tuple(v)
+
+
+#: ``initial:`` in a config: a mapping knob -> value, checked by ``Knobs`` itself
+KnobsField = Annotated[Knobs, PlainValidator(_knobs_field), PlainSerializer(lambda k: k.as_dict())]
+#: ``bounds:`` in a config: knob -> [min, max] and ``max_delta``
+BoundsField = Annotated[KnobBounds, PlainValidator(_bounds_field),
+                        PlainSerializer(lambda b: b.as_config())]
+#: ``actuate:`` in a config: a knob name or a list of them (an empty list is allowed here)
+Actuate = Annotated[tuple[str, ...], PlainValidator(_actuate_field), PlainSerializer(list)]

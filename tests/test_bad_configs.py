@@ -20,8 +20,8 @@ import yaml
 from _train_helpers import TINY
 
 import envs
+from regulator.cli import main
 from regulator.errors import ConfigError
-from trainer.cli import main
 
 # (id, mutation of the tiny train config, key path, fragment of what was given, hint or None).
 # A mutation is {"a.b.c": value} (set) or {"a.b.c": DEL} (delete).

@@ -18,9 +18,9 @@ import yaml
 from envs.bench_config import parse_bench_config
 from envs.bench_report import COLUMNS, METRICS
 from regulator import Controller, Knobs, Observation, register_controller
+from regulator.cli import main as cli_main
 from regulator.errors import ConfigError
 from regulator.registry import list_controllers
-from trainer.cli import main as cli_main
 
 ROOT = Path(__file__).resolve().parents[1]
 

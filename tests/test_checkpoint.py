@@ -9,8 +9,8 @@ import pytest
 import torch
 from _train_helpers import tiny_config, write_config
 
+from regulator.cli import main
 from trainer.checkpoint import latest_checkpoint, rng_state, save_checkpoint, set_rng_state
-from trainer.cli import main
 from trainer.logging import read_metrics
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from regulator import ConfigError
+from regulator.cli import main
 from regulator.config import ControlConfig, apply_overrides, check_keys, get_typed, load_yaml
-from trainer.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,7 +87,7 @@ def test_cli_exit_codes(tmp_path, capsys):
 
 def test_import_regulator_stays_light():
     code = (
-        "import sys, regulator, controllers, envs, trainer, trainer.cli\n"
+        "import sys, regulator, controllers, envs, trainer, regulator.cli\n"
         "heavy = [m for m in ('deepspeed', 'transformers', 'vllm') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
         "import regulator as r\n"

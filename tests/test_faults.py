@@ -22,8 +22,8 @@ import pytest
 from _train_helpers import tiny_config, write_config
 
 import trainer.run
+from regulator.cli import main
 from trainer.checkpoint import latest_checkpoint
-from trainer.cli import main
 from trainer.logging import read_metrics
 
 WILD = '''
@@ -228,7 +228,7 @@ def save(obj, f, *a, **k):
     return real_save(obj, f, *a, **k)
 
 torch.save = save
-from trainer.cli import main
+from regulator.cli import main
 sys.exit(main(sys.argv[1:]))
 '''
 

@@ -95,7 +95,7 @@ def test_plugin_installed_package_is_found_by_entry_point(tmp_path, monkeypatch)
     # and the CLI lists it with its origin (a fresh process that sees the install)
     path = [str(target), os.environ.get("PYTHONPATH", "")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)}
-    out = subprocess.run([sys.executable, "-m", "trainer.cli", "controllers"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "regulator.cli", "controllers"], capture_output=True,
                          text=True, timeout=120, env=env, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
     line = next(ln for ln in out.stdout.splitlines() if ln.split() and ln.split()[0] == name)

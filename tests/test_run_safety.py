@@ -14,8 +14,8 @@ import pytest
 from _train_helpers import tiny_config, write_config
 
 import trainer.logging
+from regulator.cli import main
 from trainer.checkpoint import latest_checkpoint
-from trainer.cli import main
 from trainer.logging import read_metrics
 from trainer.run_dir import RunDirLock
 

@@ -19,7 +19,7 @@ import yaml
 from _train_helpers import tiny_config, write_config
 
 from regulator import registry
-from trainer.cli import main
+from regulator.cli import main
 from trainer.logging import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from _train_helpers import tiny_config, write_config
 
-from trainer.cli import main
+from regulator.cli import main
 from trainer.config import TrainConfig
 
 

@@ -8,7 +8,7 @@ import math
 import pytest
 from _train_helpers import tiny_config, write_config
 
-from trainer.cli import main
+from regulator.cli import main
 from trainer.logging import read_metrics
 from trainer.rewards import make_reward
 from trainer.schedule import lr_factor, warmup_steps

@@ -11,10 +11,10 @@ import yaml
 
 from envs.identify import KnobModel, control_section, recommend
 from envs.tune import identify, parse_tune_spec, tune_main
+from regulator.cli import main
 from regulator.config import ControlConfig
 from regulator.errors import ConfigError
 from regulator.knobs import KNOB_NAMES
-from trainer.cli import main
 
 GAINS = {"w_pos": -0.008, "w_neg": 0.003, "eps_high": 0.0}  # true g (nats / step / unit knob)
 DELAY = 2  # true dead time (steps)

@@ -11,7 +11,7 @@ import sys
 import pytest
 from _train_helpers import tiny_config, write_config
 
-from trainer.cli import main
+from regulator.cli import main
 from trainer.logging import read_metrics
 
 STEPS = 5
@@ -41,7 +41,7 @@ def test_two_ranks_match_each_other_and_one_process(tmp_path):
                if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
         env.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
                    MASTER_PORT=port, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-        procs.append(subprocess.Popen([sys.executable, "-m", "trainer.cli", "train", str(path)],
+        procs.append(subprocess.Popen([sys.executable, "-m", "regulator.cli", "train", str(path)],
                                       env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                       text=True))
     outs = []
