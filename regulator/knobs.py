@@ -218,3 +218,5 @@ BoundsField = Annotated[KnobBounds, PlainValidator(_bounds_field),
                         PlainSerializer(lambda b: b.as_config())]
 #: ``actuate:`` in a config: a knob name or a list of them (an empty list is allowed here)
 Actuate = Annotated[tuple[str, ...], PlainValidator(_actuate_field), PlainSerializer(list)]
+#: the knobs a controller moves when neither the config nor the controller says otherwise
+DEFAULT_ACTUATE: tuple[str, ...] = ("w_pos",)
