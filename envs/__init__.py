@@ -2,20 +2,47 @@
 
 ``import envs`` registers ``regulator/EntropySim-v0`` (simulated plant; ``entry_point`` and
 ``vector_entry_point``) and ``regulator/EntropyTrain-v0`` (the real trainer, resolved lazily from
-``envs.train_env``). It imports no deepspeed, transformers or vllm.
+``envs.train_env``). It imports no deepspeed, transformers or vllm, and no torch: the names below
+are imported from their modules on first access (``SimPlant`` needs torch).
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 import gymnasium as gym
 
-from envs.adapters import ControllerPolicy, PolicyController
-from envs.plant import SimPlant
-from envs.plant_config import PlantConfig
-from envs.spaces import OBSERVATION_FIELDS
+if TYPE_CHECKING:
+    from envs.adapters import ControllerPolicy, PolicyController
+    from envs.plant import SimPlant
+    from envs.plant_config import PlantConfig
+    from envs.spaces import OBSERVATION_FIELDS
 
 SIM_ID = "regulator/EntropySim-v0"
 TRAIN_ID = "regulator/EntropyTrain-v0"
+
+#: public names -> the module that defines them (imported on first access)
+_LAZY = {
+    "ControllerPolicy": "envs.adapters",
+    "PolicyController": "envs.adapters",
+    "SimPlant": "envs.plant",
+    "PlantConfig": "envs.plant_config",
+    "OBSERVATION_FIELDS": "envs.spaces",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'envs' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def _register() -> None:

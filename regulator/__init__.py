@@ -1,14 +1,18 @@
 """entropy-regulator: keep the policy entropy of an RLVR-trained language model on a target curve.
 
-The control interface. This package is light: it imports torch and numpy, never deepspeed,
-transformers or vllm, and none of ``controllers``, ``trainer`` or ``envs`` at import time.
+The control interface. Importing it loads no torch, deepspeed, transformers or vllm, and none of
+``controllers``, ``trainer`` or ``envs``. The torch functions (the regulated loss and the token
+statistics) are imported from ``regulator.loss`` and ``regulator.entropy`` on first access.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from regulator.controller import Controller
-from regulator.entropy import TokenStats, token_entropy, token_stats
 from regulator.errors import ConfigError
 from regulator.knobs import KNOB_NAMES, KnobBounds, Knobs
-from regulator.loss import masked_mean, predicted_entropy_change, regulated_policy_loss
 from regulator.observation import Observation
 from regulator.registry import (
     controller_origins,
@@ -21,7 +25,35 @@ from regulator.safety import Regulator
 from regulator.targets import TargetCurve, make_target
 from regulator.tracking import ema, tracking_summary
 
+if TYPE_CHECKING:
+    from regulator.entropy import TokenStats, token_entropy, token_stats
+    from regulator.loss import masked_mean, predicted_entropy_change, regulated_policy_loss
+
 __version__ = "0.1.0"
+
+#: public names that need torch -> the module that defines them (imported on first access)
+_LAZY = {
+    "TokenStats": "regulator.entropy",
+    "token_entropy": "regulator.entropy",
+    "token_stats": "regulator.entropy",
+    "masked_mean": "regulator.loss",
+    "predicted_entropy_change": "regulator.loss",
+    "regulated_policy_loss": "regulator.loss",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'regulator' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "KNOB_NAMES", "ConfigError", "Controller", "KnobBounds", "Knobs", "Observation", "Regulator",
