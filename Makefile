@@ -19,11 +19,14 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 demo: install
 	$(VENV)/bin/regulator train configs/default.yaml
 
+# lint-imports: the import contracts in pyproject.toml ([tool.importlinter]), run from the repo root
 test: install smollm2
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/python -m pytest -q
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 bench: install
 	$(VENV)/bin/regulator bench configs/bench/sim_default.yaml
