@@ -218,7 +218,7 @@ class RelativeTarget(TargetSpec):
     kind: Literal["relative"]
     fraction: Annotated[float, Field(ge=0)]
     """the target at the first step, as a fraction of the initial entropy"""
-    end_fraction: Annotated[float, Field(ge=0)] | None = None
+    end_fraction: float | None = Field(None, ge=0)
     """the fraction at the last step (default: ``fraction``, a constant fraction)"""
     decay: Literal["linear", "cosine", "exponential"] = "linear"
     """how the fraction moves from ``fraction`` to ``end_fraction``"""

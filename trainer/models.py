@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from regulator.errors import ConfigError
 from regulator.kinds import KindSchema, parse_kind, schema_check
@@ -178,25 +178,21 @@ def load_smollm2(key: str, dtype: str | None = None) -> Policy:
 Dtype = Literal["float32", "bfloat16", "float16"]
 
 
+def _warmup(v: Any) -> Any:
+    from trainer.warmup import parse_spec
+
+    return None if v is None else parse_spec(v, "")
+
+
+#: ``model.warmup``: the warm-up spec with its defaults filled in (``trainer.warmup.parse_spec``)
+Warmup = Annotated[dict[str, Any] | None, BeforeValidator(_warmup)]
+_WARMUP_DOC = ("supervised warm-up on the task's demonstrations first (``trainer.warmup``: steps, "
+               "lr, batch_size, error_rate, error_mode, noise, weight_decay, cache); none by default")
+
+
 class ModelSpec(KindSchema):
-    """Base of the models' Schemas: the fields are the model's keys, ``load`` the (model,
-    tokenizer) before warm-up."""
-
-    warmup: dict[str, Any] | None = None
-    """supervised warm-up on the task's demonstrations first (``trainer.warmup``: steps, lr,
-    batch_size, error_rate, error_mode, noise, weight_decay, cache); none by default"""
-
-    @field_validator("warmup", mode="before")
-    @classmethod
-    def _warmup(cls, v: Any) -> Any:
-        from trainer.warmup import parse_spec
-
-        return None if v is None else parse_spec(v, "")
-
-    def resolved(self) -> dict[str, Any]:
-        out = super().resolved()
-        out["warmup"] = out.pop("warmup")  # after the model's own keys
-        return out
+    """Base of the models' Schemas: the fields are the model's keys (each has ``warmup``),
+    ``load`` the (model, tokenizer) before warm-up."""
 
     def load(self, key: str, task: Task | None, seed: int) -> Policy:  # pragma: no cover
         raise NotImplementedError
@@ -204,12 +200,13 @@ class ModelSpec(KindSchema):
     def build(self, key: str = "model", *, task: Task | None = None, seed: int = 0) -> Policy:
         """The (model, tokenizer), warmed up when ``warmup`` is set."""
         model, tok = self.load(key, task, seed)
-        if self.warmup is not None:
+        warmup = getattr(self, "warmup", None)
+        if warmup is not None:
             if task is None:
-                raise ConfigError(f"{key}.warmup", "a task to take demonstrations from", self.warmup)
+                raise ConfigError(f"{key}.warmup", "a task to take demonstrations from", warmup)
             from trainer.warmup import warm_up
 
-            model = warm_up(model, tok, task, self.warmup, key=f"{key}.warmup", seed=seed,
+            model = warm_up(model, tok, task, warmup, key=f"{key}.warmup", seed=seed,
                             model_spec={k: v for k, v in self.resolved().items() if k != "warmup"})
         return model, tok
 
@@ -229,9 +226,9 @@ class TinyCharSpec(ModelSpec):
     """transformer layers"""
     heads: Annotated[int, Field(ge=1)] = 4
     """attention heads (a divisor of ``hidden``)"""
-    kv_heads: Annotated[int, Field(ge=1)] | None = None
+    kv_heads: int | None = Field(None, ge=1)
     """key/value heads, a divisor of ``heads`` (default: ``heads``, plain multi-head attention)"""
-    intermediate: Annotated[int, Field(ge=1)] | None = None
+    intermediate: int | None = Field(None, ge=1)
     """MLP width (default: 2 * ``hidden``)"""
     max_positions: Annotated[int, Field(ge=16)] = 512
     """longest prompt + response, in characters"""
@@ -239,6 +236,7 @@ class TinyCharSpec(ModelSpec):
     """share the input embedding and output projection weights"""
     alphabet: str | None = None
     """the tokenizer's characters (default: the task's alphabet, else printable ASCII)"""
+    warmup: Warmup = Field(None, description=_WARMUP_DOC)
 
     @model_validator(mode="after")
     def _shape(self) -> TinyCharSpec:
@@ -263,6 +261,7 @@ class Smollm2Spec(ModelSpec):
     name: Literal["smollm2-135m"]
     dtype: Dtype | None = None
     """weights' dtype (default: float32)"""
+    warmup: Warmup = Field(None, description=_WARMUP_DOC)
 
     def load(self, key: str, task: Task | None, seed: int) -> Policy:
         return load_smollm2(key, self.dtype)
@@ -275,6 +274,7 @@ class PretrainedSpec(ModelSpec):
     """a local model directory (with config.json) or a hub id"""
     dtype: Dtype | None = None
     """weights' dtype (default: float32)"""
+    warmup: Warmup = Field(None, description=_WARMUP_DOC)
 
     def load(self, key: str, task: Task | None, seed: int) -> Policy:
         return load_pretrained(self.path, key, self.dtype)
