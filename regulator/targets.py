@@ -1,35 +1,29 @@
 """Target entropy curves: ``make_target(spec)`` -> ``TargetCurve``; ``curve(step, total_steps)``.
 
-Kinds (spec keys in brackets, progress p = step / (total_steps - 1) in [0, 1]):
-
-- ``constant`` [value]
-- ``linear`` [start, end]: start + (end - start) * p
-- ``cosine`` [start, end]: end + (start - end) * (1 + cos(pi * p)) / 2
-- ``exponential`` [start, end, rate]: end + (start - end) * exp(-rate * p)
-- ``piecewise`` [points: [[step, value], ...]]: linear between points, held outside
-- ``relative`` [fraction, end_fraction (default = fraction), decay: linear|cosine|exponential,
-  rate]: a fraction of the entropy measured at step 0 (set with ``calibrate``), moving to
-  ``end_fraction`` over training.
+Each kind is a ``TargetSpec`` subclass registered in ``TARGETS`` (its fields are the kind's keys;
+progress p = step / (total_steps - 1) in [0, 1]). The family is looked up in a Registry rather
+than a closed tagged union so a plugin can publish a curve kind (entry-point group
+``regulator.targets``) without editing this module.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
-from regulator.errors import ConfigError, unknown_name_error
+from pydantic import Field, field_validator, model_validator
 
+from regulator.errors import ConfigError
+from regulator.kinds import KindSchema, parse_kind, schema_check
+from regulator.registries import Registry
 
-def _num(spec: Mapping[str, Any], name: str, key: str, default: float | None = None) -> float:
-    if name not in spec:
-        if default is not None:
-            return default
-        raise ConfigError(f"{key}.{name}", f"a number (required by kind {spec.get('kind')!r})")
-    v = spec[name]
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise ConfigError(f"{key}.{name}", "a finite number", v)
-    return float(v)
+__all__ = ["TARGETS", "TargetCurve", "TargetSpec", "interpolate", "make_target", "parse_points",
+           "parse_target"]
+
+#: an entropy in nats (>= 0: every kind is monotone between its values, so the curve stays >= 0)
+Nats = Annotated[float, Field(ge=0)]
+Shape = Callable[[int, int], float]
 
 
 def _progress(step: int, total_steps: int) -> float:
@@ -43,7 +37,7 @@ class TargetCurve:
     use; the Regulator calls it with the first measurement.
     """
 
-    def __init__(self, kind: str, spec: Mapping[str, Any], shape: Callable[[int, int], float],
+    def __init__(self, kind: str, spec: Mapping[str, Any], shape: Shape,
                  relative: bool = False) -> None:
         self.kind = kind
         self.spec = dict(spec)
@@ -78,14 +72,12 @@ class TargetCurve:
         return f"TargetCurve({self.spec})"
 
 
-def _decay(start: float, end: float, how: str, rate: float, key: str) -> Callable[[int, int], float]:
+def _decay(start: float, end: float, how: str, rate: float = 0.0) -> Shape:
     if how == "linear":
         return lambda s, n: start + (end - start) * _progress(s, n)
     if how == "cosine":
         return lambda s, n: end + (start - end) * (1 + math.cos(math.pi * _progress(s, n))) / 2
-    if how == "exponential":
-        return lambda s, n: end + (start - end) * math.exp(-rate * _progress(s, n))
-    raise unknown_name_error(f"{key}.decay", how, ["linear", "cosine", "exponential"], "decays")
+    return lambda s, n: end + (start - end) * math.exp(-rate * _progress(s, n))  # exponential
 
 
 def parse_points(pts: Any, key: str, x_name: str = "step") -> list[tuple[float, float]]:
@@ -115,58 +107,146 @@ def interpolate(points: list[tuple[float, float]], x: float) -> float:
     return points[-1][1]
 
 
-def _piecewise(spec: Mapping[str, Any], key: str) -> Callable[[int, int], float]:
-    clean = parse_points(spec.get("points"), f"{key}.points")
-    for i, (_, v) in enumerate(clean):  # linear between points: >= 0 at every point is enough
-        if v < 0:
-            raise ConfigError(f"{key}.points[{i}]", "a [step, value] pair with value >= 0 (nats)",
-                              list(spec["points"][i]))
-    return lambda step, total_steps: interpolate(clean, step)
+# ---------------------------------------------------------------------------------------------
+# the kinds
 
 
-_KINDS = {
-    "constant": {"value"},
-    "linear": {"start", "end"},
-    "cosine": {"start", "end"},
-    "exponential": {"start", "end", "rate"},
-    "piecewise": {"points"},
-    "relative": {"fraction", "end_fraction", "decay", "rate"},
-}
+class TargetSpec(KindSchema):
+    """Base of the target kinds: ``shape()`` is the curve (relative to the calibrated entropy
+    when ``relative``), ``build()`` the TargetCurve."""
+
+    kind: str
+    relative: ClassVar[bool] = False
+
+    def shape(self) -> Shape:  # pragma: no cover - every kind overrides it
+        raise NotImplementedError
+
+    def build(self, key: str = "control.target") -> TargetCurve:
+        return TargetCurve(self.kind, self.resolved(), self.shape(), relative=self.relative)
 
 
-def make_target(spec: Mapping[str, Any] | float | int, key: str = "control.target") -> TargetCurve:
-    """Build a TargetCurve from a config mapping (a bare number means ``constant``)."""
+TARGETS: Registry[type[TargetSpec]] = Registry("target kinds", group="regulator.targets",
+                                                check=schema_check(TargetSpec))
+
+
+@TARGETS.register("constant")
+class ConstantTarget(TargetSpec):
+    """The same target at every step."""
+
+    kind: Literal["constant"]
+    value: Nats
+    """the target entropy (nats)"""
+
+    def shape(self) -> Shape:
+        v = self.value
+        return lambda s, n: v
+
+
+@TARGETS.register("linear")
+class LinearTarget(TargetSpec):
+    """start + (end - start) * p."""
+
+    kind: Literal["linear"]
+    start: Nats
+    """the target at the first step (nats)"""
+    end: Nats
+    """the target at the last step (nats)"""
+
+    def shape(self) -> Shape:
+        return _decay(self.start, self.end, "linear")
+
+
+@TARGETS.register("cosine")
+class CosineTarget(TargetSpec):
+    """end + (start - end) * (1 + cos(pi * p)) / 2: flat at both ends."""
+
+    kind: Literal["cosine"]
+    start: Nats
+    """the target at the first step (nats)"""
+    end: Nats
+    """the target at the last step (nats)"""
+
+    def shape(self) -> Shape:
+        return _decay(self.start, self.end, "cosine")
+
+
+@TARGETS.register("exponential")
+class ExponentialTarget(TargetSpec):
+    """end + (start - end) * exp(-rate * p): reaches ``end`` only as rate grows."""
+
+    kind: Literal["exponential"]
+    start: Nats
+    """the target at the first step (nats)"""
+    end: Nats
+    """the value the curve decays towards (nats)"""
+    rate: float
+    """decay rate per unit of progress (the curve is at start + (end - start) * (1 - e^-rate) at
+    the last step)"""
+
+    def shape(self) -> Shape:
+        return _decay(self.start, self.end, "exponential", self.rate)
+
+
+@TARGETS.register("piecewise")
+class PiecewiseTarget(TargetSpec):
+    """Linear between [step, value] points, held constant before the first and after the last."""
+
+    kind: Literal["piecewise"]
+    points: list[tuple[float, float]]
+    """[[step, value], ...] with strictly increasing steps and values >= 0 (nats)"""
+
+    @field_validator("points", mode="before")
+    @classmethod
+    def _points(cls, v: Any) -> list[tuple[float, float]]:
+        clean = parse_points(v, "")
+        for i, (_, value) in enumerate(clean):  # linear between points: >= 0 at each is enough
+            if value < 0:
+                raise ConfigError(f"[{i}]", "a [step, value] pair with value >= 0 (nats)", list(v[i]))
+        return clean
+
+    def shape(self) -> Shape:
+        pts = list(self.points)
+        return lambda step, total_steps: interpolate(pts, step)
+
+
+@TARGETS.register("relative")
+class RelativeTarget(TargetSpec):
+    """A fraction of the entropy measured at step 0, moving from ``fraction`` to
+    ``end_fraction`` over training (the Regulator calibrates it with its first measurement)."""
+
+    relative: ClassVar[bool] = True
+    kind: Literal["relative"]
+    fraction: Annotated[float, Field(ge=0)]
+    """the target at the first step, as a fraction of the initial entropy"""
+    end_fraction: float | None = Field(None, ge=0)
+    """the fraction at the last step (default: ``fraction``, a constant fraction)"""
+    decay: Literal["linear", "cosine", "exponential"] = "linear"
+    """how the fraction moves from ``fraction`` to ``end_fraction``"""
+    rate: float = 3.0
+    """decay rate of ``decay: exponential`` (per unit of progress)"""
+
+    @model_validator(mode="after")
+    def _end(self) -> RelativeTarget:
+        if self.end_fraction is None:
+            self.end_fraction = self.fraction
+        return self
+
+    def shape(self) -> Shape:
+        return _decay(self.fraction, float(self.end_fraction), self.decay, self.rate)
+
+
+def parse_target(spec: Mapping[str, Any] | float | int | TargetSpec,
+                 key: str = "control.target") -> TargetSpec:
+    """The validated spec of a target (a bare number means ``constant``); its ``resolved()`` is
+    the spec with every default filled in."""
     if isinstance(spec, (int, float)) and not isinstance(spec, bool):
         spec = {"kind": "constant", "value": spec}
-    if not isinstance(spec, Mapping):
+    if not isinstance(spec, (Mapping, TargetSpec)):
         raise ConfigError(key, "a mapping with a 'kind' (or a number)", spec)
-    kind = spec.get("kind")
-    if kind is None:
-        raise ConfigError(f"{key}.kind", f"one of {', '.join(_KINDS)}")
-    if not isinstance(kind, str) or kind not in _KINDS:
-        raise unknown_name_error(f"{key}.kind", kind, _KINDS, "target kinds")
-    for k in spec:
-        if k != "kind" and k not in _KINDS[kind]:
-            raise unknown_name_error(f"{key}.{k}", k, sorted(_KINDS[kind]), f"fields of kind {kind!r}")
-    for name in ("value", "start", "end"):  # every kind is monotone between these values
-        if name in spec and _num(spec, name, key) < 0:
-            raise ConfigError(f"{key}.{name}", "an entropy target >= 0 (nats)", spec[name])
-    if kind == "constant":
-        v = _num(spec, "value", key)
-        shape: Callable[[int, int], float] = lambda s, n: v  # noqa: E731
-    elif kind in ("linear", "cosine"):
-        shape = _decay(_num(spec, "start", key), _num(spec, "end", key), kind, 0.0, key)
-    elif kind == "exponential":
-        shape = _decay(_num(spec, "start", key), _num(spec, "end", key), kind,
-                       _num(spec, "rate", key), key)
-    elif kind == "piecewise":
-        shape = _piecewise(spec, key)
-    else:  # relative
-        frac = _num(spec, "fraction", key)
-        end = _num(spec, "end_fraction", key, default=frac)
-        shape = _decay(frac, end, str(spec.get("decay", "linear")), _num(spec, "rate", key, 3.0), key)
-        for name, v in (("fraction", frac), ("end_fraction", end)):
-            if v < 0:
-                raise ConfigError(f"{key}.{name}", "a fraction >= 0", v)
-        return TargetCurve(kind, spec, shape, relative=True)
-    return TargetCurve(kind, spec, shape)
+    return parse_kind(TARGETS, spec, key)
+
+
+def make_target(spec: Mapping[str, Any] | float | int | TargetSpec,
+                key: str = "control.target") -> TargetCurve:
+    """Build a TargetCurve from a config mapping (a bare number means ``constant``)."""
+    return parse_target(spec, key).build(key)

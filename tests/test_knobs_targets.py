@@ -95,13 +95,31 @@ def test_relative_target_needs_calibration():
         ({"kind": "constnt", "value": 1}, r"control.target.kind.*did you mean 'constant'"),
         ({"value": 1}, r"control.target.kind"),
         ({"kind": "linear", "start": 1}, r"control.target.end"),
-        ({"kind": "linear", "start": 1, "end": "x"}, r"control.target.end.*finite number"),
-        ({"kind": "constant", "value": 1, "vaue": 2}, r"control.target.vaue"),
+        ({"kind": "linear", "start": 1, "end": "x"}, r"control.target.end: expected a number, got 'x'"),
+        ({"kind": "linear", "start": 1, "end": float("inf")}, r"control.target.end.*got inf"),
+        ({"kind": "constant", "value": 1, "vaue": 2}, r"control.target.vaue.*did you mean 'value'"),
+        ({"kind": "relative", "fraction": 0.5, "decay": "cos"}, r"control.target.decay.*'cos'"),
         ({"kind": "piecewise", "points": [[5, 1], [2, 1]]}, r"increasing"),
         ({"kind": "constant", "value": -1}, r">= 0"),
         ("high", r"control.target"),
+        (True, r"control.target: expected"),
     ],
 )
 def test_target_errors_name_the_field(spec, match):
     with pytest.raises(ConfigError, match=match):
         make_target(spec)
+
+
+def test_parse_target_resolves_defaults_and_shorthands():
+    from regulator.targets import TARGETS, TargetSpec, parse_target
+
+    rel = parse_target({"kind": "relative", "fraction": 0.5}, key="t")
+    assert isinstance(rel, TargetSpec)
+    assert rel.resolved() == {"kind": "relative", "fraction": 0.5, "end_fraction": 0.5,
+                              "decay": "linear", "rate": 3.0}
+    assert parse_target(0.4).resolved() == {"kind": "constant", "value": 0.4}
+    pw = parse_target({"kind": "piecewise", "points": [[0, 1], [10, 0.5]]}).resolved()
+    assert pw["points"] == [[0.0, 1.0], [10.0, 0.5]]
+    assert make_target(pw)(5, 20) == pytest.approx(0.75)  # the resolved spec builds the same curve
+    assert set(TARGETS.names()) >= {"constant", "linear", "cosine", "exponential", "piecewise",
+                                    "relative"}

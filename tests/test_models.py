@@ -84,3 +84,35 @@ def test_warmup_needs_a_task():
     with pytest.raises(ConfigError) as e:
         build_policy({**TINY, "warmup": {"steps": 1}})
     assert e.value.key == "model.warmup"
+
+
+def test_parse_model_resolves_dependent_defaults():
+    from trainer.models import MODELS, ModelSpec, parse_model
+
+    spec = parse_model({"name": "tiny-char", "hidden": 32, "heads": 2})
+    assert isinstance(spec, ModelSpec)
+    assert spec.resolved() == {"name": "tiny-char", "hidden": 32, "layers": 2, "heads": 2,
+                               "kv_heads": 2, "intermediate": 64, "max_positions": 512,
+                               "tie_embeddings": True, "alphabet": None, "warmup": None}
+    warm = parse_model({**TINY, "warmup": {"steps": 2}}).resolved()["warmup"]
+    assert warm["steps"] == 2 and warm["error_rate"] == 0.3  # the warm-up's defaults too
+    assert parse_model({"path": "x"}).resolved() == {"path": "x", "dtype": None, "warmup": None}
+    assert set(MODELS.names()) == {"tiny-char", "smollm2-135m"}
+    task = make_task({"kind": "max_digits"})
+    m1, _ = build_policy(spec.resolved(), task=task, seed=1)  # the resolved spec: the same model
+    m2, _ = build_policy({"name": "tiny-char", "hidden": 32, "heads": 2}, task=task, seed=1)
+    assert torch.equal(m1.model.embed_tokens.weight, m2.model.embed_tokens.weight)
+
+
+@pytest.mark.parametrize("spec,key,fragment", [
+    ({"name": "tiny-char", "hiden": 3}, "model.hiden", "did you mean 'hidden'"),
+    ({"name": "smollm2-135m", "hidden": 64}, "model.hidden", "dtype"),  # tiny-char's key
+    ({"name": "tiny-char", "kv_heads": 3}, "model.kv_heads", "3"),
+    ({"name": "tiny-char", "warmup": {"stepz": 1}}, "model.warmup.stepz", "did you mean 'steps'"),
+    ({"name": 3}, "model.name", "3"),
+    ([1], "model", "[1]"),
+])
+def test_each_model_takes_only_its_keys(spec, key, fragment):
+    with pytest.raises(ConfigError) as e:
+        build_policy(spec)
+    assert e.value.key == key and fragment in str(e.value), str(e.value)

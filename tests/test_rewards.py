@@ -163,3 +163,33 @@ def test_bad_reward_specs_name_the_key(spec, key, user_module):
     with pytest.raises(ConfigError) as e:
         make_reward(spec)
     assert e.value.key == key
+
+
+def test_parse_reward_resolves_defaults_and_shorthands(user_module):
+    from trainer.rewards import REWARDS, RewardSpec, parse_reward
+
+    assert parse_reward(None).resolved() == {"kind": "exact", "timeout": 10.0, "parse": "auto"}
+    assert parse_reward({}).resolved() == parse_reward("exact").resolved()
+    num = parse_reward({"kind": "numeric", "tolerance": 0.5})
+    assert isinstance(num, RewardSpec) and num.resolved()["rel_tolerance"] == 0.0
+    user = parse_reward({"kind": "my_rewards:length", "params": {"scale": 2}}).resolved()
+    assert user == {"kind": "my_rewards:length", "timeout": 10.0, "isolation": "thread",
+                    "batched": False, "params": {"scale": 2}, "correct_at": 1.0}
+    assert make_reward(user)(["ab"], [EX]).rewards == [4.0]  # the resolved spec builds the same
+    assert set(REWARDS.names()) == {"exact", "numeric", "math_verify", "countdown", "prefix"}
+
+
+@pytest.mark.parametrize("spec,key,fragment", [
+    ({"kind": "exact", "tolerance": 0.1}, "reward.tolerance", "'tolerance'"),  # numeric's key
+    ({"kind": "prefix", "parse": "full"}, "reward.parse", "'parse'"),  # prefix extracts nothing
+    ({"kind": "exact", "batched": True}, "reward.batched", "user functions only"),
+    ({"kind": "exact", "timeout": float("inf")}, "reward.timeout", "inf"),
+    ({"kind": "my_rewards:length", "batched": True, "isolation": "process"}, "reward.batched",
+     "True"),
+    ({"kind": "my_rewards:length", "params": [1]}, "reward.params", "[1]"),
+    ({"kind": 3}, "reward.kind", "3"),
+])
+def test_each_reward_kind_takes_only_its_keys(spec, key, fragment, user_module):
+    with pytest.raises(ConfigError) as e:
+        make_reward(spec)
+    assert e.value.key == key and fragment in str(e.value), str(e.value)

@@ -180,3 +180,30 @@ def test_prompt_stream_epochs_over_a_file(tmp_path):
     e1 = [x.prompt for x in s.next_batch() + s.next_batch()]
     assert sorted(e0) == sorted(e1) == sorted(f"q{i}" for i in range(10))
     assert e0 != e1 and s.epoch == 2
+
+
+def test_parse_task_resolves_every_default_and_the_string_shorthand(tmp_path):
+    from trainer.tasks import TASKS, TaskSpec, parse_task
+
+    spec = parse_task("addition")
+    assert isinstance(spec, TaskSpec)
+    assert spec.resolved() == {"kind": "addition", "seed": 0, "format": "compact",
+                               "eval_fraction": 0.1, "cot": False, "digits": 2, "terms": 2}
+    assert make_task(spec.resolved()).describe() == make_task("addition").describe() == spec.resolved()
+    p = tmp_path / "d.jsonl"
+    p.write_text(json.dumps({"prompt": "q", "answer": "a"}) + "\n")
+    assert parse_task({"kind": "jsonl", "path": str(p)}).resolved()["prompt_field"] == "prompt"
+    assert set(KINDS) == set(TASKS.names())
+
+
+@pytest.mark.parametrize("spec,key,fragment", [
+    ({"kind": "addition", "k": 3}, "task.k", "digits"),  # another kind's key: this kind's keys listed
+    ({"kind": "max_digits", "kk": 3}, "task.kk", "did you mean 'k'"),
+    ({"kind": "parity", "eval_fraction": 0.7}, "task.eval_fraction", "0.7"),
+    ({"kind": "jsonl", "path": "x", "k": 3}, "task.k", "answer_field"),
+    (3, "task", "3"),
+])
+def test_unknown_and_out_of_range_task_keys(spec, key, fragment):
+    with pytest.raises(ConfigError) as e:
+        make_task(spec)
+    assert e.value.key == key and fragment in str(e.value), str(e.value)

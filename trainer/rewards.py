@@ -1,6 +1,8 @@
-"""Verifiable rewards: exact match, numeric, math-verify, countdown, and user functions.
+"""Verifiable rewards: exact match, numeric, math-verify, countdown, prefix, and user functions.
 
-``make_reward(spec, key="reward")`` builds a :class:`RewardFn` from the ``reward:`` section::
+``make_reward(spec, key="reward")`` builds a :class:`RewardFn` from the ``reward:`` section
+(a bare string is a kind; no kind means ``exact``); ``parse_reward`` returns the validated spec,
+whose ``resolved()`` fills in every default::
 
     reward: {kind: exact}                        # extracted answer == reference
     reward: {kind: numeric, tolerance: 1e-6}     # |x - ref| <= tolerance + rel_tolerance*|ref|
@@ -9,42 +11,26 @@
     reward: {kind: prefix}                       # the completion starts with the answer
     reward: {kind: my_pkg.scoring:score, timeout: 5, params: {...}, isolation: thread}
 
-Answer extraction (``parse``, default ``auto``; see :func:`extract_answer`) turns a completion
-(the decoded response, which ends at EOS) into the answer text. Built-in rewards are binary:
-1.0 when correct, else 0.0.
+Built-in kinds are ``RewardSpec`` subclasses in the ``REWARDS`` registry, looked up by name rather
+than a closed tagged union so a plugin can publish a reward kind (entry-point group
+``regulator.rewards``); a ``module:function`` kind is a user function (``UserRewardSpec``).
 
-User functions are called once per completion as ``fn(completion, example, **params)`` and
-return a number or a bool (``correct`` is ``reward >= correct_at``, default 1.0). They run under
-a per-call ``timeout`` (seconds, default 10):
+Answer extraction (``parse``; see :func:`extract_answer`) turns a completion (the decoded
+response, which ends at EOS) into the answer text. Built-in rewards are 1.0 when correct, else 0.
 
-- ``isolation: thread`` (default): the calls run on one persistent daemon thread, the whole batch
-  handed over at once; a call past its timeout is abandoned with that thread and a fresh one
-  takes the rest. Cheap (a few microseconds per call); a function that never returns leaves its
-  daemon thread behind (harmless when it waits, a CPU cost when it spins).
-- ``isolation: process``: calls go to one persistent worker process (spawned, so it imports the
-  function itself; ``trainer.reward_worker``); a call past the timeout kills and restarts the
-  worker. Robust against spinning or crashing code; the worker starts in about a second. There
-  the function gets a plain object with ``prompt``, ``answer`` and ``meta`` instead of an
-  ``Example``.
-
-- ``isolation: none``: called directly on the training thread (no timeout; exceptions, ``sys.exit``
-  and ``KeyboardInterrupt`` raised by the function are still its failures). For functions that
-  are known to return: it saves the thread start per call (~0.5 ms).
-
-``batched: true`` (thread or none): the function is called once per step as
-``fn(completions, examples, **params)`` and returns a list of numbers, one per completion (TRL's
-reward-function shape); the timeout applies to that one call, and if it fails every completion
-of the batch gets 0 and counts as a failure.
-
-Either way, a function that raises, times out or returns a non-finite or non-number gets reward
-0 and is counted in ``RewardResult.failures`` (logged as ``reward/failures``); the run goes on.
-math-verify uses its own signal-based timeout on the main thread; its time-outs count as
-failures too.
+User functions are called as ``fn(completion, example, **params)`` (or, ``batched``, once per
+step as ``fn(completions, examples, **params)`` returning one number per completion) and return
+a number or a bool. Python cannot stop a thread, so ``isolation`` chooses the containment:
+``thread`` runs the calls on one persistent daemon thread and abandons a call past its timeout;
+``process`` runs them in a persistent spawned worker (``trainer.reward_worker``) that is killed
+and restarted on a timeout, and passes a plain object with ``prompt``, ``answer`` and ``meta``
+instead of an ``Example``; ``none`` calls the function directly, without a timeout. A function
+that raises, times out or returns a non-finite or non-number gets reward 0 and is counted in
+``RewardResult.failures`` (logged as ``reward/failures``); the run goes on.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import math
 import multiprocessing as mp
@@ -54,23 +40,21 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from regulator.config import check_keys, get_typed
-from regulator.errors import ConfigError, unknown_name_error
+from pydantic import Field, field_validator, model_validator
+
+from regulator.errors import ConfigError
+from regulator.kinds import KindSchema, parse_kind, schema_check
+from regulator.registries import Registry
+from regulator.schema import parse, resolve
 from trainer.reward_worker import serve
 from trainer.tasks import Example, eval_countdown
 
 log = logging.getLogger(__name__)
 
-#: how a user function runs: ``thread`` (timeout, the default), ``process`` (timeout and crash
-#: containment in a worker), ``none`` (called directly: fastest, exceptions still contained, no
-#: timeout; for functions you trust to return)
-ISOLATIONS = ("thread", "process", "none")
-BUILTIN = ("exact", "numeric", "math_verify", "countdown", "prefix")
-RULES = ("auto", "full", "boxed", "hash", "answer", "last_number")
-KEYS = ("kind", "parse", "tolerance", "rel_tolerance", "timeout", "params", "isolation",
-        "correct_at", "batched")
+#: answer-extraction rules (see ``extract_answer``)
+Rule = Literal["auto", "full", "boxed", "hash", "answer", "last_number"]
 
 
 @dataclass
@@ -316,19 +300,9 @@ class ProcessRunner:
 
 def load_function(target: str, key: str) -> Callable[..., Any]:
     """Import ``module:function``; a ConfigError naming ``key`` when that fails."""
-    mod_name, _, attr = target.partition(":")
-    if not mod_name or not attr:
-        raise ConfigError(key, "'module:function'", target)
-    try:
-        obj: Any = importlib.import_module(mod_name)
-    except ImportError as e:
-        raise ConfigError(key, "an importable module in 'module:function'", target, hint=str(e)) from None
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ConfigError(key, f"a function {attr!r} in module {mod_name!r}", target)
-        obj = getattr(obj, part)
+    obj = resolve(target, key, what="an importable 'module:function'")
     if not callable(obj):
-        raise ConfigError(key, "a callable", target)
+        raise ConfigError(key, "a callable 'module:function'", target)
     return obj
 
 
@@ -446,12 +420,12 @@ class MathVerifyReward(RewardFn):
 
     name = "math_verify"
 
-    def __init__(self, rule: str, timeout: float) -> None:
+    def __init__(self, rule: str, timeout: float, key: str = "reward") -> None:
         super().__init__(rule, timeout)
         try:
             import math_verify
         except ImportError:
-            raise ConfigError("reward.kind", "the math-verify package for kind math_verify", "math_verify",
+            raise ConfigError(f"{key}.kind", "the math-verify package for kind math_verify", "math_verify",
                               hint="pip install 'entropy-regulator[math]'") from None
         self._mv = math_verify
         self._gold: dict[str, Any] = {}
@@ -518,47 +492,142 @@ class UserReward(RewardFn):
             return [e] * len(completions)
 
 
-def make_reward(spec: Mapping[str, Any] | str, key: str = "reward") -> RewardFn:
-    """Build a reward from its config mapping (or a bare kind string); ConfigError names the key."""
+# ---------------------------------------------------------------------------------------------
+# the kinds' keys
+
+
+class RewardSpec(KindSchema):
+    """Base of the reward kinds' Schemas: the fields are the kind's keys, ``build`` the RewardFn."""
+
+    kind: str
+    timeout: Annotated[float, Field(ge=0.001, le=86400.0)] = 10.0
+    """seconds one call may take (math-verify's parse and verify, a user function's call)"""
+
+    def build(self, key: str = "reward") -> RewardFn:  # pragma: no cover - every kind overrides it
+        raise NotImplementedError
+
+
+REWARDS: Registry[type[RewardSpec]] = Registry("reward kinds (or 'module:function')",
+                                               group="regulator.rewards",
+                                               check=schema_check(RewardSpec))
+
+
+class _Extracting(RewardSpec):
+    parse: Rule = "auto"
+    """how the answer is read from the completion: auto (boxed, else after the last ``#``, else
+    after ``answer:``, else all), full, boxed, hash, answer or last_number"""
+
+
+@REWARDS.register("exact")
+class ExactSpec(_Extracting):
+    """1 when the extracted answer equals the (extracted) reference."""
+
+    kind: Literal["exact"]
+
+    def build(self, key: str = "reward") -> RewardFn:
+        return ExactReward(self.parse, self.timeout)
+
+
+@REWARDS.register("numeric")
+class NumericSpec(_Extracting):
+    """1 when the extracted number is within tolerance of the reference."""
+
+    kind: Literal["numeric"]
+    tolerance: Annotated[float, Field(ge=0.0)] = 1e-6
+    """absolute tolerance"""
+    rel_tolerance: Annotated[float, Field(ge=0.0)] = 0.0
+    """tolerance relative to |reference|, added to ``tolerance``"""
+
+    def build(self, key: str = "reward") -> RewardFn:
+        return NumericReward(self.parse, self.timeout, self.tolerance, self.rel_tolerance)
+
+
+@REWARDS.register("countdown")
+class CountdownSpec(_Extracting):
+    """1 when the expression uses meta.numbers once each and equals meta.target."""
+
+    kind: Literal["countdown"]
+
+    def build(self, key: str = "reward") -> RewardFn:
+        return CountdownReward(self.parse, self.timeout)
+
+
+@REWARDS.register("math_verify")
+class MathVerifySpec(_Extracting):
+    """1 when math-verify finds the completion equivalent to the reference (the ``math`` extra)."""
+
+    kind: Literal["math_verify"]
+
+    def build(self, key: str = "reward") -> RewardFn:
+        return MathVerifyReward(self.parse, self.timeout, key)
+
+
+@REWARDS.register("prefix")
+class PrefixSpec(RewardSpec):
+    """1 when the completion itself starts with the reference answer (no answer extraction)."""
+
+    kind: Literal["prefix"]
+
+    def build(self, key: str = "reward") -> RewardFn:
+        return PrefixReward("full", self.timeout)
+
+
+class UserRewardSpec(RewardSpec):
+    """A user function, ``kind: package.module:function``."""
+
+    kind: str
+    """the function, ``package.module:function``"""
+    isolation: Literal["thread", "process", "none"] = "thread"
+    """thread: a daemon thread, a call past its timeout is abandoned; process: a worker process,
+    killed and restarted on a timeout (contains spinning or crashing code); none: called directly,
+    no timeout (for functions known to return)"""
+    batched: bool = False
+    """call once per step with all completions and examples, returning a list of numbers"""
+    params: dict[str, Any] = Field(default_factory=dict)
+    """keyword arguments passed to every call"""
+    correct_at: float = 1.0
+    """a completion counts as correct (accuracy) when its reward is at least this"""
+
+    @field_validator("kind")
+    @classmethod
+    def _importable(cls, v: str) -> str:
+        load_function(v, "")
+        return v
+
+    @model_validator(mode="after")
+    def _batched(self) -> UserRewardSpec:
+        if self.batched and self.isolation == "process":
+            raise ConfigError("batched", "false with isolation: process (batched functions run "
+                              "in-process or in a thread)", True)
+        return self
+
+    def build(self, key: str = "reward") -> RewardFn:
+        return UserReward(self.kind, key, self.timeout, self.isolation, dict(self.params),
+                          self.correct_at, self.batched)
+
+
+def parse_reward(spec: Mapping[str, Any] | str | RewardSpec | None, key: str = "reward") -> RewardSpec:
+    """The validated spec of a reward (a bare string is a kind, no kind means ``exact``,
+    ``module:function`` a user function); a ConfigError names the offending key."""
+    if spec is None:
+        spec = {}
     if isinstance(spec, str):
         spec = {"kind": spec}
-    s = check_keys(spec, KEYS, key)
-    kind = s.get("kind", "exact")
-    if not isinstance(kind, str):
-        raise ConfigError(f"{key}.kind", "a reward kind or 'module:function'", kind)
-    rule = get_typed(s, "parse", str, key, "auto")
-    if rule not in RULES:
-        raise unknown_name_error(f"{key}.parse", rule, RULES, "answer rules")
-    timeout = get_typed(s, "timeout", float, key, 10.0, minimum=0.001, maximum=86400.0)
-    if ":" in kind:
-        isolation = get_typed(s, "isolation", str, key, "thread")
-        if isolation not in ISOLATIONS:
-            raise unknown_name_error(f"{key}.isolation", isolation, ISOLATIONS, "isolations")
-        batched = get_typed(s, "batched", bool, key, False)
-        if batched and isolation == "process":
-            raise ConfigError(f"{key}.batched", "false with isolation: process (batched functions "
-                              "run in-process or in a thread)", True)
-        params = s.get("params") or {}
-        if not isinstance(params, Mapping):
-            raise ConfigError(f"{key}.params", "a mapping of keyword arguments", params)
-        correct_at = get_typed(s, "correct_at", float, key, 1.0)
-        return UserReward(kind, key, timeout, isolation, dict(params), correct_at, batched)
-    for only in ("params", "isolation", "correct_at", "batched"):
-        if only in s:
-            raise ConfigError(f"{key}.{only}", "no such key for a built-in reward (user functions only)",
-                              s[only])
-    if kind == "exact":
-        return ExactReward(rule, timeout)
-    if kind == "numeric":
-        return NumericReward(rule, timeout, get_typed(s, "tolerance", float, key, 1e-6, minimum=0.0),
-                             get_typed(s, "rel_tolerance", float, key, 0.0, minimum=0.0))
-    if kind == "countdown":
-        return CountdownReward(rule, timeout)
-    if kind == "prefix":
-        if "parse" in s:
-            raise ConfigError(f"{key}.parse", "no answer rule for kind prefix (the completion "
-                              "itself must start with the answer)", s["parse"])
-        return PrefixReward(rule, timeout)
-    if kind == "math_verify":
-        return MathVerifyReward(rule, timeout)
-    raise unknown_name_error(f"{key}.kind", kind, BUILTIN, "reward kinds (or 'module:function')")
+    if isinstance(spec, Mapping) and isinstance(spec.get("kind"), str) and ":" in spec["kind"]:
+        return parse(UserRewardSpec, spec, key)
+    try:
+        return parse_kind(REWARDS, spec, key, default="exact")
+    except ConfigError as e:  # a user function's key on a built-in: say so, not "did you mean"
+        name = e.key.removeprefix(f"{key}.")
+        if e._given == name and name in _USER_ONLY:
+            raise ConfigError(e.key, e.expected, name, hint="a key of user functions only, "
+                              "kind: package.module:function") from None
+        raise
+
+
+_USER_ONLY = set(UserRewardSpec.model_fields) - set(RewardSpec.model_fields)
+
+
+def make_reward(spec: Mapping[str, Any] | str | RewardSpec | None, key: str = "reward") -> RewardFn:
+    """Build a reward from its config mapping (or a bare kind string); ConfigError names the key."""
+    return parse_reward(spec, key).build(key)

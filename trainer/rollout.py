@@ -1,9 +1,10 @@
 """Rollout backends: sample ``group_size`` responses per prompt from the current policy.
 
-One interface (``RolloutBackend``), two implementations:
+One interface (``RolloutBackend``), two implementations, looked up by ``rollout.backend`` in the
+``ROLLOUT_BACKENDS`` registry (``make_backend``):
 
-- ``HFGenerateBackend`` (default): the training model's own forward with a KV cache, batched,
-  each distinct prompt computed once for its whole group, stopping when every sequence has
+- ``HFGenerateBackend`` (``hf``, default): the training model's own forward with a KV cache,
+  batched, each distinct prompt computed once for its whole group, stopping when every sequence has
   emitted EOS. Sampling is Gumbel-max with one seeded generator per
   sequence (``SeededSampler``): the response to (prompt, sample j) depends only on its seed and
   the policy, not on which other prompts share the batch or on how many ranks split it. That
@@ -20,11 +21,13 @@ response tokens up to and including the first EOS.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
+from regulator.registries import Registry
 from trainer.prefix import prefix_cache
 
 log = logging.getLogger(__name__)
@@ -300,21 +303,47 @@ class VLLMBackend:
         self.llm.reset_prefix_cache()
 
 
-def make_backend(rollout_cfg, model: torch.nn.Module, tokenizer, *, model_path: str | None,
-                 seed: int) -> RolloutBackend:
-    """The backend named in ``rollout.backend``."""
-    kw = dict(max_new_tokens=rollout_cfg.max_new_tokens, temperature=rollout_cfg.temperature,
-              top_k=rollout_cfg.top_k, top_p=rollout_cfg.top_p)
-    if rollout_cfg.backend == "vllm":
-        from regulator.errors import ConfigError
+def _hf_backend(rollout_cfg: Any, model: torch.nn.Module, tokenizer: Any, *,
+                model_path: str | None, seed: int) -> RolloutBackend:
+    return HFGenerateBackend(model, tokenizer, shared_prefix=rollout_cfg.shared_prefix,
+                             **_sampling(rollout_cfg))
 
-        if not torch.cuda.is_available():
-            raise ConfigError("rollout.backend", "'hf' on a machine without CUDA (vLLM is CUDA "
-                              "only)", "vllm")
-        if model_path is None:
-            raise ConfigError("rollout.backend", "'hf' for in-process models (vLLM needs a model "
-                              "directory: model.path)", "vllm")
-        return VLLMBackend(model_path, tokenizer, gpu_memory_utilization=
-                           rollout_cfg.gpu_memory_utilization, seed=seed,
-                           shared_prefix=rollout_cfg.shared_prefix, **kw)
-    return HFGenerateBackend(model, tokenizer, shared_prefix=rollout_cfg.shared_prefix, **kw)
+
+def _vllm_backend(rollout_cfg: Any, model: torch.nn.Module, tokenizer: Any, *,
+                  model_path: str | None, seed: int) -> RolloutBackend:
+    from regulator.errors import ConfigError
+
+    if not torch.cuda.is_available():
+        raise ConfigError("rollout.backend", "'hf' on a machine without CUDA (vLLM is CUDA "
+                          "only)", "vllm")
+    if model_path is None:
+        raise ConfigError("rollout.backend", "'hf' for in-process models (vLLM needs a model "
+                          "directory: model.path)", "vllm")
+    return VLLMBackend(model_path, tokenizer, gpu_memory_utilization=
+                       rollout_cfg.gpu_memory_utilization, seed=seed,
+                       shared_prefix=rollout_cfg.shared_prefix, **_sampling(rollout_cfg))
+
+
+def _sampling(rollout_cfg: Any) -> dict[str, Any]:
+    return dict(max_new_tokens=rollout_cfg.max_new_tokens, temperature=rollout_cfg.temperature,
+                top_k=rollout_cfg.top_k, top_p=rollout_cfg.top_p)
+
+
+def _is_builder(obj: Any) -> str:
+    return "" if callable(obj) else "a callable (rollout_cfg, model, tokenizer, *, model_path, seed)"
+
+
+#: rollout backends by ``rollout.backend`` name: a builder ``(rollout_cfg, model, tokenizer, *,
+#: model_path, seed) -> RolloutBackend`` (vllm is imported only when its builder runs); a plugin
+#: publishes another in the entry-point group ``regulator.rollout_backends``
+ROLLOUT_BACKENDS: Registry[Callable[..., RolloutBackend]] = Registry(
+    "rollout backends", group="regulator.rollout_backends", check=_is_builder)
+ROLLOUT_BACKENDS.register("hf")(_hf_backend)
+ROLLOUT_BACKENDS.register("vllm")(_vllm_backend)
+
+
+def make_backend(rollout_cfg: Any, model: torch.nn.Module, tokenizer: Any, *,
+                 model_path: str | None, seed: int) -> RolloutBackend:
+    """The backend named in ``rollout.backend``."""
+    build = ROLLOUT_BACKENDS.get(rollout_cfg.backend, "rollout.backend")
+    return build(rollout_cfg, model, tokenizer, model_path=model_path, seed=seed)

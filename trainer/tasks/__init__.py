@@ -1,6 +1,10 @@
 """Tasks: where prompts and reference answers come from.
 
-``make_task(spec, key="task")`` builds one from the ``task:`` config section. Kinds:
+``make_task(spec, key="task")`` builds one from the ``task:`` config section (a string is a kind
+with its defaults); ``parse_task(spec, key)`` returns the validated spec, whose ``resolved()`` fills
+in every default. Each kind is a ``TaskSpec`` in the ``TASKS`` registry, looked up by name rather
+than a closed tagged union so a plugin can publish a task kind (entry-point group
+``regulator.tasks``). Built-in kinds:
 
 - generated (``trainer.tasks.generated``): ``max_digits`` (k), ``parity`` (k), ``sort_digits``
   (k), ``addition`` (digits, terms), ``countdown`` (n, max_number, max_target); common keys
@@ -12,9 +16,8 @@ The interface (what the trainer relies on): ``Task.example(split, index) -> Exam
 deterministic given (split, index, task seed); ``Task.num_examples(split)`` (None when
 unbounded; ``__len__`` is the train size and is None for generated tasks, so prefer
 ``num_examples``); ``Task.demonstration(ex, rng, error_rate=0.0)`` for warm-up;
-``Task.alphabet`` (characters for the char tokenizer, None = any text); ``Task.describe()``.
-Additions beyond the first interface: ``num_examples``, ``alphabet``, ``answer_rule``,
-``describe``, and the ``error_rate`` / ``error_mode`` arguments of ``demonstration``.
+``Task.alphabet`` (characters for the char tokenizer, None = any text); ``Task.describe()``
+(the resolved spec, for cache keys and logs).
 """
 
 from __future__ import annotations
@@ -22,29 +25,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from regulator.errors import ConfigError, unknown_name_error
+from regulator.kinds import parse_kind
 
-from .base import SPLITS, Example, Task, spec_dict
-from .generated import GENERATED, eval_countdown
+from .base import SPLITS, TASKS, Example, Task, TaskSpec
+from .files import FileSpec, FileTask
+from .generated import GENERATED, GeneratedSpec, eval_countdown
 
-FILE_KINDS = ("jsonl", "parquet")
-KINDS = tuple(GENERATED) + FILE_KINDS
+KINDS = tuple(TASKS.names())
 
-__all__ = ["Example", "Task", "make_task", "KINDS", "SPLITS", "eval_countdown"]
+__all__ = ["KINDS", "SPLITS", "TASKS", "Example", "FileSpec", "FileTask", "GeneratedSpec",
+           "Task", "TaskSpec", "eval_countdown", "make_task", "parse_task", "GENERATED"]
 
 
-def make_task(spec: Mapping[str, Any] | str, key: str = "task") -> Task:
+def parse_task(spec: Mapping[str, Any] | str | TaskSpec, key: str = "task") -> TaskSpec:
+    """The validated spec of a task (a bare string is a kind with its defaults); a ConfigError
+    names the offending key."""
+    if isinstance(spec, str):
+        spec = {"kind": spec}
+    return parse_kind(TASKS, spec, key)
+
+
+def make_task(spec: Mapping[str, Any] | str | TaskSpec, key: str = "task") -> Task:
     """Build a task from its config mapping; a ConfigError names the offending key."""
-    s = spec_dict(spec, key)
-    kind = s.get("kind")
-    if kind is None:
-        raise ConfigError(f"{key}.kind", f"one of the task kinds: {', '.join(KINDS)}", None)
-    if not isinstance(kind, str):
-        raise unknown_name_error(f"{key}.kind", kind, KINDS, "task kinds")
-    if kind in GENERATED:
-        return GENERATED[kind](s, key)
-    if kind in FILE_KINDS:
-        from .files import FileTask
-
-        return FileTask(s, key, kind)
-    raise unknown_name_error(f"{key}.kind", kind, KINDS, "task kinds")
+    return parse_task(spec, key).build(key)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import random
 import zlib
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from regulator.errors import ConfigError
+from regulator.kinds import KindSchema, schema_check
+from regulator.registries import Registry
 
 SPLITS = ("train", "eval")
 
@@ -78,13 +79,20 @@ class Task:
         return ex.answer
 
     def describe(self) -> dict[str, Any]:
-        """The spec this task was built from (JSON-able; used in cache keys and logs)."""
-        return {"kind": self.name}
+        """The spec this task was built from, defaults filled in (JSON-able; used in cache keys
+        and logs)."""
+        spec = getattr(self, "spec", None)
+        return spec.resolved() if isinstance(spec, KindSchema) else {"kind": self.name}
 
 
-def spec_dict(spec: Any, key: str) -> dict[str, Any]:
-    if isinstance(spec, str):
-        return {"kind": spec}
-    if not isinstance(spec, Mapping):
-        raise ConfigError(key, "a mapping with a 'kind' key", spec)
-    return dict(spec)
+class TaskSpec(KindSchema):
+    """Base of the task kinds' Schemas: the fields are the kind's keys, ``build`` the Task."""
+
+    kind: str
+
+    def build(self, key: str = "task") -> Task:  # pragma: no cover - every kind overrides it
+        raise NotImplementedError
+
+
+TASKS: Registry[type[TaskSpec]] = Registry("task kinds", group="regulator.tasks",
+                                           check=schema_check(TaskSpec))

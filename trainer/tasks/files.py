@@ -12,6 +12,7 @@ Eval split: ``eval_path`` if given; else, with ``eval_fraction`` > 0, a seeded h
 ``path`` (disjoint from train); else the train rows themselves. Parquet needs ``pyarrow``
 (not a dependency of this package): a clear ConfigError says so when it is missing.
 Other scalar fields of a row are kept in ``Example.meta`` (long strings dropped).
+Both kinds share one Schema, ``FileSpec``, registered in ``trainer.tasks.TASKS``.
 """
 
 from __future__ import annotations
@@ -20,14 +21,14 @@ import json
 import random
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from regulator.config import check_keys, get_typed
+from pydantic import Field
+
 from regulator.errors import ConfigError
 
-from .base import Example, Task, check_split
+from .base import TASKS, Example, Task, TaskSpec, check_split
 
-KEYS = ("kind", "path", "eval_path", "eval_fraction", "seed", "prompt_field", "answer_field")
 MAX_ALPHABET = 200
 MAX_META_STR = 200
 
@@ -87,24 +88,42 @@ def _read_parquet(path: Path, key: str) -> list[dict[str, Any]]:
     return pq.read_table(path).to_pylist()
 
 
+@TASKS.register("jsonl")
+@TASKS.register("parquet")
+class FileSpec(TaskSpec):
+    """Examples from a local JSONL or Parquet file, one per row."""
+
+    kind: Literal["jsonl", "parquet"]
+    path: str
+    """the local file of the train split"""
+    eval_path: str | None = None
+    """a local file of the eval split (default: held out of ``path`` by ``eval_fraction``)"""
+    eval_fraction: Annotated[float, Field(ge=0.0, le=0.9)] = 0.0
+    """share of ``path``'s rows held out for eval when there is no ``eval_path`` (0: eval on the
+    train rows)"""
+    seed: int = 0
+    """seed of the held-out draw"""
+    prompt_field: str = "prompt"
+    """the row's prompt: a field name or dotted path (a list of chat messages uses the last user
+    message)"""
+    answer_field: str = "answer"
+    """the row's reference answer: a field name or dotted path"""
+
+    def build(self, key: str = "task") -> Task:
+        return FileTask(self, key)
+
+
 class FileTask(Task):
     """Examples read once from a local file (see the module docstring)."""
 
-    def __init__(self, spec: Mapping[str, Any], key: str, kind: str) -> None:
-        s = check_keys(spec, KEYS, key)
-        self.name = kind
-        self._spec = s
-        self.seed = get_typed(s, "seed", int, key, 0)
-        self.prompt_field = get_typed(s, "prompt_field", str, key, "prompt")
-        self.answer_field = get_typed(s, "answer_field", str, key, "answer")
-        frac = get_typed(s, "eval_fraction", float, key, 0.0, minimum=0.0, maximum=0.9)
-        path = get_typed(s, "path", str, key)
-        if path is None:
-            raise ConfigError(f"{key}.path", f"the path of a local .{kind} file", None)
-        train = self._load(path, f"{key}.path")
-        eval_path = get_typed(s, "eval_path", str, key)
-        if eval_path is not None:
-            evals = self._load(eval_path, f"{key}.eval_path")
+    def __init__(self, spec: FileSpec, key: str = "task") -> None:
+        kind = spec.kind
+        self.name, self.spec, self.seed = kind, spec, spec.seed
+        self.prompt_field, self.answer_field = spec.prompt_field, spec.answer_field
+        frac = spec.eval_fraction
+        train = self._load(spec.path, f"{key}.path")
+        if spec.eval_path is not None:
+            evals = self._load(spec.eval_path, f"{key}.eval_path")
         elif frac > 0:
             order = list(range(len(train)))
             random.Random(f"{kind}:{self.seed}:holdout").shuffle(order)
@@ -148,6 +167,3 @@ class FileTask(Task):
         if not 0 <= index < len(rows):
             raise IndexError(f"{self.name}: {split} index {index} out of range 0..{len(rows) - 1}")
         return rows[index]
-
-    def describe(self) -> dict[str, Any]:
-        return dict(self._spec)

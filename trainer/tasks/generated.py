@@ -8,22 +8,19 @@ and to train otherwise; each split rejects instances of the other, so train and 
 disjoint. Where the instance space is too small for that (fewer than 16 eval instances, e.g.
 parity of 4 bits), both splits draw from the whole space (``disjoint`` is then False).
 
-Formats: ``compact`` (default; short prompts over a small alphabet, for the character-level
-model: ``"31415="`` -> ``"5"``) and ``natural`` (an English question, for instruct models).
-With ``cot: true`` (compact only) the demonstration and reference answer carry a short worked
-trace ending in ``#`` before the final answer (``"4+8=12,3+5+1=9#92"``): longer responses whose
-trace tokens are shared by right and wrong answers, the regime of docs/regimes.md §5.
-The answer rule ``auto`` (see ``trainer.rewards.extract_answer``) reads what follows the last
-``#``.
+Formats: ``compact`` (short prompts over a small alphabet, for the character-level model:
+``"31415="`` -> ``"5"``) and ``natural`` (an English question, for instruct models). With
+``cot: true`` (compact only) the answer carries a short worked trace ending in ``#`` before the
+final answer (``"4+8=12,3+5+1=9#92"``); the answer rule ``auto`` reads what follows the last ``#``.
 
 Systematic errors (``demonstration(..., error_rate, error_mode)``): on a fixed ``error_rate``
-fraction of prompts the demonstration makes a task-typical mistake: max -> the second-largest
+fraction of prompts the demonstration makes a task-typical mistake (max -> the second-largest
 digit, parity -> flipped, sort -> first unequal neighbours swapped, addition -> carries
-forgotten, countdown -> one operator changed. Which prompts: ``error_mode="feature"`` (default)
-uses a simple, learnable feature of the prompt (``error_unit``: the leading digits / bits / first
-number, scaled to [0, 1)), so a warmed model is *confidently* wrong on a recognisable subset, as
-a pretrained model with a systematic misconception would be; ``"hash"`` uses a hash of the
-prompt (unlearnable: the model becomes uniformly uncertain instead).
+forgotten, countdown -> one operator changed). ``error_mode="feature"`` picks those prompts by a
+learnable feature of the prompt (``error_unit``), so a warmed model is confidently wrong on a
+recognisable subset; ``"hash"`` picks them by a hash of the prompt (unlearnable).
+
+Each kind is a ``GeneratedSpec`` subclass registered in ``trainer.tasks.TASKS``.
 """
 
 from __future__ import annotations
@@ -31,45 +28,55 @@ from __future__ import annotations
 import ast
 import operator
 import random
-from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
-from regulator.config import check_keys, get_typed
+from pydantic import Field, model_validator
+
 from regulator.errors import ConfigError
 
-from .base import Example, Task, check_split, stable_unit
+from .base import TASKS, Example, Task, TaskSpec, check_split, stable_unit
 
 DIGITS = "0123456789"
-FORMATS = ("compact", "natural")
-COMMON_KEYS = ("kind", "seed", "format", "eval_fraction", "cot")
 MIN_EVAL_INSTANCES = 16
+
+
+class GeneratedSpec(TaskSpec):
+    """The keys every generated task has."""
+
+    #: whether the kind has a ``cot: true`` form
+    supports_cot: ClassVar[bool] = True
+
+    seed: int = 0
+    """seed of the instance stream and of the train/eval split"""
+    format: Literal["compact", "natural"] = "compact"
+    """``compact`` (short prompts for the character-level model) or ``natural`` (English
+    questions for instruct models)"""
+    eval_fraction: Annotated[float, Field(ge=0.0, le=0.5)] = 0.1
+    """share of the instance space held out for the eval split"""
+    cot: bool = False
+    """answers carry a worked trace ending in ``#`` before the final answer (compact only)"""
+
+    @model_validator(mode="after")
+    def _cot(self) -> GeneratedSpec:
+        if self.cot and (self.format != "compact" or not self.supports_cot):
+            raise ConfigError("cot", f"false for {self.kind} in format {self.format!r}", True)
+        return self
 
 
 class GeneratedTask(Task):
     """Base for generated tasks: seeded sampling, hashed split, compact/natural rendering."""
 
-    extra_keys: tuple[str, ...] = ()
-    supports_cot = True
-
-    def __init__(self, spec: Mapping[str, Any], key: str) -> None:
-        s = check_keys(spec, COMMON_KEYS + self.extra_keys, key)
-        self.key = key
-        self.seed = get_typed(s, "seed", int, key, 0)
-        self.format = get_typed(s, "format", str, key, "compact")
-        if self.format not in FORMATS:
-            raise ConfigError(f"{key}.format", f"one of {', '.join(FORMATS)}", self.format)
-        self.eval_fraction = get_typed(s, "eval_fraction", float, key, 0.1, minimum=0.0, maximum=0.5)
-        self.cot = get_typed(s, "cot", bool, key, False)
-        if self.cot and (self.format != "compact" or not self.supports_cot):
-            raise ConfigError(f"{key}.cot", f"false for {self.name} in format {self.format!r}", True)
-        self._spec = s
-        self.configure(s, key)
+    def __init__(self, spec: GeneratedSpec) -> None:
+        self.spec = spec
+        self.seed, self.format = spec.seed, spec.format
+        self.eval_fraction, self.cot = spec.eval_fraction, spec.cot
+        self.configure(spec)
         self.disjoint = self.space_size() * self.eval_fraction >= MIN_EVAL_INSTANCES
         self.alphabet = self.compact_alphabet() if self.format == "compact" else None
 
     # -- subclass hooks ---------------------------------------------------------------------
-    def configure(self, s: dict[str, Any], key: str) -> None:
-        """Read task-specific keys."""
+    def configure(self, spec: Any) -> None:
+        """Read task-specific keys from the validated spec."""
 
     def space_size(self) -> int:
         raise NotImplementedError
@@ -120,8 +127,6 @@ class GeneratedTask(Task):
             raise ValueError(f"error_mode: expected 'feature' or 'hash', got {error_mode!r}")
         return self.wrong_answer(ex) if u < error_rate else ex.answer
 
-    def describe(self) -> dict[str, Any]:
-        return {"kind": self.name, **{k: v for k, v in self._spec.items() if k != "kind"}}
 
 
 def _digits(rng: random.Random, k: int) -> str:
@@ -136,10 +141,9 @@ class MaxDigits(GeneratedTask):
     """The largest of k random digits. ``"31415="`` -> ``"5"``; cot: running max ``"33445#5"``."""
 
     name = "max_digits"
-    extra_keys = ("k",)
 
-    def configure(self, s: dict[str, Any], key: str) -> None:
-        self.k = get_typed(s, "k", int, key, 5, minimum=2, maximum=40)
+    def configure(self, spec: MaxDigitsSpec) -> None:
+        self.k = spec.k
 
     def space_size(self) -> int:
         return 10**self.k
@@ -174,10 +178,9 @@ class Parity(GeneratedTask):
     """Parity of k bits: ``"011010="`` -> ``"1"`` (odd number of ones); cot: running parity."""
 
     name = "parity"
-    extra_keys = ("k",)
 
-    def configure(self, s: dict[str, Any], key: str) -> None:
-        self.k = get_typed(s, "k", int, key, 6, minimum=1, maximum=64)
+    def configure(self, spec: ParitySpec) -> None:
+        self.k = spec.k
 
     def space_size(self) -> int:
         return 2**self.k
@@ -217,11 +220,9 @@ class SortDigits(GeneratedTask):
     """Sort k digits ascending: ``"3141="`` -> ``"1134"``. No cot form."""
 
     name = "sort_digits"
-    extra_keys = ("k",)
-    supports_cot = False
 
-    def configure(self, s: dict[str, Any], key: str) -> None:
-        self.k = get_typed(s, "k", int, key, 4, minimum=2, maximum=40)
+    def configure(self, spec: SortDigitsSpec) -> None:
+        self.k = spec.k
 
     def space_size(self) -> int:
         return 10**self.k
@@ -253,11 +254,9 @@ class Addition(GeneratedTask):
     """
 
     name = "addition"
-    extra_keys = ("digits", "terms")
 
-    def configure(self, s: dict[str, Any], key: str) -> None:
-        self.digits = get_typed(s, "digits", int, key, 2, minimum=1, maximum=18)
-        self.terms = get_typed(s, "terms", int, key, 2, minimum=2, maximum=8)
+    def configure(self, spec: AdditionSpec) -> None:
+        self.digits, self.terms = spec.digits, spec.terms
 
     def space_size(self) -> int:
         return 10 ** (self.digits * self.terms)
@@ -338,13 +337,9 @@ class Countdown(GeneratedTask):
     only accept the reference). No cot form."""
 
     name = "countdown"
-    extra_keys = ("n", "max_number", "max_target")
-    supports_cot = False
 
-    def configure(self, s: dict[str, Any], key: str) -> None:
-        self.n = get_typed(s, "n", int, key, 3, minimum=2, maximum=6)
-        self.max_number = get_typed(s, "max_number", int, key, 10, minimum=2, maximum=100)
-        self.max_target = get_typed(s, "max_target", int, key, 100, minimum=1)
+    def configure(self, spec: CountdownSpec) -> None:
+        self.n, self.max_number, self.max_target = spec.n, spec.max_number, spec.max_target
 
     def compact_alphabet(self) -> str:
         return DIGITS + "=#,+-*()>"
@@ -393,6 +388,78 @@ class Countdown(GeneratedTask):
                     if alt != c and eval_countdown(cand, ex.meta["numbers"]) != ex.meta["target"]:
                         return cand
         return ex.answer + "+1"
+
+
+# ---------------------------------------------------------------------------------------------
+# the kinds' keys
+
+
+@TASKS.register("max_digits")
+class MaxDigitsSpec(GeneratedSpec):
+    """The largest of k random digits."""
+
+    kind: Literal["max_digits"]
+    k: Annotated[int, Field(ge=2, le=40)] = 5
+    """how many digits"""
+
+    def build(self, key: str = "task") -> Task:
+        return MaxDigits(self)
+
+
+@TASKS.register("parity")
+class ParitySpec(GeneratedSpec):
+    """Parity of k random bits."""
+
+    kind: Literal["parity"]
+    k: Annotated[int, Field(ge=1, le=64)] = 6
+    """how many bits"""
+
+    def build(self, key: str = "task") -> Task:
+        return Parity(self)
+
+
+@TASKS.register("sort_digits")
+class SortDigitsSpec(GeneratedSpec):
+    """k random digits sorted ascending."""
+
+    supports_cot: ClassVar[bool] = False
+    kind: Literal["sort_digits"]
+    k: Annotated[int, Field(ge=2, le=40)] = 4
+    """how many digits"""
+
+    def build(self, key: str = "task") -> Task:
+        return SortDigits(self)
+
+
+@TASKS.register("addition")
+class AdditionSpec(GeneratedSpec):
+    """The sum of ``terms`` numbers of ``digits`` digits."""
+
+    kind: Literal["addition"]
+    digits: Annotated[int, Field(ge=1, le=18)] = 2
+    """digits per number"""
+    terms: Annotated[int, Field(ge=2, le=8)] = 2
+    """how many numbers are added"""
+
+    def build(self, key: str = "task") -> Task:
+        return Addition(self)
+
+
+@TASKS.register("countdown")
+class CountdownSpec(GeneratedSpec):
+    """Reach a target with all of ``n`` numbers, each once, and + - *."""
+
+    supports_cot: ClassVar[bool] = False
+    kind: Literal["countdown"]
+    n: Annotated[int, Field(ge=2, le=6)] = 3
+    """how many numbers"""
+    max_number: Annotated[int, Field(ge=2, le=100)] = 10
+    """numbers are drawn from 1..max_number"""
+    max_target: Annotated[int, Field(ge=1)] = 100
+    """targets are at most this (and at least 1)"""
+
+    def build(self, key: str = "task") -> Task:
+        return Countdown(self)
 
 
 GENERATED = {cls.name: cls for cls in (MaxDigits, Parity, SortDigits, Addition, Countdown)}
