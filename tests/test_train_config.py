@@ -60,7 +60,6 @@ def test_resolved_config_fills_defaults(tmp_path):
 
 
 def test_shipped_configs_parse():
-
     from regulator.config import load_yaml
     from trainer.tasks import make_task
 
