@@ -55,14 +55,15 @@ class OptimConfig(Schema):
 
     lr: float = 1e-3
     """AdamW learning rate, in (0, 1]."""
-    weight_decay: float = Field(0.0, ge=0)
+    # inf is accepted, as ever: tests/test_run_safety.py uses it to make the weights non-finite
+    weight_decay: float = Field(0.0, ge=0, allow_inf_nan=True)
     """AdamW weight decay."""
     betas: Pair = (0.9, 0.999)
     """AdamW ``[beta1, beta2]``, each in [0, 1)."""
     adam_eps: float = Field(1e-8, gt=0)
     """AdamW epsilon."""
-    grad_clip: float = Field(1.0, ge=0)
-    """Largest gradient norm (0 = no clipping)."""
+    grad_clip: float = Field(1.0, ge=0, allow_inf_nan=True)
+    """Largest gradient norm (0 or ``.inf`` = no clipping)."""
     mini_batches: int = Field(1, ge=1)
     """Optimizer steps per epoch over one rollout batch (the batch is split in this many parts)."""
     epochs: int = Field(1, ge=1)
