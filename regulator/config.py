@@ -143,10 +143,9 @@ def get_typed(section: Mapping[str, Any], name: str, kind: type | tuple[type, ..
 
 
 #: the controller of a ``control:`` section that names none: it finds each knob's direction,
-#: gain and authority itself (``controllers/auto.py``); with no ``control:`` section at all the
-#: run is plain GRPO (``static``)
+#: gain and authority itself (``controllers/auto.py``)
 DEFAULT_CONTROLLER = "auto"
-#: the controller of a run with no ``control:`` section
+#: the controller of a config with no ``control:`` section: fixed knobs, i.e. plain GRPO
 NO_CONTROL = "static"
 
 
@@ -208,7 +207,7 @@ class ControlConfig(Schema):
     @classmethod
     def _target(cls, v: Any) -> Any:
         make_target(v, key="")  # validate now, build per run
-        return v if isinstance(v, Mapping) else {"kind": "constant", "value": v}
+        return dict(v) if isinstance(v, Mapping) else {"kind": "constant", "value": v}
 
     @model_validator(mode="after")
     def _knobs_agree(self) -> ControlConfig:
