@@ -10,16 +10,25 @@ import copy
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationInfo, field_validator, model_validator
 
 from regulator.errors import ConfigError, unknown_name_error
-from regulator.knobs import KNOB_NAMES, KnobBounds, Knobs, check_initial_in_bounds
+from regulator.knobs import (
+    DEFAULT_ACTUATE,
+    Actuate,
+    BoundsField,
+    KnobBounds,
+    Knobs,
+    KnobsField,
+    check_initial_in_bounds,
+)
 from regulator.registry import get_controller_class, make_controller
 from regulator.safety import MAX_CONSECUTIVE_FAULTS, Regulator
+from regulator.schema import Field, Schema, parse
 from regulator.targets import make_target
 
 
@@ -133,84 +142,90 @@ def get_typed(section: Mapping[str, Any], name: str, kind: type | tuple[type, ..
     return v
 
 
-CONTROL_KEYS = ("controller", "params", "target", "actuate", "initial", "bounds",
-                "max_consecutive_faults")
 #: the controller of a ``control:`` section that names none: it finds each knob's direction,
-#: gain and authority itself (``controllers/auto.py``); with no ``control:`` section at all the
-#: run is plain GRPO (``static``)
+#: gain and authority itself (``controllers/auto.py``)
 DEFAULT_CONTROLLER = "auto"
+#: the controller of a config with no ``control:`` section: fixed knobs, i.e. plain GRPO
+NO_CONTROL = "static"
 
 
 def controller_defaults(cls: type) -> tuple[list[str], dict[str, Any]]:
     """The knobs a controller class moves and the bounds it runs under when a config names
     none: its optional ``DEFAULT_ACTUATE`` / ``DEFAULT_BOUNDS`` class attributes ([w_pos], {})."""
-    return list(getattr(cls, "DEFAULT_ACTUATE", ["w_pos"])), dict(getattr(cls, "DEFAULT_BOUNDS", {}))
+    return (list(getattr(cls, "DEFAULT_ACTUATE", DEFAULT_ACTUATE)),
+            dict(getattr(cls, "DEFAULT_BOUNDS", {})))
 
 
-@dataclass
-class ControlConfig:
-    """The ``control:`` section: which controller, its params, the target curve and the knobs."""
+class ControlConfig(Schema):
+    """The ``control:`` section: which controller, its params, the target curve and the knobs.
 
-    controller: str = "static"
-    params: dict[str, Any] = field(default_factory=dict)
-    target: dict[str, Any] = field(default_factory=lambda: {"kind": "constant", "value": 0.3})
-    actuate: tuple[str, ...] = ("w_pos",)
-    initial: Knobs = field(default_factory=Knobs)
-    bounds: KnobBounds = field(default_factory=KnobBounds)
-    #: stop the run after this many control faults in a row (0: never)
-    max_consecutive_faults: int = MAX_CONSECUTIVE_FAULTS
+    A section that names no controller runs ``auto``; a config with no ``control:`` section runs
+    ``static`` (plain GRPO). ``actuate`` and ``bounds`` left out come from the controller class
+    (its optional ``DEFAULT_ACTUATE`` / ``DEFAULT_BOUNDS``)."""
 
-    #: True when ``actuate`` was not given, so the trainer may add the clip bounds
-    default_actuate: bool = False
+    controller: str = NO_CONTROL
+    """Controller name (``regulator controllers`` lists them), an entry point or ``module:Class``."""
+    params: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments of the controller (``regulator config --explain control.params``)."""
+    target: dict[str, Any] = Field(default_factory=lambda: {"kind": "constant", "value": 0.3})
+    """Target entropy curve (nats per token): a mapping with a ``kind``, or a number for a
+    constant target."""
+    actuate: Actuate = DEFAULT_ACTUATE
+    """Knobs the controller moves; the others stay at ``initial``. Default: the controller's own
+    (``auto`` also moves eps_low / eps_high when optim makes more than one update per step)."""
+    initial: KnobsField = Field(default_factory=Knobs)
+    """Knob values at step 0 (w_pos, w_neg, eps_low, eps_high); knobs not given keep GRPO's."""
+    bounds: BoundsField = Field(default_factory=KnobBounds)
+    """Per-knob ``[min, max]`` and an optional ``max_delta`` (largest change per step, one number
+    or per knob). Default: the controller's own, else w_pos [0, 1], w_neg [0, 2], eps [0, 0.5]."""
+    max_consecutive_faults: int = Field(MAX_CONSECUTIVE_FAULTS, ge=0)
+    """Stop the run after this many control faults in a row (0: never)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _controller_defaults(cls, data: Any, info: ValidationInfo) -> Any:
+        """Fill ``controller``, ``actuate`` and ``bounds`` from the controller class;
+        ``updates_per_step`` (validation context) > 1 lets ``auto`` move the clip bounds too
+        (only then does the ratio leave 1 and the clip act)."""
+        if not isinstance(data, Mapping):
+            return data
+        s = dict(data)
+        name = s.setdefault("controller", DEFAULT_CONTROLLER)
+        if not isinstance(name, str) or not name:
+            raise ConfigError("controller", "a controller name or 'module:Class'", name)
+        own_actuate, own_bounds = controller_defaults(get_controller_class(name, key="controller"))
+        if name == DEFAULT_CONTROLLER and (info.context or {}).get("updates_per_step", 1) > 1:
+            own_actuate += ["eps_low", "eps_high"]
+        s.setdefault("actuate", own_actuate)
+        if own_bounds and (s.get("bounds") is None or isinstance(s["bounds"], Mapping)):
+            s["bounds"] = {**own_bounds, **(s.get("bounds") or {})}
+        if s.get("params", {}) is None:
+            s["params"] = {}
+        return s
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _target(cls, v: Any) -> Any:
+        make_target(v, key="")  # validate now, build per run
+        return dict(v) if isinstance(v, Mapping) else {"kind": "constant", "value": v}
+
+    @model_validator(mode="after")
+    def _knobs_agree(self) -> ControlConfig:
+        if not self.actuate and self.controller != NO_CONTROL:
+            raise ConfigError("actuate", f"at least one knob for controller {self.controller!r} "
+                              f"to move (only {NO_CONTROL!r} runs with none)", list(self.actuate))
+        check_initial_in_bounds(self.initial, self.bounds, self.actuate, key="initial")
+        return self
 
     @classmethod
     def from_mapping(cls, section: Any, key: str = "control", *, updates_per_step: int = 1
                      ) -> ControlConfig:
-        """Validate the section. The controller's own ``DEFAULT_ACTUATE`` / ``DEFAULT_BOUNDS``
-        (class attributes, optional) fill ``actuate`` / ``bounds`` the section leaves out; the
-        default controller also moves the clip bounds when ``updates_per_step`` > 1 (only then
-        does the ratio leave 1 and the clip act)."""
-        s = check_keys(section, CONTROL_KEYS, key)
-        name = s.get("controller", "static" if section is None else DEFAULT_CONTROLLER)
-        if not isinstance(name, str) or not name:
-            raise ConfigError(f"{key}.controller", "a controller name or 'module:Class'", name)
-        cls_ = get_controller_class(name, key=f"{key}.controller")
-        params = s.get("params") or {}
-        if not isinstance(params, Mapping):
-            raise ConfigError(f"{key}.params", "a mapping of controller parameters", params)
-        default_actuate, default_bounds = controller_defaults(cls_)
-        if name == DEFAULT_CONTROLLER and updates_per_step > 1:
-            default_actuate += ["eps_low", "eps_high"]
-        actuate = s.get("actuate", default_actuate)
-        if isinstance(actuate, str):
-            actuate = [actuate]
-        if not isinstance(actuate, (list, tuple)):
-            raise ConfigError(f"{key}.actuate", "a list of knob names", actuate)
-        for i, k in enumerate(actuate):
-            if k not in KNOB_NAMES:
-                raise unknown_name_error(f"{key}.actuate[{i}]", k, KNOB_NAMES, "knob names")
-        if not actuate and name != "static":
-            raise ConfigError(f"{key}.actuate", f"at least one knob for controller {name!r} to move "
-                              "(only 'static' runs with none)", list(actuate))
-        target = s.get("target", {"kind": "constant", "value": 0.3})
-        make_target(target, key=f"{key}.target")  # validate now, build per run
-        bounds = s.get("bounds")
-        if default_bounds and (bounds is None or isinstance(bounds, Mapping)):
-            bounds = {**default_bounds, **(bounds or {})}
-        initial = Knobs.from_mapping(s.get("initial"), key=f"{key}.initial")
-        bounds = KnobBounds.from_mapping(bounds, key=f"{key}.bounds")
-        check_initial_in_bounds(initial, bounds, actuate, key=f"{key}.initial")
-        return cls(
-            controller=name,
-            params=dict(params),
-            target=target if isinstance(target, Mapping) else {"kind": "constant", "value": target},
-            actuate=tuple(actuate),
-            initial=initial,
-            bounds=bounds,
-            default_actuate="actuate" not in s,
-            max_consecutive_faults=get_typed(s, "max_consecutive_faults", int, key,
-                                             MAX_CONSECUTIVE_FAULTS, minimum=0),
-        )
+        """Validate a ``control:`` section (``None``: no section, i.e. ``static``)."""
+        if section is None:
+            section = {"controller": NO_CONTROL}
+        if not isinstance(section, Mapping):
+            raise ConfigError(key, "a mapping", section)
+        return parse(cls, section, key, context={"updates_per_step": updates_per_step})
 
     def build(self, total_steps: int) -> Regulator:
         """A fresh controller wrapped in a Regulator for a run of ``total_steps`` steps."""

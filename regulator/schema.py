@@ -53,15 +53,16 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def parse(model: type[S], data: Any, key: str = "") -> S:
+def parse(model: type[S], data: Any, key: str = "", *, context: dict[str, Any] | None = None) -> S:
     """Validate ``data`` (``None`` = all defaults) against ``model``; a mistake is a ConfigError
-    whose key is ``key`` followed by the path inside ``data``."""
+    whose key is ``key`` followed by the path inside ``data``. ``context`` reaches validators as
+    ``info.context`` (settings from outside the section, e.g. control's ``updates_per_step``)."""
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError(key or "config", "a mapping", data)
     try:
-        return model.model_validate(dict(data))
+        return model.model_validate(dict(data), context=context)
     except ValidationError as e:
         raise validation_error(e, key, model) from None
 

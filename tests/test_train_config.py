@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from _train_helpers import tiny_config, write_config
+from _train_helpers import TINY, tiny_config, write_config
 
 from regulator.cli import main
+from regulator.errors import ConfigError
 from trainer.config import TrainConfig
 
 
@@ -57,8 +60,6 @@ def test_resolved_config_fills_defaults(tmp_path):
 
 
 def test_shipped_configs_parse():
-    from pathlib import Path
-
     from regulator.config import load_yaml
     from trainer.tasks import make_task
 
@@ -70,3 +71,61 @@ def test_shipped_configs_parse():
     default = TrainConfig.from_mapping(load_yaml(root / "default.yaml"))
     assert default.model["name"] == "tiny-char"  # no download
     make_task(default.task)
+
+
+def test_saved_config_loads_back_to_an_equal_config(tmp_path):
+    """RUN_DIR/config.yaml (TrainConfig.raw) holds every default of every section and reads back
+    through the YAML loader to the same config: also a defaulted auto controller that moves the
+    clip bounds, a max_delta, an infinite eps_high and a tune: section."""
+    import yaml
+
+    from regulator.config import load_yaml
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    auto = tiny_config(tmp_path, optim={"mini_batches": 2})
+    auto["control"] = {"target": 1.0, "initial": {"eps_high": float("inf")},
+                       "bounds": {"max_delta": {"w_pos": 0.1}, "eps_high": [0.0, float("inf")]}}
+    auto["tune"] = {"start": 3}
+    for raw in (tiny_config(tmp_path), load_yaml(root / "default.yaml"), auto):
+        cfg = TrainConfig.from_mapping(raw)
+        path = tmp_path / "saved.yaml"
+        path.write_text(yaml.safe_dump(cfg.raw, sort_keys=False))
+        back = TrainConfig.from_mapping(load_yaml(path))
+        assert back == cfg and back.raw == cfg.raw
+        for section in ("rollout", "optim", "deepspeed", "control", "train", "log"):
+            model = type(getattr(cfg, section))
+            assert set(cfg.raw[section]) == set(model.model_fields), section
+    cfg = TrainConfig.from_mapping(auto)
+    assert cfg.control.controller == "auto"
+    assert cfg.control.actuate == ("w_pos", "w_neg", "eps_low", "eps_high")
+    assert cfg.raw["control"]["bounds"]["w_pos"] == [0.0, 2.0]  # auto's own bounds
+    assert cfg.raw["control"]["target"] == {"kind": "constant", "value": 1.0}
+    assert cfg.raw["tune"] == {"start": 3} and "tune" not in TrainConfig.from_mapping(TINY).raw
+
+
+@pytest.mark.parametrize("section, values, key, given", [
+    ("optim", {"betas": [0.9, 1.0]}, "optim.betas", "[0.9, 1.0]"),
+    ("optim", {"scheduler": "cosin"}, "optim.scheduler", "did you mean 'cosine'"),
+    ("optim", {"lr": float("nan")}, "optim.lr", "nan"),
+    ("train", {"eval_samples": 2, "eval_pass_k": [1, 4]}, "train.eval_pass_k", "[1, 4]"),
+    ("train", {"out_dir": ""}, "train.out_dir", "''"),
+    ("log", {"backends": ["wandbb"]}, "log.backends[0]", "did you mean 'wandb'"),
+    ("deepspeed", {"extra": [1]}, "deepspeed.extra", "[1]"),
+    ("control", {"max_consecutive_faults": -1}, "control.max_consecutive_faults", "-1"),
+    ("control", {"target": None}, "control.target", "None"),
+])
+def test_section_checks_name_the_key(tmp_path, section, values, key, given):
+    with pytest.raises(ConfigError) as e:
+        TrainConfig.from_mapping(tiny_config(tmp_path, **{section: values}))
+    assert e.value.key == key and given in str(e.value), str(e.value)
+
+
+def test_empty_sections_take_the_defaults(tmp_path):
+    cfg = TrainConfig.from_mapping({"model": {"name": "tiny-char"}, "task": {"kind": "max_digits"},
+                                    "reward": None, "optim": None, "control": None, "log": {}})
+    assert cfg.reward == {"kind": "exact"} and cfg.optim.lr == 1e-3
+    assert cfg.control.controller == "static" and cfg.control.actuate == ("w_pos",)
+    targeted = TrainConfig.from_mapping({"model": {}, "task": {}, "control": {"target": 0.5}})
+    assert targeted.control.controller == "auto"
+    with pytest.raises(ConfigError, match=r"^task: expected"):
+        TrainConfig.from_mapping({"model": {}})

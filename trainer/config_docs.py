@@ -1,0 +1,218 @@
+"""``regulator config``: the resolved config, and every key's type, default and documentation.
+
+``regulator config CONFIG [--set ...]`` prints CONFIG with every default filled in (what the run
+would save as RUN_DIR/config.yaml); ``regulator config --explain KEY`` documents a key or a whole
+section, ``control.params`` from the controller's ``Params`` schema. ``python -m
+trainer.config_docs --markdown`` writes docs/config.md from the same field docstrings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import re
+import sys
+import textwrap
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import yaml
+
+from regulator.config import DEFAULT_CONTROLLER, ControlConfig, apply_overrides, load_yaml
+from regulator.errors import ConfigError, unknown_name_error
+from regulator.registry import get_controller_class, list_controllers
+from regulator.schema import Schema, field_docs
+from trainer.config import TrainConfig
+
+#: (key, type, default, description) of one documented key
+Entry = tuple[str, str, Any, str]
+
+INTRO = """\
+# Config reference
+
+Every key of a `regulator train` config, generated from the field docstrings of the config
+models (`trainer/config.py`, `regulator/config.py`) by `python -m trainer.config_docs --markdown`
+(a test checks this file is up to date). Unknown keys, wrong types and out-of-range values are
+errors that name the key. `regulator config CONFIG` prints a config with every default filled in
+(what a run saves as `RUN_DIR/config.yaml`); `regulator config --explain KEY` prints one key or
+section, e.g. `optim.lr`, `optim` or `control.params.kp` (the parameters of the controller that
+`CONFIG` names, `auto` without one). `model`, `task` and `reward` are described in
+[models_tasks.md](models_tasks.md); `control` in [controllers.md](controllers.md).
+"""
+
+#: readable names for the types field_docs reports
+_TYPES = {
+    "dict[str, Any]": "mapping", "dict[str, Any] | None": "mapping", "list[Any]": "list",
+    "list[int]": "list of int", "tuple[float, float]": "[float, float]",
+    "tuple[str, ...]": "knob name or list of knob names", "Knobs": "mapping knob -> value",
+    "KnobBounds": "mapping knob -> [min, max]",
+}
+
+
+def _type(name: str) -> str:
+    m = re.fullmatch(r"Literal\[(.*)\]", name)
+    if m:
+        return " | ".join(v.strip(" '\"") for v in m.group(1).split(","))
+    return _TYPES.get(name, name)
+
+
+def _default(v: Any) -> Any:
+    if hasattr(v, "as_config"):  # KnobBounds
+        return v.as_config()
+    if hasattr(v, "as_dict"):  # Knobs
+        return v.as_dict()
+    return v
+
+
+def entries(model: type[Schema] = TrainConfig, prefix: str = "") -> Iterator[Entry]:
+    """Every key of ``model`` with its readable type, default and one-line description."""
+    for key, kind, default, doc in field_docs(model, prefix):
+        yield key, _type(kind), _default(default), " ".join(doc.split())
+
+
+def _show(v: Any) -> str:
+    if v == "(required)":
+        return v
+    text = yaml.safe_dump(v, default_flow_style=True, sort_keys=False, width=10**6)
+    return text.strip().removesuffix("\n...")
+
+
+def _children(table: dict[str, Entry], key: str) -> list[Entry]:
+    return [e for k, e in table.items() if k.startswith(f"{key}.")]
+
+
+# --- --explain ------------------------------------------------------------------------------
+
+def explain_key(key: str, controller: str = DEFAULT_CONTROLLER) -> str:
+    """The documentation of ``key`` ("" = every key; a section = all its keys); ``controller``
+    picks the parameters ``control.params`` documents."""
+    if key == "control.params" or key.startswith("control.params."):
+        return _explain_params(key, controller)
+    table = {e[0]: e for e in entries()}
+    if key == "":
+        return "\n".join(_text(e, section=bool(_children(table, k))) for k, e in table.items())
+    if key in table:
+        return _block(table, key)
+    parts = key.split(".")
+    for i in range(1, len(parts)):  # a key inside a plain mapping (model.name, control.target.kind)
+        head = ".".join(parts[:i])
+        if head in table and not _children(table, head):
+            if "mapping" not in table[head][1]:
+                raise ConfigError(key, f"a documented key ({head} has no sub-keys)", parts[i])
+            return _text(table[head]) + f"\n  ({key} is a key inside {head}; see above)"
+    parent = ".".join(parts[:-1])
+    if parent and parent not in table:
+        return explain_key(parent)  # raises for the first unknown part
+    siblings = [k.rpartition(".")[2] for k in table if k.rpartition(".")[0] == parent]
+    raise unknown_name_error(key, parts[-1], siblings, f"keys of {parent}" if parent else "sections")
+
+
+def _explain_params(key: str, controller: str) -> str:
+    cls = get_controller_class(controller, key="control.controller")
+    where = f"controller {controller!r} ({cls.__module__}.{cls.__qualname__})"
+    params = getattr(cls, "Params", None)
+    if not (isinstance(params, type) and issubclass(params, Schema)):
+        doc = textwrap.indent(inspect.cleandoc(cls.__doc__ or "(no docstring)"), "  ")
+        return f"control.params of {where}: documented in its docstring\n{doc}"
+    table = {e[0]: e for e in entries(params, "control.params")}
+    if key == "control.params":
+        return "\n".join([f"control.params of {where}:", *(_text(e) for e in table.values())])
+    if key in table:
+        return _block(table, key)
+    name = key.removeprefix("control.params.")
+    raise unknown_name_error(key, name, list(params.model_fields),
+                             f"parameters of controller {controller!r}")
+
+
+def _text(e: Entry, section: bool = False) -> str:
+    key, kind, default, doc = e
+    what = "section" if section else (
+        f"{kind}, required" if default == "(required)" else f"{kind}, default {_show(default)}")
+    body = textwrap.fill(doc, 96, initial_indent="  ", subsequent_indent="  ") if doc else ""
+    return f"{key} ({what})" + (f"\n{body}" if body else "")
+
+
+def _block(table: dict[str, Entry], key: str) -> str:
+    """``key`` and, for a section, every key under it."""
+    below = _children(table, key)
+    return "\n".join([_text(table[key], section=bool(below)), *(_text(e) for e in below)])
+
+
+# --- docs/config.md ---------------------------------------------------------------------------
+
+def markdown() -> str:
+    """docs/config.md: one table per section (key, type, default, description)."""
+    top = list(entries())
+    sections = {k.partition(".")[0] for k, *_ in top if "." in k}
+    rows = [(k, "section", "(below)", d) if k in sections else (k, t, v, d)
+            for k, t, v, d in top if "." not in k]
+    blocks = [INTRO, "## Sections", _table(rows)]
+    for key, *_ in top:
+        if key in sections:
+            inner = [e for e in top if e[0].rpartition(".")[0] == key]
+            about = " ".join((TrainConfig.model_fields[key].annotation.__doc__ or "").split())
+            blocks += [f"## `{key}`", about, _table(inner, strip=f"{key}.")]
+    blocks += ["## `control.params` by controller",
+               "Each controller's own keyword arguments (`regulator config CONFIG --explain "
+               "control.params` for the controller CONFIG names)."]
+    for name in _builtin_controllers():
+        cls = get_controller_class(name)
+        params = getattr(cls, "Params", None)
+        blocks.append(f"### `{name}`")
+        if isinstance(params, type) and issubclass(params, Schema):
+            blocks.append(_table(list(entries(params))))
+        else:
+            blocks.append(f"Documented in the docstring of `{cls.__module__}.{cls.__qualname__}`.")
+    return "\n\n".join(b.strip("\n") for b in blocks) + "\n"
+
+
+def _builtin_controllers() -> list[str]:
+    """The controllers this project ships (plugins installed here would make the docs drift)."""
+    return [n for n in list_controllers()
+            if get_controller_class(n).__module__.startswith("controllers.")]
+
+
+def _table(rows: list[Entry], strip: str = "") -> str:
+    def cell(s: str) -> str:
+        return s.replace("|", "\\|")
+
+    out = ["| key | type | default | description |", "|---|---|---|---|"]
+    for key, kind, default, doc in rows:
+        shown = default if default in ("(required)", "(below)") else f"`{cell(_show(default))}`"
+        out.append(f"| `{key.removeprefix(strip)}` | {cell(kind)} | {shown} | {cell(doc)} |")
+    return "\n".join(out)
+
+
+# --- the command ----------------------------------------------------------------------------
+
+def config_main(config: str | None, overrides: Sequence[str] = (), explain: str | None = None
+                ) -> int:
+    """``regulator config``: print the resolved CONFIG, or document ``explain`` (a key, a
+    section, or "" for every key)."""
+    if explain is not None:
+        controller = DEFAULT_CONTROLLER
+        if config is not None:
+            raw = apply_overrides(load_yaml(config), list(overrides))
+            controller = ControlConfig.from_mapping(raw.get("control")).controller
+        print(explain_key(explain.strip(), controller))
+        return 0
+    if config is None:
+        raise ConfigError("CONFIG", "a config to resolve (or --explain KEY)")
+    cfg = TrainConfig.from_mapping(apply_overrides(load_yaml(config), list(overrides)))
+    print(yaml.safe_dump(cfg.resolved(), sort_keys=False), end="")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m trainer.config_docs", description=__doc__)
+    p.add_argument("--markdown", action="store_true", help="print docs/config.md")
+    args = p.parse_args(argv)
+    if not args.markdown:
+        p.print_help()
+        return 2
+    sys.stdout.write(markdown())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
