@@ -29,7 +29,7 @@ from regulator.knobs import (
 from regulator.registry import get_controller_class, make_controller
 from regulator.safety import MAX_CONSECUTIVE_FAULTS, Regulator
 from regulator.schema import Field, Schema, parse
-from regulator.targets import make_target
+from regulator.targets import make_target, parse_target
 
 
 class _Loader(yaml.SafeLoader):
@@ -206,8 +206,7 @@ class ControlConfig(Schema):
     @field_validator("target", mode="before")
     @classmethod
     def _target(cls, v: Any) -> Any:
-        make_target(v, key="")  # validate now, build per run
-        return dict(v) if isinstance(v, Mapping) else {"kind": "constant", "value": v}
+        return parse_target(v, key="").resolved()  # every default filled in; built per run
 
     @model_validator(mode="after")
     def _knobs_agree(self) -> ControlConfig:

@@ -123,9 +123,13 @@ def test_section_checks_name_the_key(tmp_path, section, values, key, given):
 def test_empty_sections_take_the_defaults(tmp_path):
     cfg = TrainConfig.from_mapping({"model": {"name": "tiny-char"}, "task": {"kind": "max_digits"},
                                     "reward": None, "optim": None, "control": None, "log": {}})
-    assert cfg.reward == {"kind": "exact"} and cfg.optim.lr == 1e-3
+    # a missing reward is exact matching, saved with every default of that kind
+    assert cfg.reward["kind"] == "exact" and "timeout" in cfg.reward and cfg.optim.lr == 1e-3
     assert cfg.control.controller == "static" and cfg.control.actuate == ("w_pos",)
-    targeted = TrainConfig.from_mapping({"model": {}, "task": {}, "control": {"target": 0.5}})
+    targeted = TrainConfig.from_mapping({"model": {"name": "tiny-char"}, "task": "max_digits",
+                                         "control": {"target": 0.5}})
     assert targeted.control.controller == "auto"
     with pytest.raises(ConfigError, match=r"^task: expected"):
-        TrainConfig.from_mapping({"model": {}})
+        TrainConfig.from_mapping({"model": {"name": "tiny-char"}})
+    with pytest.raises(ConfigError, match=r"^model: expected a 'name'"):  # an empty model names none
+        TrainConfig.from_mapping({"model": {}, "task": "max_digits"})

@@ -242,7 +242,20 @@ class TrainConfig(Schema):
     @classmethod
     def _plain_section(cls, v: Any, info: ValidationInfo) -> Any:
         v = {} if v is None else v
+        if isinstance(v, str) and info.field_name != "model":  # `task: parity`: a kind, defaults
+            v = {"kind": v}
         return {"kind": "exact"} if info.field_name == "reward" and v == {} else v
+
+    @field_validator("model", "task", "reward", mode="after")
+    @classmethod
+    def _kind_section(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """Validated by its family's schema and kept with every default filled in."""
+        from trainer.models import parse_model
+        from trainer.rewards import parse_reward
+        from trainer.tasks import parse_task
+
+        parser = {"model": parse_model, "task": parse_task, "reward": parse_reward}[info.field_name]
+        return parser(v, "").resolved()
 
     @field_validator("rollout", "optim", "deepspeed", "train", "log", mode="before")
     @classmethod
