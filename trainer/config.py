@@ -26,8 +26,9 @@ MAX_SEED = 2**63 - 1
 class RolloutConfig(Schema):
     """How responses are sampled: ``prompts`` per step (global, over all ranks) x ``group_size``."""
 
-    backend: Literal["hf", "vllm"] = "hf"
-    """Sampler: ``hf`` (transformers generate) or ``vllm`` (CUDA only, optional extra)."""
+    backend: str = "hf"
+    """Sampler, a name in the rollout-backend registry: ``hf`` (transformers generate) or
+    ``vllm`` (CUDA only, optional extra)."""
     prompts: int = Field(16, ge=1)
     """Prompts per step, over all ranks."""
     group_size: int = Field(8, ge=2)
@@ -44,6 +45,14 @@ class RolloutConfig(Schema):
     """Share of GPU memory vllm may take (vllm only; the rest holds the trained model)."""
     shared_prefix: bool = True
     """Compute a group's prompt once, in sampling and in the training forwards."""
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, v: str) -> str:
+        from trainer.rollout import ROLLOUT_BACKENDS
+
+        ROLLOUT_BACKENDS.get(v, "")  # unknown: one line with the registered names
+        return v
 
     @classmethod
     def from_mapping(cls, s: Any, key: str = "rollout") -> RolloutConfig:
