@@ -70,6 +70,9 @@ log = logging.getLogger(__name__)
 #: is the Knobs of step t
 Runner = Callable[[list[list[Knobs]], list[int], int], np.ndarray]
 
+#: the knobs probed when neither the spec nor a training config's ``control.actuate`` names any
+PROBED_KNOBS: tuple[str, ...] = ("w_pos", "w_neg")
+
 
 def _starts(v: Any) -> list[int] | None:
     if v is None:
@@ -237,7 +240,7 @@ def parse_tune_spec(raw: Mapping[str, Any]) -> TuneSpec:
 def _spec(t: TuneSettings, prefix: str, control: Mapping[str, Any], defaults: Mapping[str, Any],
           **where: Any) -> TuneSpec:
     """The settings over the training config's control section and the defaults."""
-    knobs = list(t.knobs if t.knobs is not None else control.get("knobs", ["w_pos", "w_neg"]))
+    knobs = list(t.knobs if t.knobs is not None else control.get("knobs", PROBED_KNOBS))
     if not knobs:
         raise ConfigError(f"{prefix}knobs", "a non-empty list of knob names", knobs)
     initial = Knobs.from_mapping({**control.get("initial", {}), **t.initial}, key=f"{prefix}initial")
