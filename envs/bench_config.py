@@ -30,7 +30,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import PlainValidator, PrivateAttr, field_validator, model_validator
 
-from envs.config_types import BenchSeeds, BoundValues, KnobValues
+from envs.config_types import BenchSeeds, BoundValues, KnobValues, MaybeActuate
 from envs.plant_config import REGIMES, PlantConfig
 from regulator.config import DEFAULT_CONTROLLER, controller_defaults
 from regulator.errors import ConfigError, unknown_name_error
@@ -89,7 +89,7 @@ TrainerConfig = Annotated[str | dict[str, str] | None, PlainValidator(_trainer_c
 class ControlDefaults(Schema):
     """``control:``: settings every controller entry starts from; an entry's own keys win."""
 
-    actuate: Actuate | None = None
+    actuate: MaybeActuate = None
     """Knobs every entry moves unless it says otherwise; null = each controller's own default
     (``DEFAULT_ACTUATE`` on its class, else w_pos)."""
     initial: KnobValues = Field(default_factory=dict)

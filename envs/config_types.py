@@ -6,10 +6,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from pydantic import PlainValidator
+from pydantic import PlainSerializer, PlainValidator, TypeAdapter, ValidationError
 
 from regulator.errors import ConfigError
-from regulator.knobs import KnobBounds, Knobs
+from regulator.knobs import Actuate, KnobBounds, Knobs
+from regulator.schema import validation_error
+
+_ACTUATE: TypeAdapter[tuple[str, ...]] = TypeAdapter(Actuate)
+
+
+def _maybe_actuate(v: Any) -> tuple[str, ...] | None:
+    if v is None:
+        return None
+    try:
+        return _ACTUATE.validate_python(v)
+    except ValidationError as e:
+        raise validation_error(e, "") from None
 
 
 def _knob_values(v: Any) -> dict[str, float]:
@@ -22,6 +34,9 @@ def _bound_values(v: Any) -> dict[str, Any]:
     return dict(v or {})
 
 
+#: ``actuate:`` that may be left to a default: null, a knob name or a list of them
+MaybeActuate = Annotated[tuple[str, ...] | None, PlainValidator(_maybe_actuate),
+                         PlainSerializer(lambda v: None if v is None else list(v))]
 #: some knobs' values, merged over defaults later; checked as ``Knobs`` (knob names, ranges)
 KnobValues = Annotated[dict[str, float], PlainValidator(_knob_values)]
 #: some knobs' [min, max] (and ``max_delta``), merged over defaults later; checked as ``KnobBounds``

@@ -47,7 +47,7 @@ import numpy as np
 import yaml
 from pydantic import PlainValidator, field_validator, model_validator
 
-from envs.config_types import BoundValues, KnobValues, TuneSeeds
+from envs.config_types import BoundValues, KnobValues, MaybeActuate, TuneSeeds
 from envs.identify import (
     GAIN_MAGNITUDE,
     KnobModel,
@@ -60,7 +60,7 @@ from envs.identify import (
 from envs.plant_config import PlantConfig
 from regulator.config import apply_overrides, load_yaml
 from regulator.errors import ConfigError
-from regulator.knobs import KNOB_NAMES, Actuate, KnobBounds, Knobs
+from regulator.knobs import KNOB_NAMES, KnobBounds, Knobs
 from regulator.schema import Field, Schema, parse
 from regulator.targets import make_target
 
@@ -152,7 +152,7 @@ class TuneSettings(Schema):
     """The probe settings: the top level of a sim-plant spec, or a training config's ``tune:``
     (there the ``control:`` section gives knobs, initial, bounds and target)."""
 
-    knobs: Actuate | None = None
+    knobs: MaybeActuate = None
     """Candidate knobs to probe; default: ``control.actuate`` of a training config, else
     [w_pos, w_neg]."""
     initial: KnobValues = Field(default_factory=dict)
