@@ -217,7 +217,10 @@ class BenchConfig(Schema):
     _names: dict[str, list[str]] = PrivateAttr(default_factory=dict)
     _resume: bool = PrivateAttr(False)
 
-    _merge = model_validator(mode="before")(_merge_control)
+    @model_validator(mode="before")
+    @classmethod
+    def _control_under_entries(cls, data: Any) -> Any:
+        return _merge_control(data)
 
     @field_validator("out_dir")
     @classmethod
@@ -280,8 +283,9 @@ class BenchConfig(Schema):
             raise ConfigError("trainer_config", "the path of a training config (plant: trainer)", tc)
         if isinstance(tc, str):
             if self.regimes not in (None, ["trainer"]):
-                raise ConfigError("regimes", "no value with plant: trainer (a mapping trainer_config "
-                                  "names the regimes)", self.regimes)
+                raise ConfigError("regimes", "no value (or [trainer]) with plant: trainer and one "
+                                  "trainer_config path (a mapping trainer_config names the regimes)",
+                                  self.regimes)
             self.regimes = ["trainer"]
             return
         self.regimes = self.regimes or list(tc)
