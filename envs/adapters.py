@@ -22,7 +22,7 @@ import numpy as np
 from envs import spaces as sp
 from regulator.controller import Controller
 from regulator.errors import ConfigError
-from regulator.knobs import KnobBounds, Knobs
+from regulator.knobs import DEFAULT_ACTUATE, KnobBounds, Knobs
 from regulator.observation import Observation
 from regulator.registry import make_controller, register_controller
 from regulator.safety import Regulator
@@ -49,7 +49,7 @@ class ControllerPolicy:
         self.controller_spec = controller
         self.params = dict(params or {})
         self.target = target if target is not None else getattr(u, "target_spec", None)
-        self.actuate = tuple(actuate or getattr(u, "actuate", ("w_pos",)))
+        self.actuate = tuple(actuate or getattr(u, "actuate", DEFAULT_ACTUATE))
         self.bounds = bounds or getattr(u, "bounds", None) or KnobBounds()
         self.initial = initial or getattr(u, "initial", None) or Knobs()
         self.horizon = int(horizon or getattr(u, "horizon", 0))
@@ -146,7 +146,7 @@ class PolicyController(Controller):
             return self.initial.replace(**{k: math.nan for k in self.actuate})  # Regulator holds
         return sp.action_to_knobs(action, self.actuate, self.bounds, self.initial)
 
-    def reset(self, initial: Knobs, bounds: KnobBounds, actuate: tuple[str, ...] = ("w_pos",)) -> None:
+    def reset(self, initial: Knobs, bounds: KnobBounds, actuate: tuple[str, ...] = DEFAULT_ACTUATE) -> None:
         super().reset(initial, bounds, actuate)
         self.scale = None
 

@@ -124,7 +124,7 @@ def _sim_chunk(cfg: BenchConfig, out: str, regime: str, runs: list[Run],
     from envs.sim_loop import run_regulated
 
     plant = SimPlant(cfg.plant_config(regime), len(runs), seeds=[r[3] for r in runs])
-    regs = [cfg.controllers[i].regulator(cfg.targets[t], cfg.horizon) for _, t, i, _ in runs]
+    regs = [cfg.controllers[i].regulator(cfg.target_specs[t], cfg.horizon) for _, t, i, _ in runs]
     n = len(runs)
 
     def tick(step: int) -> None:
@@ -243,7 +243,7 @@ def _trainer_groups(cfg: BenchConfig) -> list[list[Run]]:
 def _train_args(cfg: BenchConfig, out: Path, run: Run) -> tuple[str, int, Path, ControllerEntry, Any]:
     """``_train``'s arguments for a grid point: regime, seed, run dir, controller entry, target."""
     regime, target, i, seed = run
-    return regime, seed, run_dir(out, cfg, run), cfg.controllers[i], cfg.targets[target]
+    return regime, seed, run_dir(out, cfg, run), cfg.controllers[i], cfg.target_specs[target]
 
 
 def _trainer_run(cfg: BenchConfig, out: str, runs: list[Run],
@@ -254,7 +254,7 @@ def _trainer_run(cfg: BenchConfig, out: str, runs: list[Run],
     rows = _train(cfg, *args)
     out_rows = [rows]
     for run in runs[1:]:
-        out_rows.append(_retarget(rows, cfg.targets[run[1]], cfg.horizon))
+        out_rows.append(_retarget(rows, cfg.target_specs[run[1]], cfg.horizon))
         _write_rows(run_dir(Path(out), cfg, run), out_rows[-1])
     return [summarise(cfg, run, r, bands.get((regime, seed))) for run, r in zip(runs, out_rows)]
 
@@ -266,8 +266,8 @@ def _band_entry(corner: Any, entries: Sequence[ControllerEntry]) -> ControllerEn
     names = tuple(k for k in KNOB_NAMES if any(k in e.actuate for e in entries))
     bounds = KnobBounds(**{k: (min(getattr(corner, k), entries[0].bounds.range(k)[0]),
                                max(getattr(corner, k), entries[0].bounds.range(k)[1])) for k in KNOB_NAMES})
-    return ControllerEntry("band", "static", {"knobs": {k: getattr(corner, k) for k in names}}, names,
-                           corner, bounds)
+    return ControllerEntry(label="band", controller="static", actuate=names, initial=corner, bounds=bounds,
+                           params={"knobs": {k: getattr(corner, k) for k in names}})
 
 
 _BAND_TARGET = {"kind": "constant", "value": 1.0}  # any: the band's runs are open loop
@@ -363,11 +363,7 @@ def run_bench(cfg: BenchConfig, progress_bar: bool = True) -> list[dict[str, Any
 
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "bench_config.yaml").write_text(yaml.safe_dump({
-        **{k: getattr(cfg, k) for k in ("out_dir", "plant", "horizon", "seeds", "regimes", "plant_params",
-                                        "trainer_config", "trainer_configs", "burn_in", "ema_alpha",
-                                        "workers", "band", "targets", "regime_targets")},
-        "controllers": [e.as_dict() for e in cfg.controllers]}, sort_keys=False))
+    (out / "bench_config.yaml").write_text(yaml.safe_dump(cfg.resolved(), sort_keys=False))
     bands = measure_bands(cfg, out, progress_bar)  # before the grid's bar: its ETA counts only the grid
     total = (len(_trainer_groups(cfg)) if cfg.plant == "trainer" else len(cfg.runs)) * cfg.horizon
     bar = tqdm(total=total, initial=_reused_steps(cfg), unit="plant-step", disable=not progress_bar,

@@ -7,24 +7,14 @@ measured; then the next batch is sampled and measured. Observation: ``OBSERVATIO
 the absolute tracking error after the step. ``info`` holds the raw metrics under the trainer's metric names
 (``entropy/measured``, ``reward/accuracy``, ``knobs/w_pos`` ...) for the step just taken.
 
-Keyword arguments (both the single and the vector env):
-    target: a target spec mapping (``regulator.make_target``) or a number; default 0.3 constant.
-    actuate: knob names the action moves (default ``("w_pos",)``).
-    bounds: ``{knob: [lo, hi], max_delta: ...}`` or a KnobBounds (defaults: KnobBounds()).
-    initial: knobs at the start and for the non-actuated knobs (default Knobs()).
-    horizon: steps per episode (default 300; the episode is truncated after it).
-    observation: ``absolute`` (nats, default) or ``relative`` (entropy, targets, error and the
-        dh fields in units of the episode's first entropy: policies carry over between entropy
-        scales, e.g. from this simulator to a real model).
-    plant: PlantConfig fields (``regime``, ``lr``, ``mini_batches`` ...) or a PlantConfig.
-    regime: shortcut for ``plant={"regime": ...}`` (``pretrained`` or ``scratch``).
+Keyword arguments (both the single and the vector env): ``envs.sim_env_args.SimEnvArgs`` (target,
+actuate, bounds, initial, horizon, observation, plant, regime), each documented there.
 Seeds: ``reset(seed=s)`` gives plant b the seed s + b; equal seeds give equal trajectories.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -34,62 +24,26 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 
 from envs import spaces as sp
 from envs.plant import SimPlant
-from envs.plant_config import PlantConfig
+from envs.sim_env_args import SimEnvArgs
 from envs.sim_loop import controller_metrics, metrics_row
-from regulator.errors import ConfigError, unknown_name_error
-from regulator.knobs import KNOB_NAMES, KnobBounds, Knobs, check_initial_in_bounds
+from regulator.errors import ConfigError
+from regulator.knobs import KnobBounds, Knobs
+from regulator.schema import parse
 from regulator.targets import TargetCurve, make_target
-
-#: the keyword arguments both sim envs take (for the did-you-mean of a typo)
-KWARGS = ("target", "actuate", "bounds", "initial", "horizon", "plant", "regime", "observation")
-
-
-def _bounds(b: KnobBounds | Mapping[str, Any] | None) -> KnobBounds:
-    return b if isinstance(b, KnobBounds) else KnobBounds.from_mapping(b)
-
-
-def _initial(k: Knobs | Mapping[str, Any] | None) -> Knobs:
-    return k if isinstance(k, Knobs) else Knobs.from_mapping(k)
 
 
 class _SimCore:
     """B plants under one target curve, driven by actions; shared by the single and vector env."""
 
-    def __init__(self, num_plants: int, target: Mapping[str, Any] | float | None = None,
-                 actuate: Sequence[str] = ("w_pos",), bounds: KnobBounds | Mapping[str, Any] | None = None,
-                 initial: Knobs | Mapping[str, Any] | None = None, horizon: int = 300,
-                 plant: PlantConfig | Mapping[str, Any] | None = None, regime: str | None = None,
-                 observation: str = "absolute", **unknown: Any) -> None:
-        for name in unknown:
-            raise unknown_name_error(name, name, KWARGS, "keyword arguments of the env")
-        if isinstance(actuate, str):
-            actuate = (actuate,)
-        if not isinstance(actuate, (list, tuple)):
-            raise ConfigError("actuate", "a knob name or a list of knob names", actuate)
-        for i, k in enumerate(actuate):
-            if k not in KNOB_NAMES:
-                raise unknown_name_error(f"actuate[{i}]", k, KNOB_NAMES, "knob names")
-        if not actuate:
-            raise ConfigError("actuate", "at least one knob name", list(actuate))
-        if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
-            raise ConfigError("horizon", "an integer >= 1", horizon)
-        self.actuate = tuple(actuate)
-        self.bounds = _bounds(bounds)
-        for k in self.actuate:  # the action maps [-1, 1] onto the range: it must be finite
-            if not all(math.isfinite(x) for x in self.bounds.range(k)):
-                raise ConfigError(f"bounds.{k}", "a finite [min, max] range for an actuated knob",
-                                  list(self.bounds.range(k)))
-        self.initial = _initial(initial)
-        check_initial_in_bounds(self.initial, self.bounds, self.actuate)
-        self.horizon = horizon
-        self.relative = sp.check_observation(observation) == "relative"
-        self.target_spec = target if target is not None else {"kind": "constant", "value": 0.3}
-        cfg = plant if isinstance(plant, PlantConfig) else PlantConfig.from_mapping(plant)
-        if regime is not None:
-            cfg = PlantConfig.from_mapping({**cfg.as_dict(), "regime": regime})
-        self.config = cfg
-        make_target(self.target_spec, key="target")  # validate now
-        self.plant = SimPlant(cfg, num_plants, seeds=0)
+    def __init__(self, num_plants: int, **kwargs: Any) -> None:
+        args = parse(SimEnvArgs, kwargs)
+        self.args = args
+        self.actuate, self.bounds, self.initial = args.actuate, args.bounds, args.initial
+        self.horizon = args.horizon
+        self.relative = args.observation == "relative"
+        self.target_spec = args.target
+        self.config = args.plant
+        self.plant = SimPlant(self.config, num_plants, seeds=0)
         self.num_plants = num_plants
 
     def reset(self, seeds: list[int]) -> tuple[np.ndarray, list[dict[str, float]]]:

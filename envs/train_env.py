@@ -14,7 +14,7 @@ Keyword arguments:
     config: a training config (path or mapping; default: ``configs/default.yaml`` of the checkout).
     overrides: ``key.path=value`` strings applied to it (as ``--set``).
     target: a target spec (default: the config's ``control.target``).
-    actuate: knob names the action moves (default ``("w_pos",)``).
+    actuate: knob names the action moves (default ``regulator.knobs.DEFAULT_ACTUATE``).
     bounds, initial: as ``control.bounds`` / ``control.initial`` (default: the config's).
     horizon: steps per episode (default: the config's ``train.steps``).
     observation: ``absolute`` (nats) or ``relative`` (entropy fields in units of the episode's
@@ -42,7 +42,7 @@ from envs import spaces as sp
 from regulator.config import apply_overrides, load_yaml
 from regulator.controller import Controller
 from regulator.errors import ConfigError, unknown_name_error
-from regulator.knobs import KNOB_NAMES, KnobBounds, Knobs
+from regulator.knobs import DEFAULT_ACTUATE, KNOB_NAMES, KnobBounds, Knobs
 from regulator.observation import Observation
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
@@ -78,7 +78,7 @@ class EntropyTrainEnv(gym.Env):
 
     def __init__(self, config: str | Path | Mapping[str, Any] | None = None,
                  overrides: Sequence[str] = (), target: Mapping[str, Any] | float | None = None,
-                 actuate: Sequence[str] | str = ("w_pos",),
+                 actuate: Sequence[str] | str = DEFAULT_ACTUATE,
                  bounds: KnobBounds | Mapping[str, Any] | None = None,
                  initial: Knobs | Mapping[str, Any] | None = None, horizon: int | None = None,
                  observation: str = "absolute") -> None:

@@ -41,11 +41,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import yaml
+from pydantic import PlainValidator, field_validator, model_validator
 
+from envs.config_types import BoundValues, KnobValues, MaybeActuate, TuneSeeds
 from envs.identify import (
     GAIN_MAGNITUDE,
     KnobModel,
@@ -55,23 +57,45 @@ from envs.identify import (
     joint_name,
     recommend,
 )
-from regulator.config import apply_overrides, check_keys, get_typed, load_yaml
-from regulator.errors import ConfigError, unknown_name_error
+from envs.plant_config import PlantConfig
+from regulator.config import apply_overrides, load_yaml
+from regulator.errors import ConfigError
 from regulator.knobs import KNOB_NAMES, KnobBounds, Knobs
+from regulator.schema import Field, Schema, parse
+from regulator.targets import make_target
 
 log = logging.getLogger(__name__)
-
-TUNE_KEYS = ("knobs", "initial", "bounds", "delta", "start", "probe_steps", "seeds", "target",
-             "tau_c", "joint", "relative", "out_dir")
-SIM_KEYS = ("plant", "plant_params", *TUNE_KEYS)
 
 #: runner(schedules, seeds, steps) -> entropy [len(schedules), len(seeds), steps]; schedule[t]
 #: is the Knobs of step t
 Runner = Callable[[list[list[Knobs]], list[int], int], np.ndarray]
 
+#: the knobs probed when neither the spec nor a training config's ``control.actuate`` names any
+PROBED_KNOBS: tuple[str, ...] = ("w_pos", "w_neg")
+
+
+def _starts(v: Any) -> list[int] | None:
+    if v is None:
+        return None
+    many = isinstance(v, list)
+    for i, st in enumerate(v if many else [v]):
+        if isinstance(st, bool) or not isinstance(st, int) or st < 0:
+            raise ConfigError(f"[{i}]" if many and len(v) > 1 else "", "a step >= 0 or a list of them", st)
+    v = v if many else [v]
+    if not v or sorted(set(v)) != v:
+        raise ConfigError("", "a step or a non-empty increasing list of steps", v)
+    return list(v)
+
+
+#: ``start:`` a step, or an increasing list of steps (one probe phase each)
+Starts = Annotated[list[int] | None, PlainValidator(_starts)]
+
 
 @dataclass
 class TuneSpec:
+    """The probe plan: the settings with the training config's ``control:`` section and the
+    defaults filled in (``parse_tune_spec``)."""
+
     knobs: list[str]
     initial: Knobs
     bounds: KnobBounds
@@ -124,14 +148,70 @@ class TuneSpec:
         return float(np.mean(up)), float(np.mean(dn))
 
 
-def _seeds(v: Any, key: str) -> list[int]:
-    if isinstance(v, int) and not isinstance(v, bool):
-        if v < 2:
-            raise ConfigError(key, "at least 2 seeds (the gain's error bar is their spread)", v)
-        return list(range(v))
-    if isinstance(v, list) and len(v) >= 2 and all(isinstance(s, int) and not isinstance(s, bool) for s in v):
-        return list(v)
-    raise ConfigError(key, "an integer >= 2 or a list of at least 2 integer seeds", v)
+class TuneSettings(Schema):
+    """The probe settings: the top level of a sim-plant spec, or a training config's ``tune:``
+    (there the ``control:`` section gives knobs, initial, bounds and target)."""
+
+    knobs: MaybeActuate = None
+    """Candidate knobs to probe; default: ``control.actuate`` of a training config, else
+    [w_pos, w_neg]."""
+    initial: KnobValues = Field(default_factory=dict)
+    """The operating point k0 (some knobs; the rest: ``control.initial`` or the ``Knobs``
+    defaults); clamped into ``bounds``."""
+    bounds: BoundValues = Field(default_factory=dict)
+    """Knob ranges the probes stay in (some knobs, over ``control.bounds`` or the defaults)."""
+    delta: dict[str, float] = Field(default_factory=dict)
+    """Probe step per knob, in (0, the bound span]; default: a quarter of the span."""
+    start: Starts = None
+    """Steps at k0 before the step, or an increasing list of them (several phases of training,
+    each probed and their signs compared); default: 0 on the sim plant, 10 for a training config."""
+    probe_steps: int | None = Field(None, ge=4)
+    """Steps after the knob step; default: 30 on the sim plant, 20 for a training config."""
+    seeds: TuneSeeds = Field(default_factory=lambda: [0, 1, 2])
+    """A number n (seeds 0..n-1, n >= 2) or a list of seeds; each direction runs +delta and
+    -delta per seed, paired with a base run."""
+    target: Any = None
+    """Target spec copied into the recommended ``control:`` section; default: the training
+    config's ``control.target``."""
+    tau_c: float | None = Field(None, gt=0.0)
+    """Closed-loop time constant (steps) of the recommended gains; null = the SIMC rule."""
+    joint: bool | None = None
+    """Also probe all knobs moved together; default: true with 2+ knobs (and false with one)."""
+    relative: bool = True
+    """Recommend ``relative_error`` gains (scaled at the probed entropy level)."""
+    out_dir: str | None = None
+    """Output folder; default: ``runs/tune`` for a sim-plant spec, ``train.out_dir``/tune for a
+    training config."""
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, v: Any) -> Any:
+        if v is not None:
+            make_target(v, key="")
+        return v
+
+    @field_validator("out_dir")
+    @classmethod
+    def _out_dir(cls, v: str | None) -> str | None:
+        if v == "":
+            raise ConfigError("", "a directory path", v)
+        return v
+
+
+class SimTuneConfig(TuneSettings):
+    """A sim-plant spec: the probe settings at the top level, on a simulated plant."""
+
+    plant: Literal["sim"]
+    """``sim`` (a training config has no ``plant`` key)."""
+    plant_params: PlantConfig = Field(default_factory=PlantConfig)
+    """The simulated plant (PlantConfig fields, ``regime`` included)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_plant(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "plant_params" in data and data["plant_params"] is None:
+            return {k: v for k, v in data.items() if k != "plant_params"}
+        return data
 
 
 def parse_tune_spec(raw: Mapping[str, Any]) -> TuneSpec:
@@ -139,96 +219,52 @@ def parse_tune_spec(raw: Mapping[str, Any]) -> TuneSpec:
     if not isinstance(raw, Mapping):
         raise ConfigError("config", "a mapping (a sim-plant spec or a training config)", raw)
     if "plant" in raw:
-        s = check_keys(raw, SIM_KEYS, "")
-        if s["plant"] != "sim":
-            raise unknown_name_error("plant", s["plant"], ["sim"], "tune plants (a training "
-                                     "config has no 'plant' key)")
-        pp = s.get("plant_params") or {}
-        if not isinstance(pp, Mapping):
-            raise ConfigError("plant_params", "a mapping of PlantConfig fields", pp)
-        from envs.plant_config import PlantConfig
-
-        PlantConfig.from_mapping(pp, key="plant_params")
-        control: Mapping[str, Any] = {}
-        tune, prefix, defaults = s, "", {"start": 0, "probe_steps": 30, "out_dir": "runs/tune"}
-        train_raw = None
-    elif "model" in raw or "train" in raw:
+        sim = parse(SimTuneConfig, raw)
+        return _spec(sim, "", {}, {"start": 0, "probe_steps": 30, "out_dir": "runs/tune"},
+                     plant="sim", plant_params=sim.plant_params.resolved())
+    if "model" in raw or "train" in raw:
         from trainer.config import TrainConfig
 
         train_raw = {k: v for k, v in raw.items() if k != "tune"}
         cfg = TrainConfig.from_mapping(train_raw)
-        tune = raw.get("tune") or {}
-        tune = check_keys(tune, TUNE_KEYS, "tune")
-        prefix = "tune."
         control = {"knobs": list(cfg.control.actuate), "initial": cfg.control.initial.as_dict(),
-                   "target": raw.get("control", {}).get("target"),
+                   "target": (raw.get("control") or {}).get("target"),
                    "bounds": {k: list(cfg.control.bounds.range(k)) for k in KNOB_NAMES}}
         defaults = {"start": 10, "probe_steps": 20, "out_dir": str(Path(cfg.train.out_dir) / "tune")}
-        pp, s = {}, {"plant": "trainer"}
-    else:
-        raise ConfigError("plant", "'plant: sim' (a sim-plant spec) or a training config with "
-                          "'model' and 'train' sections", None)
-    knobs = tune.get("knobs", control.get("knobs", ["w_pos", "w_neg"]))
-    if isinstance(knobs, str):
-        knobs = [knobs]
-    if not isinstance(knobs, list) or not knobs:
+        return _spec(parse(TuneSettings, raw.get("tune"), "tune"), "tune.", control, defaults,
+                     plant="trainer", train_raw=train_raw)
+    raise ConfigError("plant", "'plant: sim' (a sim-plant spec) or a training config with "
+                      "'model' and 'train' sections", None)
+
+
+def _spec(t: TuneSettings, prefix: str, control: Mapping[str, Any], defaults: Mapping[str, Any],
+          **where: Any) -> TuneSpec:
+    """The settings over the training config's control section and the defaults."""
+    knobs = list(t.knobs if t.knobs is not None else control.get("knobs", PROBED_KNOBS))
+    if not knobs:
         raise ConfigError(f"{prefix}knobs", "a non-empty list of knob names", knobs)
-    for i, k in enumerate(knobs):
-        if k not in KNOB_NAMES:
-            raise unknown_name_error(f"{prefix}knobs[{i}]", k, KNOB_NAMES, "knob names")
-    initial = Knobs.from_mapping({**control.get("initial", {}), **(tune.get("initial") or {})},
-                                 key=f"{prefix}initial")
-    bounds_map = dict(control.get("bounds", {}))
-    bounds_map.update(tune.get("bounds") or {})
-    bounds = KnobBounds.from_mapping(bounds_map, key=f"{prefix}bounds")
+    initial = Knobs.from_mapping({**control.get("initial", {}), **t.initial}, key=f"{prefix}initial")
+    bounds = KnobBounds.from_mapping({**control.get("bounds", {}), **t.bounds}, key=f"{prefix}bounds")
     initial = bounds.clamp(initial, only=tuple(knobs))
-    delta_raw = tune.get("delta") or {}
-    if not isinstance(delta_raw, Mapping):
-        raise ConfigError(f"{prefix}delta", "a mapping knob -> probe step", delta_raw)
+    for k in t.delta:
+        if k not in knobs:
+            raise ConfigError(f"{prefix}delta.{k}", f"a knob listed in {prefix}knobs", k)
     delta = {}
     for k in knobs:
         lo, hi = bounds.range(k)
         span = (hi - lo) if math.isfinite(hi - lo) else 1.0
-        d = delta_raw.get(k, 0.25 * span)
-        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 < d <= span:
+        d = t.delta.get(k, 0.25 * span)
+        if not 0 < d <= span:
             raise ConfigError(f"{prefix}delta.{k}", f"a probe step in (0, {span}] (the bound span)", d)
         delta[k] = float(d)
-    for k in delta_raw:
-        if k not in knobs:
-            raise ConfigError(f"{prefix}delta.{k}", f"a knob listed in {prefix}knobs", k)
-    sec = prefix.rstrip(".")
-    starts = tune.get("start", defaults["start"])
-    starts = starts if isinstance(starts, list) else [starts]
-    for i, st in enumerate(starts):
-        if isinstance(st, bool) or not isinstance(st, int) or st < 0:
-            raise ConfigError(f"{prefix}start" + (f"[{i}]" if len(starts) > 1 else ""),
-                              "a step >= 0 or a list of them", st)
-    if not starts or sorted(set(starts)) != starts:
-        raise ConfigError(f"{prefix}start", "a step or a non-empty increasing list of steps", starts)
-    probe = get_typed(tune, "probe_steps", int, sec, defaults["probe_steps"], minimum=4)
-    seeds = _seeds(tune.get("seeds", 3), f"{prefix}seeds")
-    tau_c = tune.get("tau_c")
-    if tau_c is not None and (isinstance(tau_c, bool) or not isinstance(tau_c, (int, float)) or tau_c <= 0):
-        raise ConfigError(f"{prefix}tau_c", "null or a time constant in steps > 0", tau_c)
-    joint = tune.get("joint", len(knobs) > 1)
-    if not isinstance(joint, bool):
-        raise ConfigError(f"{prefix}joint", "true or false (probe all knobs moved together)", joint)
+    joint = len(knobs) > 1 if t.joint is None else t.joint
     if joint and len(knobs) < 2:
         raise ConfigError(f"{prefix}joint", "false with a single knob (nothing to move jointly)", joint)
-    relative = tune.get("relative", True)
-    if not isinstance(relative, bool):
-        raise ConfigError(f"{prefix}relative", "true or false (recommend relative_error gains)", relative)
-    out_dir = tune.get("out_dir", defaults["out_dir"])
-    if not isinstance(out_dir, str) or not out_dir:
-        raise ConfigError(f"{prefix}out_dir", "a directory path", out_dir)
-    target = tune.get("target", control.get("target"))
-    if target is not None:
-        from regulator.targets import make_target
-
-        make_target(target, key=f"{prefix}target")
-    return TuneSpec(list(knobs), initial, bounds, delta, starts, probe, seeds, target,
-                    None if tau_c is None else float(tau_c), out_dir, joint, relative, s["plant"],
-                    dict(pp), train_raw)
+    return TuneSpec(knobs, initial, bounds, delta,
+                    t.start if t.start is not None else [defaults["start"]],
+                    t.probe_steps if t.probe_steps is not None else defaults["probe_steps"],
+                    t.seeds, t.target if t.target is not None else control.get("target"), t.tau_c,
+                    t.out_dir or defaults["out_dir"], joint, t.relative, **where)
 
 
 # --- runners --------------------------------------------------------------------------------------

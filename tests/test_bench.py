@@ -19,6 +19,7 @@ from envs.bench_config import parse_bench_config
 from envs.bench_report import COLUMNS, METRICS
 from regulator import Controller, Knobs, Observation, register_controller
 from regulator.cli import main as cli_main
+from regulator.config import load_yaml
 from regulator.errors import ConfigError
 from regulator.registry import list_controllers
 
@@ -91,6 +92,10 @@ def test_tiny_bench_writes_documented_outputs(tmp_path, workers):
     assert all(float(r["knob_tv_mean"]) > 0.0 for r in prop)
     md = (out / "leaderboard.md").read_text()
     assert "± " in md and "RMSE (EMA)" in md and "regime `scratch`, target `down`" in md
+    # the written config is the resolved one: it parses back to the config that ran
+    written = parse_bench_config(load_yaml(out / "bench_config.yaml"))
+    assert written == parse_bench_config(_tiny(out, workers=workers))
+    assert written.resolved()["controllers"][1]["params"] == {"gain": 3.0}
     png = (out / "tracking.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     if workers == 1:  # the docs' figure: chosen controllers and targets only, from the config

@@ -179,3 +179,14 @@ def test_controller_policy_on_the_vector_env_equals_direct_batched_run():
                        for t in range(horizon)])
     np.testing.assert_allclose(np.array(via_env), direct, rtol=0, atol=1e-6)
     assert len(policy.regulators) == 3
+
+
+def test_the_regime_shortcut_is_the_plant_regime():
+    """``regime=`` is ``plant={"regime": ...}``: the regime's own response shape, not the
+    default regime's (it used to keep the pretrained length and forks)."""
+    for kwargs in ({"regime": "scratch"}, {"plant": {"regime": "scratch"}},
+                   {"plant": {"vocab": 6}, "regime": "scratch"}):
+        cfg = gym.make(envs.SIM_ID, horizon=2, **kwargs).unwrapped._core.config
+        assert (cfg.regime, cfg.length, cfg.forks) == ("scratch", 1, 1)
+    explicit = gym.make(envs.SIM_ID, horizon=2, plant=PlantConfig(length=3), regime="scratch")
+    assert explicit.unwrapped._core.config.length == 3  # an explicit PlantConfig keeps its fields

@@ -174,6 +174,18 @@ def test_plant_config_errors_name_the_key(values, key):
     assert e.value.key == key
 
 
+def test_plant_config_from_keywords_checks_too_and_round_trips():
+    with pytest.raises(ConfigError) as e:
+        PlantConfig(lr=-1.0)
+    assert e.value.key == "lr" and "-1.0" in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        PlantConfig(group_size=4, mini_batches=3)
+    assert e.value.key == "mini_batches"
+    c = PlantConfig(regime="scratch", lr=0.02, betas=(0.5, 0.9))
+    assert PlantConfig.from_mapping(c.as_dict()) == c
+    assert c.replace(vocab=5).vocab == 5 and c.replace(vocab=5).lr == 0.02
+
+
 def test_regime_defaults():
     assert (PlantConfig().length, PlantConfig().forks) == (6, 2)
     s = PlantConfig(regime="scratch")

@@ -1,0 +1,128 @@
+"""The envs' config models: the resolved bench config parses back to the same config, the
+``control:`` defaults merge under each controller entry, and every field is documented."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from envs.bench_config import BenchConfig, ControlDefaults, ControllerEntry, parse_bench_config
+from envs.plant_config import PlantConfig
+from envs.sim_env_args import SimEnvArgs
+from envs.spaces import OBSERVATIONS
+from envs.tune import SimTuneConfig, TuneSettings, parse_tune_spec
+from regulator.config import parse_yaml
+from regulator.errors import ConfigError
+from regulator.schema import field_docs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _round_trip(cfg: BenchConfig) -> BenchConfig:
+    return parse_bench_config(parse_yaml(yaml.safe_dump(cfg.resolved(), sort_keys=False)))
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs/bench").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_bench_config_resolves_and_parses_back_equal(path):
+    cfg = parse_bench_config(parse_yaml(path.read_text()))
+    again = _round_trip(cfg)
+    assert again == cfg
+    assert again.resolved() == cfg.resolved()
+    assert again.runs == cfg.runs and again.target_specs == cfg.target_specs
+
+
+def test_the_resolved_config_fills_every_default():
+    cfg = parse_bench_config({"out_dir": "x", "seeds": 2, "targets": {"c": 0.3},
+                              "controllers": ["pid", {"label": "d"}]})
+    d = cfg.resolved()
+    assert set(d) == set(BenchConfig.model_fields)
+    assert d["seeds"] == [0, 1] and d["regimes"] == ["pretrained"] and d["horizon"] == 300
+    assert d["targets"] == {"c": {"kind": "constant", "value": 0.3}}
+    assert [e["label"] for e in d["controllers"]] == ["pid", "d"]
+    assert d["controllers"][1]["controller"] == "auto"
+    assert d["controllers"][1]["bounds"]["w_neg"] == [0.0, 2.0]  # the controller's DEFAULT_BOUNDS
+    assert set(d["controllers"][0]["initial"]) == {"w_pos", "w_neg", "eps_low", "eps_high"}
+
+
+def test_a_trainer_bench_resolves_and_parses_back():
+    """The resolved file of plant: trainer names its regimes; they parse back (they used to be
+    refused with plant: trainer, and the file held a 'trainer_configs' key the parser refused)."""
+    raw = {"out_dir": "x", "plant": "trainer", "trainer_config": {"a": "a.yaml", "b": "b.yaml"},
+           "targets": {"c": 1.5}, "controllers": ["static"]}
+    cfg = parse_bench_config(raw)
+    assert cfg.regimes == ["a", "b"] and cfg.trainer_config_of("b") == "b.yaml"
+    assert _round_trip(cfg) == cfg
+    only_b = parse_bench_config({**raw, "regimes": ["b"]})
+    assert {r[0] for r in only_b.runs} == {"b"}
+    one = parse_bench_config({**raw, "trainer_config": "t.yaml"})
+    assert one.regimes == ["trainer"] and _round_trip(one) == one
+    with pytest.raises(ConfigError) as e:
+        parse_bench_config({**raw, "regimes": ["c"]})
+    assert e.value.key == "regimes[0]" and "did you mean" not in str(e.value)
+
+
+def test_control_defaults_merge_under_each_entry():
+    cfg = parse_bench_config({
+        "out_dir": "x", "targets": {"c": 0.3},
+        "control": {"actuate": ["w_neg"], "initial": {"w_pos": 0.5}, "bounds": {"w_neg": [0.0, 1.5]}},
+        "controllers": [
+            {"label": "a", "controller": "pid"},
+            {"label": "b", "controller": "pid", "actuate": ["w_pos"], "initial": {"w_neg": 0.8},
+             "bounds": {"w_pos": [0.0, 0.6]}},
+        ]})
+    a, b = cfg.controllers
+    assert a.actuate == ("w_neg",) and a.initial.w_pos == 0.5 and a.bounds.range("w_neg") == (0.0, 1.5)
+    assert b.actuate == ("w_pos",)
+    assert (b.initial.w_pos, b.initial.w_neg) == (0.5, 0.8)
+    assert b.bounds.range("w_pos") == (0.0, 0.6) and b.bounds.range("w_neg") == (0.0, 1.5)
+    assert cfg.control.initial == {"w_pos": 0.5}  # the section itself stays as written
+    assert _round_trip(cfg) == cfg
+
+
+def test_per_regime_targets_keep_their_grouping():
+    cfg = parse_bench_config({
+        "out_dir": "x", "regimes": ["pretrained", "scratch"], "controllers": ["static"],
+        "targets": {"pretrained": {"p": 0.3}, "scratch": {"s": {"kind": "constant", "value": 1.0}}}})
+    assert cfg.targets_of("pretrained") == ["p"] and cfg.targets_of("scratch") == ["s"]
+    assert cfg.target_specs == {"p": {"kind": "constant", "value": 0.3},
+                                "s": {"kind": "constant", "value": 1.0}}
+    assert set(cfg.resolved()["targets"]) == {"pretrained", "scratch"}
+    assert _round_trip(cfg).runs == cfg.runs
+
+
+def test_resume_is_a_run_option_not_a_config_key():
+    cfg = parse_bench_config({"out_dir": "x", "targets": {"c": 0.3}, "controllers": ["static"]})
+    cfg.resume = True
+    assert cfg.resume and "resume" not in cfg.resolved()
+    with pytest.raises(ConfigError) as e:
+        parse_bench_config({**cfg.resolved(), "resume": True})
+    assert e.value.key == "resume"
+
+
+def test_a_controller_entry_is_checked_on_its_own():
+    e = ControllerEntry.model_validate("pid")
+    assert (e.label, e.actuate) == ("pid", ("w_pos",))
+    with pytest.raises(ConfigError) as err:
+        parse_bench_config({"out_dir": "x", "targets": {"c": 0.3},
+                            "controllers": [{"controller": "pid", "initial": {"w_pos": 1.5}}]})
+    assert err.value.key == "controllers[0].initial.w_pos"  # outside pid's default [0, 1]
+
+
+def test_tune_accepts_empty_sections():
+    assert parse_tune_spec({"plant": "sim", "plant_params": None}).plant_params["regime"] == "pretrained"
+    raw = yaml.safe_load((ROOT / "configs/default.yaml").read_text())
+    assert parse_tune_spec({**raw, "tune": None}).starts == [10]
+
+
+def test_env_observation_kinds_are_the_spaces_ones():
+    assert SimEnvArgs.model_fields["observation"].annotation.__args__ == OBSERVATIONS
+
+
+@pytest.mark.parametrize("model", [PlantConfig, SimEnvArgs, BenchConfig, ControlDefaults,
+                                   ControllerEntry, TuneSettings, SimTuneConfig],
+                         ids=lambda m: m.__name__)
+def test_every_field_has_a_docstring(model):
+    undocumented = [key for key, _, _, doc in field_docs(model) if not doc]
+    assert not undocumented, undocumented
