@@ -127,8 +127,12 @@ def validation_error(e: ValidationError, key: str, model: type[BaseModel] | None
         holder = _model_at(model, loc[:-1])
         allowed = list(holder.model_fields) if holder is not None else []
         return unknown_name_error(full, loc[-1], allowed, "allowed keys")
+    if kind == "missing" and loc and isinstance(loc[-1], int):  # a fixed-length list too short
+        return ConfigError(_join(key, loc[:-1]), "a list with more items", given)
     if kind == "missing":
         return ConfigError(full, "a value (required)")
+    if kind == "string_too_short":
+        return ConfigError(full, "a non-empty string", given)
     if kind == "union_tag_invalid":
         tags = [t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",")]
         field = str(ctx.get("discriminator", "kind")).strip("'")
@@ -171,7 +175,12 @@ def _default(info: FieldInfo) -> Any:
         v = info.default_factory()  # type: ignore[call-arg]
     else:
         v = info.default
-    return _plain(v.model_dump()) if isinstance(v, BaseModel) else _plain(v)
+    if isinstance(v, BaseModel):
+        return _plain(v.model_dump())
+    for as_data in ("as_config", "as_dict"):  # Knobs, KnobBounds: show them as a config writes them
+        if hasattr(v, as_data):
+            return _plain(getattr(v, as_data)())
+    return _plain(v)
 
 
 def _type_name(annotation: Any) -> str:
