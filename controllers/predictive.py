@@ -11,7 +11,7 @@ tokens the first-order term misses) and the drift d_t are calibrated online by t
 ``controllers.adaptive.KnobEffectEstimator`` on the entropy level with the regressors
 X_k = sum_{s<t} w_k,s dh_k,s (levels, not differences: the sensor noise is white and the
 per-step signal small). eta_k may come out negative: dh is evidence about direction, not ground
-truth (on the simulated pretrained plant dh_neg < 0 while raising w_neg raises entropy).
+truth.
 
 Each step it picks the weights w nearest to the previous ones (minimum norm) whose predicted
 entropy is ``next_target``:
