@@ -46,15 +46,6 @@ Direction = Annotated[int, PlainValidator(_direction)]
 DirectionOrAuto = Annotated[int | str | None, PlainValidator(_direction_or_auto)]
 
 
-def limit(v: Any, key: str = "") -> float:
-    """A number that may be infinite (an open end of a range), never NaN."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ConfigError(key, "a number", v)
-    if math.isnan(v):
-        raise ConfigError(key, "a number (not NaN)", v)
-    return float(v)
-
-
 def knob_value(knob: str, v: Any, key: str = "") -> float:
     """A value ``knob`` can take (checked by ``Knobs`` itself: weights >= 0, eps_low in [0, 1),
     eps_high may be inf)."""
@@ -79,18 +70,18 @@ def knob_mapping(v: Any, value: Callable[[str, Any, str], Any], what: str) -> di
     return {k: value(k, x, f".{k}") for k, x in v.items()}
 
 
-def knob_map(value: Callable[[str, Any, str], Any], what: str) -> Any:
-    """A pydantic field type: a mapping knob name -> a value checked by ``value(knob, v, key)``
-    (None passes: the field's default, e.g. "no knobs")."""
+def knob_map(value: Callable[[str, Any, str], Any], what: str, of: Any = Any) -> Any:
+    """A pydantic field type: a mapping knob name -> a value (of type ``of``) checked by
+    ``value(knob, v, key)``; None passes (the field's default, e.g. "no knobs")."""
 
     def check(v: Any) -> dict[str, Any] | None:
         return None if v is None else knob_mapping(v, value, what)
 
-    return Annotated[dict[str, Any] | None, PlainValidator(check)]
+    return Annotated[dict[str, of] | None, PlainValidator(check)]  # type: ignore[valid-type]
 
 
 #: knob -> a value the knob can take (``Knobs``' own checks)
-KnobValues = knob_map(knob_value, "value")
+KnobValues = knob_map(knob_value, "value", float)
 
 
 def require_actuated(who: str, knobs: Iterable[str], actuate: tuple[str, ...]) -> None:

@@ -41,9 +41,9 @@ reports it (``control/frozen``), and the lower bounds are the user's floor on le
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, Strict, StrictFloat, field_validator
 
 from controllers import _params as P
 from controllers.dither import DitherIVEstimator, paired_dither
@@ -51,7 +51,7 @@ from regulator.controller import Controller
 from regulator.errors import ConfigError
 from regulator.knobs import KnobBounds, Knobs
 from regulator.observation import Observation
-from regulator.schema import Pair, Schema
+from regulator.schema import Schema
 
 WEIGHTS = ("w_pos", "w_neg")
 #: knob-space vectors of the clip directions: a unit move shifts a bound by 0.2 (its GRPO value)
@@ -70,6 +70,10 @@ def directions_for(actuate: tuple[str, ...]) -> dict[str, dict[str, float]]:
         if k in actuate:
             out[k] = dict(vec)
     return out
+
+
+#: [min, max] of the self-tuned kp, 0 < min <= max
+KpLimits = Annotated[tuple[Annotated[StrictFloat, Field(gt=0)], StrictFloat], Strict(False)]
 
 
 class AutoParams(Schema):
@@ -96,7 +100,7 @@ class AutoParams(Schema):
     min_mixed: float = Field(0.05, ge=0, le=1)
     """Mixed-group fraction below which the knobs count as powerless (all-equal rewards give
     zero advantages)."""
-    kp_limits: Pair = (0.3, 60.0)
+    kp_limits: KpLimits = (0.3, 60.0)
     """[min, max] of the self-tuned proportional gain (relative units; 0 < min <= max)."""
     prior: dict[str, float] = Field(default_factory=lambda: {"throttle": 1.0})
     """Prior mean effect per direction (throttle, balance, eps_high, eps_low), in units of
@@ -119,8 +123,6 @@ class AutoParams(Schema):
     @field_validator("kp_limits")
     @classmethod
     def _kp_limits(cls, v: tuple[float, float]) -> tuple[float, float]:
-        if not v[0] > 0:
-            raise ConfigError("[0]", "a number > 0", v[0])
         if not v[1] >= v[0]:
             raise ConfigError("[1]", f"a number >= {v[0]} (the minimum)", v[1])
         return v

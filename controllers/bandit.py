@@ -47,7 +47,7 @@ def _arm_values(knob: str, v: Any, key: str) -> list[float]:
 
 
 #: knob -> the values its arms take
-ArmValues = P.knob_map(_arm_values, "list of values")
+ArmValues = P.knob_map(_arm_values, "list of values", list[float])
 
 
 class BanditParams(Schema):

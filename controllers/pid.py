@@ -26,9 +26,9 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, Strict, StrictFloat, field_validator, model_validator
 
 from controllers import _params as P
 from controllers.adaptive import KnobEffectEstimator, prbs
@@ -36,7 +36,7 @@ from regulator.controller import Controller
 from regulator.errors import ConfigError, unknown_name_error
 from regulator.knobs import KnobBounds, Knobs
 from regulator.observation import Observation
-from regulator.schema import Pair, Schema
+from regulator.schema import Schema
 from regulator.targets import interpolate
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     "entropic": {"kp": 1.0, "ki": 0.01, "kd": 0.0, "u_limits": [-1.0, 1.0], "anti_windup": "none",
                  "gains": {"w_pos": -1.0, "w_neg": 1.0}},
 }
+
+
+#: [lo, hi] with lo <= 0 <= hi; either end may be infinite
+ULimits = Annotated[tuple[Annotated[StrictFloat, Field(le=0, allow_inf_nan=True)],
+                          Annotated[StrictFloat, Field(ge=0, allow_inf_nan=True)]], Strict(False)]
+#: [progress in [0, 1], factor >= 0]
+SchedulePoint = Annotated[tuple[Annotated[StrictFloat, Field(ge=0, le=1)],
+                                Annotated[StrictFloat, Field(ge=0)]], Strict(False)]
 
 
 def _gain(knob: str, v: Any, key: str) -> float:
@@ -84,11 +92,11 @@ class PIDParams(Schema):
     """Low-pass weight of the past on the derivative."""
     anti_windup: Literal["clamp", "none"] = "clamp"
     """``clamp``: no integral growth while the knobs are saturated the way the error pushes."""
-    u_limits: tuple[float, float] | None = None
+    u_limits: ULimits | None = None
     """[lo, hi] clip on u (lo <= 0 <= hi, may be infinite); None = only the knob bounds."""
     relative_error: bool = False
     """Use e / target (a fraction) instead of nats."""
-    gain_schedule: list[Pair] | None = None
+    gain_schedule: Annotated[list[SchedulePoint], Field(min_length=1)] | None = None
     """[[progress, factor], ...]: a piecewise-linear factor on kp, ki, kd over training
     progress (progress in [0, 1], strictly increasing; factor >= 0)."""
     direction: Literal["fixed", "auto"] = "fixed"
@@ -133,34 +141,11 @@ class PIDParams(Schema):
     def _gains(cls, v: Any) -> dict[str, float]:
         return {**DEFAULT_GAINS, **P.knob_mapping(v, _gain, "nonzero gain")}
 
-    @field_validator("u_limits", mode="plain")
-    @classmethod
-    def _u_limits(cls, v: Any) -> tuple[float, float] | None:
-        if v is None:
-            return None
-        if not isinstance(v, (list, tuple)) or len(v) != 2:
-            raise ConfigError("", "a [lo, hi] pair with lo <= 0 <= hi", v)
-        lo, hi = P.limit(v[0], "[0]"), P.limit(v[1], "[1]")
-        if lo > 0:
-            raise ConfigError("[0]", "a number <= 0", lo)
-        if hi < 0:
-            raise ConfigError("[1]", "a number >= 0", hi)
-        return lo, hi
-
     @field_validator("gain_schedule")
     @classmethod
-    def _schedule(cls, v: list[tuple[float, float]] | None) -> list[tuple[float, float]] | None:
-        if v is None:
-            return None
-        if not v:
-            raise ConfigError("", "a non-empty list of [progress, factor] pairs", v)
-        if any(b[0] <= a[0] for a, b in zip(v, v[1:])):
+    def _increasing(cls, v: list[tuple[float, float]] | None) -> list[tuple[float, float]] | None:
+        if v is not None and any(b[0] <= a[0] for a, b in zip(v, v[1:])):
             raise ConfigError("", "progress values in strictly increasing order", [list(x) for x in v])
-        for i, (x, f) in enumerate(v):
-            if not 0.0 <= x <= 1.0:
-                raise ConfigError(f"[{i}][0]", "a progress in [0, 1]", x)
-            if f < 0.0:
-                raise ConfigError(f"[{i}][1]", "a factor >= 0", f)
         return v
 
 

@@ -110,3 +110,14 @@ def test_state_round_trip_is_unchanged_by_the_params_model():
     other.load_state_dict(state)
     obs = Observation(step=30, total_steps=100, entropy=0.7, target=0.8)
     assert other.act(obs) == c.act(obs)
+
+
+def test_params_docs_name_types_without_validator_noise():
+    types = {(n, key): t for n in ("pid", "bandit", "static", "auto")
+             for key, t, _, _ in field_docs(get_controller_class(n).Params)}
+    assert types["pid", "u_limits"] == "tuple[float, float] | None"
+    assert types["pid", "gain_schedule"] == "list[tuple[float, float]] | None"
+    assert types["bandit", "algorithm"] == "'ducb' | 'thompson' | 'exp3'"
+    assert types["bandit", "arms"] == "dict[str, list[float]] | None"
+    assert types["static", "knobs"] == "dict[str, float] | None"
+    assert types["auto", "kp_limits"] == "tuple[float, float]"
