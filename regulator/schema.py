@@ -183,8 +183,8 @@ def _type_name(annotation: Any) -> str:
         return " | ".join(_type_name(a) for a in args)
     if origin is Literal:
         return " | ".join(repr(a) for a in args)
-    if annotation is type(None):
-        return "None"
+    if annotation is type(None) or annotation is Ellipsis:
+        return "None" if annotation is not Ellipsis else "..."
     if origin is not None:
         return f"{getattr(origin, '__name__', origin)}[{', '.join(_type_name(a) for a in args)}]"
     if isinstance(annotation, type):
