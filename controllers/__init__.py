@@ -1,7 +1,9 @@
-"""Built-in controllers; importing this package registers them.
+"""Built-in controllers, published as entry points of the ``regulator.controllers`` group (the
+project's pyproject.toml), so the registry finds them without importing this package by name.
 
-Registry names: ``auto`` (the default), ``static``, ``schedule``, ``pid``, ``bang_bang``,
-``bandit``, ``predictive``. Parameters and defaults: each class's docstring and ``docs/controllers.md``.
+Names: ``auto`` (the default), ``static``, ``schedule``, ``pid``, ``bang_bang``, ``bandit``,
+``predictive``. Each class's ``Params`` model documents its parameters and defaults
+(``regulator config --explain control.params``).
 """
 
 from controllers.auto import AutoController

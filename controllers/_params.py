@@ -1,106 +1,87 @@
-"""Parameter checking shared by the built-in controllers.
+"""Parameter types shared by the built-in controllers' ``Params`` models, and the checks that
+need the run's knobs.
 
-Every check raises a ConfigError whose key is the parameter's name; ``make_controller`` prefixes
-it with ``control.params.`` so users see e.g. ``control.params.kp: expected a number >= 0``.
-Checks that need the run's knobs (``actuate``, ``initial``, ``bounds``) happen at ``reset`` and
-name the ``control.*`` key to change.
+The types below are pydantic field types: a mistake raises a ConfigError whose key is relative
+to the field (``""`` the field, ``".w_pos"`` or ``"[1]"`` inside it), and ``parse`` prefixes the
+location (``control.params.gains.w_pos``). Checks that need the run's knobs (``actuate``,
+``initial``, ``bounds``) happen at ``reset`` and name the ``control.*`` key to change.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import PlainValidator
 
 from regulator.errors import ConfigError, unknown_name_error
 from regulator.knobs import KNOB_NAMES, KnobBounds, Knobs
-from regulator.targets import parse_points
 
 #: sign of the knob change that *raises* entropy in the paper's regime (a pretrained policy):
 #: lower w_pos, raise w_neg, raise eps_high, lower eps_low. Not universal (docs/regimes.md §1):
 #: every feedback controller lets a parameter flip it per knob.
 PAPER_DIRECTION: dict[str, int] = {"w_pos": -1, "w_neg": 1, "eps_low": -1, "eps_high": 1}
 
+#: a knob name
+Knob = Literal["w_pos", "w_neg", "eps_low", "eps_high"]
+assert set(Knob.__args__) == set(KNOB_NAMES)  # type: ignore[attr-defined]
 
-def number(name: str, v: Any, *, minimum: float | None = None, maximum: float | None = None,
-           above: float | None = None, below: float | None = None,
-           allow_inf: bool = False) -> float:
-    """A real number (not bool, not NaN) in the given range; ``above``/``below`` are strict."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ConfigError(name, "a number", v)
-    v = float(v)
-    if math.isnan(v) or (math.isinf(v) and not allow_inf):
-        raise ConfigError(name, "a finite number", v)
-    if minimum is not None and v < minimum:
-        raise ConfigError(name, f"a number >= {minimum}", v)
-    if maximum is not None and v > maximum:
-        raise ConfigError(name, f"a number <= {maximum}", v)
-    if above is not None and not v > above:
-        raise ConfigError(name, f"a number > {above}", v)
-    if below is not None and not v < below:
-        raise ConfigError(name, f"a number < {below}", v)
-    return v
+_DIRECTION = "+1 or -1 (the sign of the knob change that raises entropy)"
 
 
-def integer(name: str, v: Any, *, minimum: int | None = None) -> int:
-    """An int (a float with an integral value is accepted, bool is not)."""
-    if isinstance(v, float) and v.is_integer():
-        v = int(v)
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise ConfigError(name, "an integer", v)
-    if minimum is not None and v < minimum:
-        raise ConfigError(name, f"an integer >= {minimum}", v)
-    return v
-
-
-def boolean(name: str, v: Any) -> bool:
-    if not isinstance(v, bool):
-        raise ConfigError(name, "true or false", v)
-    return v
-
-
-def choice(name: str, v: Any, choices: Iterable[str], what: str) -> str:
-    choices = list(choices)
-    if not isinstance(v, str) or v not in choices:
-        raise unknown_name_error(name, v, choices, what)
-    return v
-
-
-def mapping(name: str, v: Any) -> dict[str, Any]:
-    if not isinstance(v, Mapping):
-        raise ConfigError(name, "a mapping", v)
-    return dict(v)
-
-
-def knob_mapping(name: str, v: Any) -> dict[str, Any]:
-    """A mapping whose keys are knob names (values unchecked)."""
-    d = mapping(name, v)
-    for k in d:
-        if k not in KNOB_NAMES:
-            raise unknown_name_error(f"{name}.{k}", k, KNOB_NAMES, "knob names")
-    return d
-
-
-def knob_value(name: str, knob: str, v: Any) -> float:
-    """A value the knob can take (checked by ``Knobs`` itself: weights >= 0, eps_low in [0, 1))."""
-    v = number(name, v, allow_inf=(knob == "eps_high"))
-    try:
-        Knobs(**{knob: v})
-    except ConfigError as e:
-        raise ConfigError(name, e.expected, v) from None
-    return v
-
-
-def direction(name: str, v: Any) -> int:
-    """+1 or -1: the sign of the knob change that raises entropy."""
+def _direction(v: Any) -> int:
     if isinstance(v, bool) or v not in (1, -1):
-        raise ConfigError(name, "+1 or -1 (the sign of the knob change that raises entropy)", v)
+        raise ConfigError("", _DIRECTION, v)
     return int(v)
 
 
-def points(name: str, v: Any) -> list[tuple[float, float]]:
-    """A non-empty list of [x, y] pairs with strictly increasing x."""
-    return parse_points(v, name, x_name="x")
+def _direction_or_auto(v: Any) -> int | str | None:
+    return v if v is None or v == "auto" else _direction(v)
+
+
+#: +1 or -1: the sign of the knob change that raises entropy
+Direction = Annotated[int, PlainValidator(_direction)]
+#: a Direction, ``auto`` (estimated online) or None (the paper's)
+DirectionOrAuto = Annotated[int | str | None, PlainValidator(_direction_or_auto)]
+
+
+def knob_value(knob: str, v: Any, key: str = "") -> float:
+    """A value ``knob`` can take (checked by ``Knobs`` itself: weights >= 0, eps_low in [0, 1),
+    eps_high may be inf)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
+        raise ConfigError(key, "a number", v)
+    if math.isinf(v) and knob != "eps_high":
+        raise ConfigError(key, "a finite number", v)
+    try:
+        Knobs(**{knob: float(v)})
+    except ConfigError as e:
+        raise ConfigError(key, e.expected, v) from None
+    return float(v)
+
+
+def knob_mapping(v: Any, value: Callable[[str, Any, str], Any], what: str) -> dict[str, Any]:
+    """A mapping knob name -> ``value(knob, v, key)``; ``what`` describes it in errors."""
+    if not isinstance(v, Mapping):
+        raise ConfigError("", f"a mapping knob -> {what}", v)
+    for k in v:
+        if k not in KNOB_NAMES:
+            raise unknown_name_error(f".{k}", k, KNOB_NAMES, "knob names")
+    return {k: value(k, x, f".{k}") for k, x in v.items()}
+
+
+def knob_map(value: Callable[[str, Any, str], Any], what: str, of: Any = Any) -> Any:
+    """A pydantic field type: a mapping knob name -> a value (of type ``of``) checked by
+    ``value(knob, v, key)``; None passes (the field's default, e.g. "no knobs")."""
+
+    def check(v: Any) -> dict[str, Any] | None:
+        return None if v is None else knob_mapping(v, value, what)
+
+    return Annotated[dict[str, of] | None, PlainValidator(check)]  # type: ignore[valid-type]
+
+
+#: knob -> a value the knob can take (``Knobs``' own checks)
+KnobValues = knob_map(knob_value, "value", float)
 
 
 def require_actuated(who: str, knobs: Iterable[str], actuate: tuple[str, ...]) -> None:

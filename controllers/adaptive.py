@@ -8,7 +8,7 @@ Model (one step = one time unit; k_t the knobs applied at step t, H_t the measur
 
 With rho = 1 the plant is integrating (a knob sets the *rate* of entropy change, the GRPO case:
 g_k is nats per step per unit knob); rho < 1 fits a plant with a lag. The fit is on levels, not
-differences: the sensor noise n_t is white (docs/regimes.md §4, 7-14 % of H), and differencing
+differences: the sensor noise n_t is white (docs/regimes.md §4) and large, and differencing
 would double it while the per-step knob effect is a few thousandths of a nat. F_t uses knobs up
 to t-1 only, so it is independent of n_t even in closed loop.
 
@@ -22,8 +22,7 @@ Sign decision (hysteresis + confidence bound): the sign s_k starts at a prior (t
 direction) and flips only after ``confirm`` consecutive steps with z_k beyond ``z`` on the other
 side. Before the first confident estimate, ``prior: dh`` lets the per-sign first-order
 statistics (``dh_pos`` for w_pos, ``dh_neg`` for w_neg, EMA-smoothed) set the sign instead; they
-are evidence about direction, not ground truth (on the simulated pretrained plant dh_neg points
-the wrong way), so the RLS overrides them once it is confident.
+are evidence about direction, not ground truth, so the RLS overrides them once it is confident.
 """
 
 from __future__ import annotations

@@ -20,90 +20,98 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field, model_validator
+
 from controllers import _params as P
 from controllers.adaptive import KnobEffectEstimator
 from regulator.controller import Controller
-from regulator.knobs import KNOB_NAMES, KnobBounds, Knobs
+from regulator.knobs import KnobBounds, Knobs
 from regulator.observation import Observation
-from regulator.registry import register_controller
+from regulator.schema import Schema
 
 
-@register_controller("bang_bang")
+class BangBangParams(Schema):
+    """Parameters of ``bang_bang``."""
+
+    knob: P.Knob = "w_pos"
+    """The knob it moves (must be in ``control.actuate``)."""
+    direction: P.DirectionOrAuto = None
+    """+1 or -1: the sign of the knob change that raises entropy; ``auto`` = estimated online
+    from the paper's; None = the paper's (w_pos -1, w_neg +1, eps_low -1, eps_high +1)."""
+    delta_step: float = Field(0.05, gt=0)
+    """The step Delta (knob units)."""
+    lambda0: float | None = Field(0.0, allow_inf_nan=True)
+    """The knob's value before the first step (the paper's lambda_0 = 0); None = start from
+    ``control.initial``."""
+    threshold: float | None = Field(None, ge=0)
+    """A fixed entropy threshold delta (nats); None = the target curve."""
+    band: float = Field(0.0, ge=0)
+    """Dead-band half-width (nats): no change while |H - threshold| <= band."""
+    hysteresis: float = Field(0.0, ge=0)
+    """Hysteresis half-width (nats): the moving direction flips only once H crosses
+    threshold -/+ hysteresis."""
+    forgetting: float = Field(0.98, gt=0.5, le=1)
+    """``auto``: RLS forgetting factor."""
+    confidence: float = Field(2.5, gt=0)
+    """``auto``: |g| / se needed before an estimate counts."""
+    confirm: int = Field(10, ge=1)
+    """``auto``: consecutive confident contrary steps before a sign flips."""
+
+    @model_validator(mode="after")
+    def _lambda0_is_a_knob_value(self) -> BangBangParams:
+        if self.lambda0 is not None:
+            P.knob_value(self.knob, self.lambda0, "lambda0")
+        return self
+
+
 class BangBangController(Controller):
     """Step one knob by a fixed amount toward raising or lowering entropy.
-
-    Params (defaults in brackets):
-        knob ["w_pos"]: the knob it moves (must be in ``control.actuate``).
-        direction [paper's: w_pos -1, w_neg +1, eps_low -1, eps_high +1]: +1 or -1, the sign of
-            the knob change that raises entropy, or ``auto`` (estimated online from the paper's).
-        forgetting [0.98], confidence [2.5], confirm [10]: the ``auto`` estimator's RLS
-            forgetting factor, |g| / se bound and flip confirmation steps (see ``pid``).
-        delta_step [0.05]: the step Delta (> 0, knob units).
-        lambda0 [0.0]: the knob's value before the first step (the paper's lambda_0 = 0);
-            None = start from ``control.initial``.
-        threshold [None]: a fixed entropy threshold delta (nats, >= 0); None = the target curve.
-        band [0.0]: dead band half-width (nats, >= 0).
-        hysteresis [0.0]: hysteresis half-width (nats, >= 0).
 
     Each step the knob is updated from this step's entropy, then applied to this step.
     """
 
-    def __init__(
-        self,
-        knob: str = "w_pos",
-        direction: int | None = None,
-        delta_step: float = 0.05,
-        lambda0: float | None = 0.0,
-        threshold: float | None = None,
-        band: float = 0.0,
-        hysteresis: float = 0.0,
-        forgetting: float = 0.98,
-        confidence: float = 2.5,
-        confirm: int = 10,
-    ) -> None:
-        self.knob = P.choice("knob", knob, KNOB_NAMES, "knob names")
-        self.auto = direction == "auto"
-        self.direction = (P.PAPER_DIRECTION[knob] if direction is None or self.auto
-                          else P.direction("direction", direction))
-        self.forgetting = P.number("forgetting", forgetting, above=0.5, maximum=1.0)
-        self.confidence = P.number("confidence", confidence, above=0.0)
-        self.confirm = P.integer("confirm", confirm, minimum=1)
+    name = "bang_bang"
+    Params = BangBangParams
+    params: BangBangParams
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        p = self.params
+        self.knob = p.knob
+        self.auto = p.direction == "auto"
+        fixed = p.direction not in (None, "auto")
+        self.direction = int(p.direction) if fixed else P.PAPER_DIRECTION[p.knob]  # type: ignore[arg-type]
         self.estimator: KnobEffectEstimator | None = None
-        self.delta_step = P.number("delta_step", delta_step, above=0.0)
-        self.lambda0 = None if lambda0 is None else P.knob_value("lambda0", knob, lambda0)
-        self.threshold = None if threshold is None else P.number("threshold", threshold, minimum=0.0)
-        self.band = P.number("band", band, minimum=0.0)
-        self.hysteresis = P.number("hysteresis", hysteresis, minimum=0.0)
-        self.value = 0.0 if self.lambda0 is None else self.lambda0
+        self.value = 0.0 if p.lambda0 is None else p.lambda0
         self.raising: bool | None = None  # current mode: moving toward higher entropy?
 
     def reset(self, initial: Knobs, bounds: KnobBounds, actuate: tuple[str, ...] = ("w_pos",)) -> None:
         super().reset(initial, bounds, actuate)
         P.require_actuated(f"bang_bang on {self.knob}", (self.knob,), self.actuate)
         lo, hi = bounds.range(self.knob)
-        v0 = getattr(initial, self.knob) if self.lambda0 is None else self.lambda0
+        v0 = getattr(initial, self.knob) if self.params.lambda0 is None else self.params.lambda0
         self.value = min(max(v0, lo), hi)
         self.raising = None
         if self.auto:
             self.estimator = KnobEffectEstimator(
                 (self.knob,), {self.knob: self.value}, {self.knob: self.direction},
-                forgetting=self.forgetting, z=self.confidence, confirm=self.confirm)
+                forgetting=self.params.forgetting, z=self.params.confidence, confirm=self.params.confirm)
 
     def act(self, obs: Observation) -> Knobs:
-        thr = obs.target if self.threshold is None else self.threshold
+        thr = obs.target if self.params.threshold is None else self.params.threshold
         h = obs.entropy
         if self.estimator is not None:
             self.estimator.update(obs.step, h, {self.knob: getattr(obs.knobs, self.knob)}, obs.extras)
             self.direction = self.estimator.sign(self.knob)
         # mode: the paper's rule is "raise if H < delta, else lower"; hysteresis delays the flip
-        if self.raising is None or self.hysteresis == 0.0:
+        if self.raising is None or self.params.hysteresis == 0.0:
             self.raising = h < thr
-        elif self.raising and h > thr + self.hysteresis:
+        elif self.raising and h > thr + self.params.hysteresis:
             self.raising = False
-        elif not self.raising and h < thr - self.hysteresis:
+        elif not self.raising and h < thr - self.params.hysteresis:
             self.raising = True
-        if self.band == 0.0 or abs(h - thr) > self.band:
-            step = self.direction * self.delta_step * (1 if self.raising else -1)
+        if self.params.band == 0.0 or abs(h - thr) > self.params.band:
+            step = self.direction * self.params.delta_step * (1 if self.raising else -1)
             lo, hi = self.bounds.range(self.knob)
             self.value = min(max(self.value + step, lo), hi)
         return self.with_actuated({self.knob: self.value})

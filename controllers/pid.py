@@ -24,15 +24,19 @@ yet confident, a small pseudo-random dither (``excite``, knob units) is added to
 from __future__ import annotations
 
 import logging
-from typing import Any
+import math
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, Strict, StrictFloat, field_validator, model_validator
 
 from controllers import _params as P
 from controllers.adaptive import KnobEffectEstimator, prbs
 from regulator.controller import Controller
-from regulator.errors import ConfigError
+from regulator.errors import ConfigError, unknown_name_error
 from regulator.knobs import KnobBounds, Knobs
 from regulator.observation import Observation
-from regulator.registry import register_controller
+from regulator.schema import Schema
 from regulator.targets import interpolate
 
 log = logging.getLogger(__name__)
@@ -49,113 +53,111 @@ PRESETS: dict[str, dict[str, Any]] = {
     "entropic": {"kp": 1.0, "ki": 0.01, "kd": 0.0, "u_limits": [-1.0, 1.0], "anti_windup": "none",
                  "gains": {"w_pos": -1.0, "w_neg": 1.0}},
 }
-_DEFAULTS: dict[str, Any] = {"kp": 1.0, "ki": 0.1, "kd": 0.0, "u_limits": None, "anti_windup": "clamp",
-                             "gains": None}
 
 
-@register_controller("pid")
+#: [lo, hi] with lo <= 0 <= hi; either end may be infinite
+ULimits = Annotated[tuple[Annotated[StrictFloat, Field(le=0, allow_inf_nan=True)],
+                          Annotated[StrictFloat, Field(ge=0, allow_inf_nan=True)]], Strict(False)]
+#: [progress in [0, 1], factor >= 0]
+SchedulePoint = Annotated[tuple[Annotated[StrictFloat, Field(ge=0, le=1)],
+                                Annotated[StrictFloat, Field(ge=0)]], Strict(False)]
+
+
+def _gain(knob: str, v: Any, key: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v == 0:
+        raise ConfigError(key, "a nonzero number (its sign is the direction that raises entropy)", v)
+    return float(v)
+
+
+class PIDParams(Schema):
+    """Parameters of ``pid``; explicit values override a preset's."""
+
+    preset: str | None = None
+    """``entropic`` = EntroPIC's PI law (kp 1, ki 0.01, u clipped to [-1, 1], w_pos = 1 - u,
+    w_neg = 1 + u, no anti-windup); needs w_pos and w_neg actuated and initial weights 1."""
+    kp: float = Field(1.0, ge=0)
+    """Proportional gain (u per nat of error; the sign lives in ``gains``)."""
+    ki: float = Field(0.1, ge=0)
+    """Integral gain (u per nat-step)."""
+    kd: float = Field(0.0, ge=0)
+    """Derivative gain (u per nat per step), on the filtered measurement."""
+    gains: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_GAINS))
+    """g_k per knob, nonzero: its sign is the knob change that raises entropy (the paper's by
+    default); a partial mapping keeps the defaults for the other knobs."""
+    ff: float = Field(0.0, ge=0)
+    """Feed-forward gain on the target's slope next_target - target."""
+    ema: float = Field(0.0, ge=0, lt=1)
+    """EMA weight of the past on the measured entropy (0 = no filter)."""
+    d_filter: float = Field(0.5, ge=0, lt=1)
+    """Low-pass weight of the past on the derivative."""
+    anti_windup: Literal["clamp", "none"] = "clamp"
+    """``clamp``: no integral growth while the knobs are saturated the way the error pushes."""
+    u_limits: ULimits | None = None
+    """[lo, hi] clip on u (lo <= 0 <= hi, may be infinite); None = only the knob bounds."""
+    relative_error: bool = False
+    """Use e / target (a fraction) instead of nats."""
+    gain_schedule: Annotated[list[SchedulePoint], Field(min_length=1)] | None = None
+    """[[progress, factor], ...]: a piecewise-linear factor on kp, ki, kd over training
+    progress (progress in [0, 1], strictly increasing; factor >= 0)."""
+    direction: Literal["fixed", "auto"] = "fixed"
+    """``fixed``: the signs of ``gains``; ``auto``: signs estimated online, ``gains`` the prior."""
+    excite: float = Field(0.1, ge=0)
+    """``auto``: dither amplitude (knob units) added while an estimate is weak."""
+    excite_hold: int = Field(5, ge=1)
+    """``auto``: steps the dither holds each +-1 value."""
+    forgetting: float = Field(0.98, gt=0.5, le=1)
+    """``auto``: RLS forgetting factor lambda."""
+    memory: float = Field(1.0, ge=0, le=1)
+    """``auto``: rho of the filtered knob deviation; 1 = integrating plant (a knob sets the
+    entropy's rate of change)."""
+    confidence: float = Field(2.5, gt=0)
+    """``auto``: |g| / se needed before an estimate counts."""
+    confirm: int = Field(10, ge=1)
+    """``auto``: consecutive confident contrary steps before a sign flips."""
+    prior: Literal["gains", "dh"] = "gains"
+    """``auto``: initial sign from ``gains``, or ``dh`` = from the per-sign first-order
+    statistics dh_pos / dh_neg (weights only) until the RLS is confident."""
+    gain_ref: float | None = Field(None, gt=0)
+    """``auto``: nats per step per unit u; once estimates are confident every |g_k| is scaled
+    by gain_ref / sum_k |g_est_k| |g_k| (clipped to [0.25, 4]); None = no scaling."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        preset = data.get("preset") if isinstance(data, Mapping) else None
+        if isinstance(preset, str) and preset in PRESETS:
+            return {**PRESETS[preset], **data}
+        return data
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, v: str | None) -> str | None:
+        if v is not None and v not in PRESETS:
+            raise unknown_name_error("", v, PRESETS, "pid presets")
+        return v
+
+    @field_validator("gains", mode="plain")
+    @classmethod
+    def _gains(cls, v: Any) -> dict[str, float]:
+        return {**DEFAULT_GAINS, **P.knob_mapping(v, _gain, "nonzero gain")}
+
+    @field_validator("gain_schedule")
+    @classmethod
+    def _increasing(cls, v: list[tuple[float, float]] | None) -> list[tuple[float, float]] | None:
+        if v is not None and any(b[0] <= a[0] for a, b in zip(v, v[1:])):
+            raise ConfigError("", "progress values in strictly increasing order", [list(x) for x in v])
+        return v
+
+
 class PIDController(Controller):
-    """PID on e = target - entropy; every actuated knob k is set to initial_k + g_k u.
+    """PID on e = target - entropy; every actuated knob k is set to initial_k + g_k u."""
 
-    Params (defaults in brackets; explicit params override a preset's values):
-        kp [1.0], ki [0.1], kd [0.0]: gains >= 0 (u per nat of error; the sign lives in ``gains``).
-        gains [paper's direction: w_pos -1, w_neg +1, eps_low -0.2, eps_high +0.2]: per-knob
-            g_k, nonzero; the sign is the knob change that raises entropy. Partial mappings keep
-            the defaults for the other knobs. Flip a sign where your plant's direction differs.
-        ff [0.0]: feed-forward gain (>= 0) on the target's slope next_target - target.
-        ema [0.0]: EMA weight of the past on the measured entropy, in [0, 1) (0 = no filter).
-        d_filter [0.5]: low-pass weight of the past on the derivative, in [0, 1).
-        anti_windup ["clamp"]: ``clamp`` (conditional integration) or ``none``.
-        u_limits [None]: [lo, hi] clip on u (lo <= 0 <= hi); None = only the knob bounds.
-        relative_error [false]: use e / target (a fraction) instead of nats.
-        gain_schedule [None]: [[progress, factor], ...], a piecewise-linear factor on kp, ki, kd.
-        preset [None]: ``entropic`` = EntroPIC's PI law (kp 1, ki 0.01, u clipped to [-1, 1],
-            w_pos = 1 - u, w_neg = 1 + u); needs w_pos and w_neg actuated and initial weights 1.
-        direction ["fixed"]: ``fixed`` (signs of ``gains``) or ``auto`` (signs estimated online;
-            the signs of ``gains`` are only the prior). The rest apply to ``auto`` only:
-        excite [0.1]: dither amplitude (knob units, >= 0) added while an estimate is weak.
-        excite_hold [5]: steps the dither holds each +-1 value (>= 1).
-        forgetting [0.98]: RLS forgetting factor lambda in (0.5, 1].
-        memory [1.0]: rho in [0, 1]: 1 = integrating plant (knob sets the entropy rate).
-        confidence [2.5]: |g| / se needed before an estimate counts (> 0).
-        confirm [10]: consecutive confident contrary steps before a sign flips (>= 1).
-        prior ["gains"]: initial sign from ``gains``, or ``dh`` = from the sign of the per-sign
-            first-order statistics dh_pos / dh_neg (weights only) until the RLS is confident.
-        gain_ref [None]: if set (> 0, nats per step per unit u), scale every |g_k| by
-            c = gain_ref / sum_k |g_est_k| |g_k| (clipped to [0.25, 4]) once estimates are confident.
-    """
+    name = "pid"
+    Params = PIDParams
+    params: PIDParams
 
-    def __init__(
-        self,
-        kp: float | None = None,
-        ki: float | None = None,
-        kd: float | None = None,
-        gains: dict[str, float] | None = None,
-        ff: float = 0.0,
-        ema: float = 0.0,
-        d_filter: float = 0.5,
-        anti_windup: str | None = None,
-        u_limits: list[float] | None = None,
-        relative_error: bool = False,
-        gain_schedule: list[list[float]] | None = None,
-        preset: str | None = None,
-        direction: str = "fixed",
-        excite: float = 0.1,
-        excite_hold: int = 5,
-        forgetting: float = 0.98,
-        memory: float = 1.0,
-        confidence: float = 2.5,
-        confirm: int = 10,
-        prior: str = "gains",
-        gain_ref: float | None = None,
-    ) -> None:
-        base = dict(_DEFAULTS)
-        if preset is not None:
-            base.update(PRESETS[P.choice("preset", preset, PRESETS, "pid presets")])
-        given = {"kp": kp, "ki": ki, "kd": kd, "gains": gains, "anti_windup": anti_windup,
-                 "u_limits": u_limits}
-        cfg = {k: (v if v is not None else base[k]) for k, v in given.items()}
-        self.preset = preset
-        self.kp = P.number("kp", cfg["kp"], minimum=0.0)
-        self.ki = P.number("ki", cfg["ki"], minimum=0.0)
-        self.kd = P.number("kd", cfg["kd"], minimum=0.0)
-        self.ff = P.number("ff", ff, minimum=0.0)
-        self.ema = P.number("ema", ema, minimum=0.0, below=1.0)
-        self.d_filter = P.number("d_filter", d_filter, minimum=0.0, below=1.0)
-        self.anti_windup = P.choice("anti_windup", cfg["anti_windup"], ("clamp", "none"),
-                                    "anti-windup modes")
-        self.relative_error = P.boolean("relative_error", relative_error)
-        self.gains = dict(DEFAULT_GAINS)
-        if cfg["gains"] is not None:
-            for k, g in P.knob_mapping("gains", cfg["gains"]).items():
-                g = P.number(f"gains.{k}", g)
-                if g == 0:
-                    raise ConfigError(f"gains.{k}", "a nonzero number (its sign is the direction "
-                                      "that raises entropy)", g)
-                self.gains[k] = g
-        self.u_limits: tuple[float, float] | None = None
-        if cfg["u_limits"] is not None:
-            lim = cfg["u_limits"]
-            if not isinstance(lim, (list, tuple)) or len(lim) != 2:
-                raise ConfigError("u_limits", "a [lo, hi] pair with lo <= 0 <= hi", lim)
-            lo = P.number("u_limits[0]", lim[0], maximum=0.0, allow_inf=True)
-            hi = P.number("u_limits[1]", lim[1], minimum=0.0, allow_inf=True)
-            self.u_limits = (lo, hi)
-        self.gain_schedule = None
-        if gain_schedule is not None:
-            self.gain_schedule = P.points("gain_schedule", gain_schedule)
-            for i, (x, f) in enumerate(self.gain_schedule):
-                P.number(f"gain_schedule[{i}][0]", x, minimum=0.0, maximum=1.0)
-                P.number(f"gain_schedule[{i}][1]", f, minimum=0.0)
-        self.direction = P.choice("direction", direction, ("fixed", "auto"), "pid directions")
-        self.excite = P.number("excite", excite, minimum=0.0)
-        self.excite_hold = P.integer("excite_hold", excite_hold, minimum=1)
-        self.forgetting = P.number("forgetting", forgetting, above=0.5, maximum=1.0)
-        self.memory = P.number("memory", memory, minimum=0.0, maximum=1.0)
-        self.confidence = P.number("confidence", confidence, above=0.0)
-        self.confirm = P.integer("confirm", confirm, minimum=1)
-        self.prior = P.choice("prior", prior, ("gains", "dh"), "direction priors")
-        self.gain_ref = None if gain_ref is None else P.number("gain_ref", gain_ref, above=0.0)
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
         self.estimator: KnobEffectEstimator | None = None
         self._clear()
 
@@ -168,7 +170,7 @@ class PIDController(Controller):
 
     def reset(self, initial: Knobs, bounds: KnobBounds, actuate: tuple[str, ...] = ("w_pos",)) -> None:
         super().reset(initial, bounds, actuate)
-        if self.preset == "entropic":
+        if self.params.preset == "entropic":
             P.require_actuated("pid preset 'entropic'", ("w_pos", "w_neg"), self.actuate)
             for k in ("w_pos", "w_neg"):
                 if getattr(initial, k) != 1.0:
@@ -178,12 +180,12 @@ class PIDController(Controller):
                 log.warning("pid preset 'entropic': bounds below [0, 2] on w_pos/w_neg cut EntroPIC's "
                             "1 +/- alpha range (alpha in [-1, 1])")
         self.estimator = None
-        if self.direction == "auto":
+        if self.params.direction == "auto":
             self.estimator = KnobEffectEstimator(
                 self.actuate, {k: getattr(initial, k) for k in self.actuate},
-                {k: 1 if self.gains[k] > 0 else -1 for k in self.actuate},
-                forgetting=self.forgetting, memory=self.memory, z=self.confidence,
-                confirm=self.confirm, use_dh=self.prior == "dh")
+                {k: 1 if self.params.gains[k] > 0 else -1 for k in self.actuate},
+                forgetting=self.params.forgetting, memory=self.params.memory, z=self.params.confidence,
+                confirm=self.params.confirm, use_dh=self.params.prior == "dh")
         self._clear()
 
     def state_dict(self) -> dict[str, Any]:
@@ -210,61 +212,64 @@ class PIDController(Controller):
         """g_k for this step, actuated knobs only; under ``auto`` g_k = s_k c |g_k| (module doc)."""
         est = self.estimator
         if est is None:
-            return {k: self.gains[k] for k in self.actuate}
+            return {k: self.params.gains[k] for k in self.actuate}
         est.update(obs.step, obs.entropy, {k: getattr(obs.knobs, k) for k in self.actuate},
                    obs.extras)
         c = 1.0
-        if self.gain_ref is not None:
+        if self.params.gain_ref is not None:
             sure = [k for k in self.actuate if est.confident(k)]
-            total = sum(abs(est.gain(k)) * abs(self.gains[k]) for k in sure)
+            total = sum(abs(est.gain(k)) * abs(self.params.gains[k]) for k in sure)
             if sure and total > 0:
-                c = min(max(self.gain_ref / total, 0.25), 4.0)
-        return {k: est.sign(k) * c * abs(self.gains[k]) for k in self.actuate}
+                c = min(max(self.params.gain_ref / total, 0.25), 4.0)
+        return {k: est.sign(k) * c * abs(self.params.gains[k]) for k in self.actuate}
 
     def excitation(self, obs: Observation) -> dict[str, float]:
         """Dither d_k (knob units) on the knobs whose estimate is not yet confident."""
         est = self.estimator
-        if est is None or self.excite == 0.0:
+        if est is None or self.params.excite == 0.0:
             return {}
-        return {k: self.excite * prbs(obs.step, self.excite_hold, salt=i)
+        return {k: self.params.excite * prbs(obs.step, self.params.excite_hold, salt=i)
                 for i, k in enumerate(self.actuate) if not est.confident(k)}
 
     def gain_factor(self, obs: Observation) -> float:
         """s(p): the gain-schedule factor at this step's training progress."""
-        return 1.0 if self.gain_schedule is None else interpolate(self.gain_schedule, obs.progress)
+        points = self.params.gain_schedule
+        return 1.0 if points is None else interpolate(points, obs.progress)
 
     def u_range(self, gains: dict[str, float]) -> tuple[float, float]:
         """[u_lo, u_hi] beyond which every actuated knob is saturated, cut by ``u_limits``."""
         lo, hi = P.u_range(gains, self.initial, self.bounds)
-        if self.u_limits is not None:
-            lo, hi = max(lo, self.u_limits[0]), min(hi, self.u_limits[1])
+        if self.params.u_limits is not None:
+            lo, hi = max(lo, self.params.u_limits[0]), min(hi, self.params.u_limits[1])
         return lo, hi
 
     def act(self, obs: Observation) -> Knobs:
         h = obs.entropy
         prev = self.h_filt
-        self.h_filt = h if prev is None else self.ema * prev + (1.0 - self.ema) * h
+        self.h_filt = h if prev is None else self.params.ema * prev + (1.0 - self.params.ema) * h
         e = obs.target - self.h_filt
-        if self.relative_error:
+        if self.params.relative_error:
             e = e / max(abs(obs.target), 1e-8)
         # derivative on the measurement (no kick on target steps), first-order low-pass
         d_raw = 0.0 if prev is None else -(self.h_filt - prev)
-        if self.relative_error:
+        if self.params.relative_error:
             d_raw = d_raw / max(abs(obs.target), 1e-8)
-        self.deriv = self.d_filter * self.deriv + (1.0 - self.d_filter) * d_raw
+        self.deriv = self.params.d_filter * self.deriv + (1.0 - self.params.d_filter) * d_raw
         s = self.gain_factor(obs)
         gains = self.knob_gains(obs)
         lo, hi = self.u_range(gains)
         slope = obs.next_target - obs.target
 
+        p = self.params
+
         def law(integral: float) -> float:
-            return s * (self.kp * e + self.ki * integral + self.kd * self.deriv) + self.ff * slope
+            return s * (p.kp * e + p.ki * integral + p.kd * self.deriv) + p.ff * slope
 
         candidate = self.integral + e
         u_raw = law(candidate)
         # anti-windup (conditional integration): keep I while the output is saturated and the
         # error would push it further into saturation
-        if self.anti_windup == "clamp" and ((u_raw > hi and e > 0) or (u_raw < lo and e < 0)):
+        if self.params.anti_windup == "clamp" and ((u_raw > hi and e > 0) or (u_raw < lo and e < 0)):
             u_raw = law(self.integral)
         else:
             self.integral = candidate

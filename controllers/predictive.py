@@ -11,7 +11,7 @@ tokens the first-order term misses) and the drift d_t are calibrated online by t
 ``controllers.adaptive.KnobEffectEstimator`` on the entropy level with the regressors
 X_k = sum_{s<t} w_k,s dh_k,s (levels, not differences: the sensor noise is white and the
 per-step signal small). eta_k may come out negative: dh is evidence about direction, not ground
-truth (on the simulated pretrained plant dh_neg < 0 while raising w_neg raises entropy).
+truth.
 
 Each step it picks the weights w nearest to the previous ones (minimum norm) whose predicted
 entropy is ``next_target``:
@@ -30,36 +30,42 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from controllers import _params as P
+from pydantic import Field
+
 from controllers.adaptive import DH_KEY, KnobEffectEstimator
 from regulator.controller import Controller
 from regulator.errors import ConfigError
 from regulator.knobs import KnobBounds, Knobs
 from regulator.observation import Observation
-from regulator.registry import register_controller
+from regulator.schema import Schema
 
 
-@register_controller("predictive")
+class PredictiveParams(Schema):
+    """Parameters of ``predictive``."""
+
+    eta0: float = Field(1.0, gt=0)
+    """Step size used before calibration (the first-order prediction taken at face value)."""
+    warmup: int = Field(20, ge=2)
+    """Steps before the calibrated eta replaces eta0."""
+    forgetting: float = Field(0.98, gt=0.5, le=1)
+    """RLS forgetting factor."""
+    ema: float = Field(0.5, ge=0, lt=1)
+    """EMA weight of the past on the measured entropy."""
+    max_move: float = Field(0.2, gt=0)
+    """Largest change of a weight per step (knob units)."""
+    damping: float = Field(0.5, ge=0)
+    """rho = (damping x EMA of |v|)^2 keeps the step finite when the statistics vanish."""
+
+
 class PredictiveController(Controller):
-    """Sets w_pos / w_neg so the first-order predicted next entropy equals ``next_target``.
+    """Sets w_pos / w_neg so the first-order predicted next entropy equals ``next_target``."""
 
-    Params (defaults in brackets):
-        eta0 [1.0]: step size used before calibration (> 0).
-        warmup [20]: steps before the calibrated eta replaces eta0 (>= 2).
-        forgetting [0.98]: RLS forgetting factor in (0.5, 1].
-        ema [0.5]: EMA weight of the past on the measured entropy, in [0, 1).
-        max_move [0.2]: largest change of a weight per step (> 0, knob units).
-        damping [0.5]: rho = (damping x EMA of |v|)^2 (>= 0).
-    """
+    name = "predictive"
+    Params = PredictiveParams
+    params: PredictiveParams
 
-    def __init__(self, eta0: float = 1.0, warmup: int = 20, forgetting: float = 0.98,
-                 ema: float = 0.5, max_move: float = 0.2, damping: float = 0.5) -> None:
-        self.eta0 = P.number("eta0", eta0, above=0.0)
-        self.warmup = P.integer("warmup", warmup, minimum=2)
-        self.forgetting = P.number("forgetting", forgetting, above=0.5, maximum=1.0)
-        self.ema = P.number("ema", ema, minimum=0.0, below=1.0)
-        self.max_move = P.number("max_move", max_move, above=0.0)
-        self.damping = P.number("damping", damping, minimum=0.0)
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
         self.estimator: KnobEffectEstimator | None = None
         self._clear()
 
@@ -75,14 +81,14 @@ class PredictiveController(Controller):
             raise ConfigError("control.actuate", "w_pos and/or w_neg only (predictive uses the "
                               "per-sign statistics dh_pos / dh_neg)", list(self.actuate))
         self.estimator = KnobEffectEstimator(self.actuate, {k: 0.0 for k in self.actuate},
-                                             {k: 1 for k in self.actuate}, forgetting=self.forgetting,
-                                             warmup=self.warmup)
+                                             {k: 1 for k in self.actuate}, forgetting=self.params.forgetting,
+                                             warmup=self.params.warmup)
         self._clear()
 
     def eta(self, knob: str) -> float:
         est = self.estimator
-        if est is None or est.n < self.warmup:
-            return self.eta0
+        if est is None or est.n < self.params.warmup:
+            return self.params.eta0
         return est.gain(knob)
 
     def act(self, obs: Observation) -> Knobs:
@@ -94,21 +100,21 @@ class PredictiveController(Controller):
         est.update(obs.step, obs.entropy, applied)
         self.last_dh = {k: (v if math.isfinite(v) else 0.0) for k, v in dh.items()}
         h = obs.entropy
-        self.h_filt = h if self.h_filt is None else self.ema * self.h_filt + (1 - self.ema) * h
+        self.h_filt = h if self.h_filt is None else self.params.ema * self.h_filt + (1 - self.params.ema) * h
         prev = {k: getattr(obs.knobs, k) for k in self.actuate}
         if not all(math.isfinite(v) for v in dh.values()):
             return self.with_actuated(prev)  # no statistics this step: hold
         tau = obs.step / 100.0
-        drift = (est.theta[1] + 2.0 * est.theta[2] * tau) / 100.0 if est.n >= self.warmup else 0.0
+        drift = (est.theta[1] + 2.0 * est.theta[2] * tau) / 100.0 if est.n >= self.params.warmup else 0.0
         v = {k: self.eta(k) * dh[k] for k in self.actuate}
         norm2 = sum(x * x for x in v.values())
         self.v_scale = 0.9 * self.v_scale + 0.1 * math.sqrt(norm2) if self.v_scale else math.sqrt(norm2)
-        rho = (self.damping * self.v_scale) ** 2
+        rho = (self.params.damping * self.v_scale) ** 2
         r = (obs.next_target - self.h_filt) - drift - sum(v[k] * prev[k] for k in self.actuate)
         out = {}
         for k in self.actuate:
             move = v[k] * r / (norm2 + rho) if norm2 + rho > 0 else 0.0
-            out[k] = prev[k] + min(max(move, -self.max_move), self.max_move)
+            out[k] = prev[k] + min(max(move, -self.params.max_move), self.params.max_move)
         return self.with_actuated(out)
 
     def metrics(self) -> dict[str, float]:

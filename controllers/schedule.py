@@ -18,15 +18,17 @@ The first five are the target-curve shapes of ``regulator.targets`` (same formul
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, field_validator
 
 from controllers import _params as P
 from regulator.controller import Controller
 from regulator.errors import ConfigError, unknown_name_error
 from regulator.knobs import KnobBounds, Knobs
 from regulator.observation import Observation
-from regulator.registry import register_controller
+from regulator.schema import Schema, parse
 from regulator.targets import make_target
 
 Shape = Callable[[int, int], float]
@@ -35,42 +37,49 @@ _CURVE_KINDS = ("constant", "linear", "cosine", "exponential", "piecewise")
 KINDS = (*_CURVE_KINDS, "stage", "epoch")
 
 
-def _stage(spec: dict[str, Any], key: str) -> Shape:
-    switch = P.number(f"{key}.switch", spec.get("switch", 0.5), minimum=0.0, below=1.0)
-    start = P.number(f"{key}.start", spec.get("start", 0.0))
-    end = P.number(f"{key}.end", spec.get("end", 1.0))
+class StageShape(Schema):
+    """The paper's stage-based lambda: ``start`` while p <= switch, then linear to ``end``."""
 
-    def shape(step: int, total: int) -> float:
+    kind: Literal["stage"]
+    switch: float = Field(0.5, ge=0, lt=1)
+    """Training progress at which the ramp starts."""
+    start: float = 0.0
+    """Value up to ``switch``."""
+    end: float = 1.0
+    """Value at the end of training."""
+
+    def __call__(self, step: int, total: int) -> float:
         p = min(max(step / max(total - 1, 1), 0.0), 1.0)
-        if p <= switch:
-            return start
-        return start + (end - start) * (p - switch) / (1.0 - switch)
-
-    return shape
+        if p <= self.switch:
+            return self.start
+        return self.start + (self.end - self.start) * (p - self.switch) / (1.0 - self.switch)
 
 
-def _epoch(spec: dict[str, Any], key: str) -> Shape:
-    if "epochs" not in spec:
-        raise ConfigError(f"{key}.epochs", "an integer >= 2 (required by kind 'epoch')")
-    epochs = P.integer(f"{key}.epochs", spec["epochs"], minimum=2)
-    start = P.number(f"{key}.start", spec.get("start", 0.0))
-    end = P.number(f"{key}.end", spec.get("end", 1.0))
+class EpochShape(Schema):
+    """The paper's epoch-wise lambda: (e - 1) / (E - 1) for epoch e = 1..E, onto [start, end]."""
 
-    def shape(step: int, total: int) -> float:
-        e = min(step * epochs // max(total, 1), epochs - 1) + 1  # 1-based epoch index
-        return start + (end - start) * (e - 1) / (epochs - 1)
+    kind: Literal["epoch"]
+    epochs: int = Field(ge=2)
+    """Number of epochs E; epoch e = floor(step E / total_steps) + 1."""
+    start: float = 0.0
+    """Value in the first epoch."""
+    end: float = 1.0
+    """Value in the last epoch."""
 
-    return shape
+    def __call__(self, step: int, total: int) -> float:
+        e = min(step * self.epochs // max(total, 1), self.epochs - 1) + 1  # 1-based epoch index
+        return self.start + (self.end - self.start) * (e - 1) / (self.epochs - 1)
 
 
-_EXTRA_FIELDS = {"stage": {"switch", "start", "end"}, "epoch": {"epochs", "start", "end"}}
+_SHAPES: dict[str, type[StageShape] | type[EpochShape]] = {"stage": StageShape, "epoch": EpochShape}
 
 
 def make_shape(spec: Any, key: str) -> Shape:
     """Build one knob's schedule from its spec (a bare number means ``constant``)."""
     if isinstance(spec, (int, float)) and not isinstance(spec, bool):
         spec = {"kind": "constant", "value": spec}
-    spec = P.mapping(key, spec)
+    if not isinstance(spec, Mapping):
+        raise ConfigError(key, "a mapping with a 'kind' (or a number)", spec)
     kind = spec.get("kind")
     if kind is None:
         raise ConfigError(f"{key}.kind", f"one of {', '.join(KINDS)}")
@@ -78,39 +87,53 @@ def make_shape(spec: Any, key: str) -> Shape:
         raise unknown_name_error(f"{key}.kind", kind, KINDS, "schedule kinds")
     if kind in _CURVE_KINDS:
         return make_target(spec, key=key)
-    for k in spec:
-        if k != "kind" and k not in _EXTRA_FIELDS[kind]:
-            raise unknown_name_error(f"{key}.{k}", k, sorted(_EXTRA_FIELDS[kind]),
-                                     f"fields of kind {kind!r}")
-    return _stage(spec, key) if kind == "stage" else _epoch(spec, key)
+    return parse(_SHAPES[kind], spec, key)
 
 
-@register_controller("schedule")
+def _knob_schedule(knob: str, spec: Any, key: str) -> Any:
+    """A schedule spec whose values are valid for ``knob`` at the two ends and the middle of a run."""
+    shape = make_shape(spec, key)
+    for s in (0, 500, 1000):
+        P.knob_value(knob, shape(s, 1001), key)
+    return spec
+
+
+#: knob -> schedule spec
+Schedules = P.knob_map(_knob_schedule, "schedule")
+
+
+class ScheduleParams(Schema):
+    """Parameters of ``schedule``."""
+
+    knobs: Schedules
+    """Knob -> schedule spec (required), e.g. ``{w_pos: {kind: stage}}`` (the paper's
+    stage-based lambda), ``{w_pos: {kind: epoch, epochs: 4}}`` (epoch-wise),
+    ``{eps_high: {kind: linear, start: 0.2, end: 0.28}}``; a bare number is a constant."""
+
+    @field_validator("knobs")
+    @classmethod
+    def _some_knob(cls, v: dict[str, Any] | None) -> dict[str, Any]:
+        if not v:
+            raise ConfigError("", "at least one scheduled knob, e.g. {w_pos: {kind: stage}}", v)
+        return v
+
+
 class ScheduleController(Controller):
     """Open-loop schedules, one per knob.
-
-    Params:
-        knobs (mapping knob -> schedule spec, required): e.g. ``{w_pos: {kind: stage}}`` (the
-            paper's stage-based lambda), ``{w_pos: {kind: epoch, epochs: 4}}`` (epoch-wise),
-            ``{eps_high: {kind: linear, start: 0.2, end: 0.28}}``; a bare number is a constant.
 
     Every scheduled knob must be in ``control.actuate`` (checked at reset); its value is clamped
     into ``control.bounds``. Actuated knobs without a schedule stay at ``control.initial``.
     """
 
+    name = "schedule"
+    Params = ScheduleParams
+    params: ScheduleParams
     uses_target: ClassVar[bool] = False  # the bench shares one run across targets
 
-    def __init__(self, knobs: dict[str, Any] | None = None) -> None:
-        if knobs is None:
-            raise ConfigError("knobs", "a mapping knob -> schedule, e.g. {w_pos: {kind: stage}}")
-        specs = P.knob_mapping("knobs", knobs)
-        if not specs:
-            raise ConfigError("knobs", "at least one scheduled knob", knobs)
-        self.shapes: dict[str, Shape] = {k: make_shape(v, f"knobs.{k}") for k, v in specs.items()}
-        # values must be valid for the knob at the two ends and the middle of a run
-        for k, shape in self.shapes.items():
-            for s in (0, 500, 1000):
-                P.knob_value(f"knobs.{k}", k, shape(s, 1001))
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.shapes: dict[str, Shape] = {k: make_shape(v, f"knobs.{k}")
+                                         for k, v in (self.params.knobs or {}).items()}
 
     def reset(self, initial: Knobs, bounds: KnobBounds, actuate: tuple[str, ...] = ("w_pos",)) -> None:
         super().reset(initial, bounds, actuate)

@@ -13,12 +13,14 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
+from pydantic import field_validator
+
 from controllers import _params as P
 from regulator.controller import Controller
-from regulator.errors import ConfigError
+from regulator.errors import ConfigError, unknown_name_error
 from regulator.knobs import KnobBounds, Knobs
 from regulator.observation import Observation
-from regulator.registry import register_controller
+from regulator.schema import Schema
 
 #: eps_low of a clip-free run: Knobs require eps_low < 1, so the lower ratio bound is 1e-6
 #: (a log-ratio of -13.8, never reached in practice) instead of 0.
@@ -39,31 +41,38 @@ PRESETS: dict[str, dict[str, float]] = {
 }
 
 
-@register_controller("static")
+class StaticParams(Schema):
+    """Parameters of ``static``: with neither, it returns ``control.initial`` (a no-op)."""
+
+    preset: str | None = None
+    """A literature baseline fixing all four knobs: ``grpo`` (weights 1, eps 0.2/0.2),
+    ``clip_higher`` (eps_high 0.28), ``clip_lower`` (eps_low 0.28), ``clip_tighter`` (eps_low
+    0.12), ``clip_free`` (eps_low 1 - 1e-6, eps_high inf), ``pos_only`` (w_neg 0), ``neg_only``
+    (w_pos 0); every knob not named is at its GRPO value."""
+    knobs: P.KnobValues = None
+    """Fixed knob values, e.g. ``{w_pos: 0.5}``; they override the preset's."""
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, v: str | None) -> str | None:
+        if v is not None and v not in PRESETS:
+            raise unknown_name_error("", v, PRESETS, "static presets")
+        return v
+
+
 class StaticController(Controller):
-    """Fixed knobs: a literature preset, explicit ``knobs``, or both (``knobs`` win).
+    """Fixed knobs: a literature preset, explicit ``knobs``, or both (``knobs`` win)."""
 
-    Params:
-        preset (str | None, default None): one of ``grpo`` (all weights 1, eps 0.2/0.2),
-            ``clip_higher`` (eps_high 0.28), ``clip_lower`` (eps_low 0.28), ``clip_tighter``
-            (eps_low 0.12), ``clip_free`` (eps_low 1 - 1e-6, eps_high inf), ``pos_only``
-            (w_neg 0), ``neg_only`` (w_pos 0); every knob not named is at its GRPO value.
-        knobs (mapping knob -> value | None, default None): fixed values, e.g. ``{w_pos: 0.5}``.
-
-    With neither, it returns ``control.initial`` (a no-op controller).
-    """
-
+    name = "static"
+    Params = StaticParams
+    params: StaticParams
     uses_target: ClassVar[bool] = False  # the bench shares one run across targets
 
-    def __init__(self, preset: str | None = None, knobs: dict[str, float] | None = None) -> None:
-        values: dict[str, float] = {}
-        if preset is not None:
-            values.update(PRESETS[P.choice("preset", preset, PRESETS, "static presets")])
-        if knobs is not None:
-            for k, v in P.knob_mapping("knobs", knobs).items():
-                values[k] = P.knob_value(f"knobs.{k}", k, v)
-        self.preset = preset
-        self.values = values
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        p = self.params
+        self.preset = p.preset
+        self.values: dict[str, float] = {**PRESETS.get(p.preset or "", {}), **(p.knobs or {})}
 
     def reset(self, initial: Knobs, bounds: KnobBounds, actuate: tuple[str, ...] = ("w_pos",)) -> None:
         super().reset(initial, bounds, actuate)
@@ -84,3 +93,4 @@ class StaticController(Controller):
 
     def state_dict(self) -> dict[str, Any]:
         return {}
+

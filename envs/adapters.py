@@ -15,9 +15,10 @@ import importlib
 import inspect
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import PlainValidator
 
 from envs import spaces as sp
 from regulator.controller import Controller
@@ -26,6 +27,7 @@ from regulator.knobs import DEFAULT_ACTUATE, KnobBounds, Knobs
 from regulator.observation import Observation
 from regulator.registry import make_controller, register_controller
 from regulator.safety import Regulator
+from regulator.schema import Schema
 
 #: observation fields handed on to the controller as metrics (Observation fields or extras)
 _METRIC_FIELDS = ("accuracy", "reward_mean", "pos_token_frac", "neg_token_frac", "clip_frac_low",
@@ -118,19 +120,40 @@ def _load_callable(spec: str | Callable[[np.ndarray], Any]) -> Callable[[np.ndar
     return obj
 
 
+def _policy_spec(v: Any) -> Any:
+    if callable(v) or (isinstance(v, str) and ":" in v):
+        return v
+    raise ConfigError("", "a callable or 'package.module:attribute'", v)
+
+
+class PolicyParams(Schema):
+    """Parameters of ``policy``."""
+
+    policy: Annotated[Any, PlainValidator(_policy_spec)]
+    """The callable ``obs -> action`` (required), or ``"package.module:attr"`` (a class there
+    is instantiated with no arguments)."""
+    observation: Literal["absolute", "relative"] = "absolute"
+    """How the observation vector is encoded, as in the envs: ``relative`` divides entropies by
+    the first one seen."""
+
+
 @register_controller("policy")
 class PolicyController(Controller):
     """A callable ``obs -> action`` (the env's observation vector and action box) as a Controller.
 
-    ``policy``: the callable, or ``"package.module:attr"`` (a class there is instantiated with no
-    arguments). The Observation is encoded exactly as the envs encode it; the action is mapped
-    onto the actuated knobs' bounds.
+    The Observation is encoded exactly as the envs encode it; the action is mapped onto the
+    actuated knobs' bounds.
     """
 
+    Params = PolicyParams
+    params: PolicyParams
+
     def __init__(self, policy: str | Callable[[np.ndarray], Any], observation: str = "absolute") -> None:
+        super().__init__(policy=policy, observation=observation)
+        policy = self.params.policy
         self.policy_spec = policy if isinstance(policy, str) else getattr(policy, "__name__", "callable")
         self.policy = _load_callable(policy)
-        self.observation = sp.check_observation(observation)
+        self.observation = self.params.observation
         self.scale: float | None = None  # the first entropy seen (relative observations)
 
     def act(self, obs: Observation) -> Knobs:

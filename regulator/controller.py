@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from regulator.errors import unknown_name_error
 from regulator.knobs import KNOB_NAMES, KnobBounds, Knobs
 from regulator.observation import Observation
+from regulator.schema import Schema, parse
 
 
 class Controller(ABC):
@@ -19,10 +20,17 @@ class Controller(ABC):
 
     Subclasses get ``self.initial``, ``self.bounds`` and ``self.actuate`` from the base
     ``reset``; call ``super().reset(...)`` when overriding it.
+
+    Parameters: a subclass declares them as a ``Params`` model (a ``regulator.schema.Schema``,
+    one docstring per field); the base ``__init__`` validates its keyword arguments against it
+    into ``self.params``, and ``make_controller`` reports a mistake as ``control.params.<key>``.
+    A controller without ``Params`` takes whatever its own ``__init__`` accepts.
     """
 
-    #: the registry name, set by ``@register_controller``
+    #: the registry name (built-ins set it; ``@register_controller`` sets it for the others)
     name: ClassVar[str] = ""
+    #: the parameter model, or None when the constructor's signature is the parameter list
+    Params: ClassVar[type[Schema] | None] = None
     #: False when the knobs never depend on the target or the measurements (fixed knobs,
     #: schedules): ``regulator bench`` then trains one run per plant and seed for all targets
     uses_target: ClassVar[bool] = True
@@ -30,9 +38,18 @@ class Controller(ABC):
     #: advance, so a controller may act before it changes: preview control)
     preview_steps: int = 0
 
+    params: Schema
     initial: Knobs
     bounds: KnobBounds
     actuate: tuple[str, ...]
+
+    def __init__(self, **params: Any) -> None:
+        """Validate ``params`` against ``Params`` into ``self.params`` (a ConfigError keyed by
+        the parameter's name otherwise)."""
+        if self.Params is not None:
+            self.params = parse(self.Params, params, "")
+        elif params:
+            raise TypeError(f"{type(self).__name__} takes no parameters, got {sorted(params)}")
 
     def reset(
         self,

@@ -14,8 +14,9 @@ relative to the field being validated (``""`` for the field itself).
 from __future__ import annotations
 
 import math
+import types
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Annotated, Any, TypeVar, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, StrictFloat, ValidationError
 from pydantic.fields import FieldInfo
@@ -184,12 +185,21 @@ def _default(info: FieldInfo) -> Any:
 
 
 def _type_name(annotation: Any) -> str:
+    """A readable name of a field's type: constraints and validators (``Annotated``) left out."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _type_name(args[0])
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in args)
+    if annotation is type(None) or annotation is Ellipsis:
+        return "None" if annotation is not Ellipsis else "..."
+    if origin is not None:
+        return f"{getattr(origin, '__name__', origin)}[{', '.join(_type_name(a) for a in args)}]"
     if isinstance(annotation, type):
         return "mapping" if issubclass(annotation, BaseModel) else annotation.__name__
-    text = repr(annotation).replace("typing.", "")
-    for noise in ("Annotated[", ", Strict(strict=False)]", ", Strict(strict=True)]"):
-        text = text.replace(noise, "" if noise == "Annotated[" else "")
-    return text
+    return repr(annotation).replace("typing.", "")
 
 
 def resolve(path: str, key: str, *, what: str = "an importable 'package.module:attribute'") -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 
 import pytest
@@ -10,7 +9,13 @@ import pytest
 from controllers import static as static_mod
 from regulator import ConfigError, KnobBounds, Knobs, Observation, Regulator, make_controller
 from regulator.config import ControlConfig
-from regulator.registry import controller_origins, get_controller_class, list_controllers
+from regulator.registry import (
+    controller_origins,
+    get_controller_class,
+    list_controllers,
+    parameter_names,
+)
+from regulator.schema import field_docs
 
 BUILTINS = ("static", "schedule", "pid", "bang_bang", "bandit")
 
@@ -23,12 +28,18 @@ def test_all_five_names_are_registered_as_builtins():
         assert origins[name].startswith("controllers.")
 
 
-@pytest.mark.parametrize("name", BUILTINS)
+@pytest.mark.parametrize("name", (*BUILTINS, "auto", "predictive", "policy"))
 def test_every_parameter_is_documented_with_its_default(name):
+    # every parameter is a field of the controller's Params model, with a default (or marked
+    # required) and a docstring; the constructor takes nothing else
     cls = get_controller_class(name)
-    doc = inspect.getdoc(cls) or ""
-    for p in list(inspect.signature(cls.__init__).parameters)[1:]:
-        assert p in doc, f"{name}: parameter {p!r} missing from the docstring"
+    assert cls.Params is not None and cls.name == name
+    docs = {key: (default, doc) for key, _, default, doc in field_docs(cls.Params)}  # default: shown
+    assert docs, name
+    for key, (_, doc) in docs.items():
+        assert doc, f"{name}: parameter {key!r} has no docstring"
+    accepted = parameter_names(cls)
+    assert accepted == list(cls.Params.model_fields)
 
 
 @pytest.mark.parametrize(

@@ -41,8 +41,9 @@ def _check_runs(controller) -> None:
 
 @pytest.fixture(autouse=True)
 def _isolated_registry(monkeypatch):
-    """Plugins loaded here must not leak into other tests' registry origins or sys.modules."""
-    monkeypatch.setattr(registry, "_ORIGINS", dict(registry._ORIGINS))
+    """Plugins loaded here must not leak into other tests' registry or sys.modules."""
+    monkeypatch.setattr(registry.CONTROLLERS, "_items", dict(registry.CONTROLLERS._items))
+    monkeypatch.setattr(registry.CONTROLLERS, "_origins", dict(registry.CONTROLLERS._origins))
     yield
     sys.modules.pop(MODULE, None)
 
@@ -60,7 +61,7 @@ def test_plugin_by_module_and_class(plugin_on_path):
 def test_plugin_through_an_in_memory_entry_point(plugin_on_path, monkeypatch):
     name, value = _entry_point_spec()
     ep = md.EntryPoint(name=name, value=value, group=registry.ENTRY_POINT_GROUP)
-    monkeypatch.setattr(registry, "_entry_points", lambda: {name: ep})
+    monkeypatch.setattr(registry.CONTROLLERS, "entry_points", lambda: {name: ep})
     assert name in registry.list_controllers()
     cfg = ControlConfig.from_mapping({"controller": name, "params": {"gain": 0.5}})
     _check_runs(cfg.build(total_steps=10).controller)
@@ -86,7 +87,7 @@ def test_plugin_installed_package_is_found_by_entry_point(tmp_path, monkeypatch)
         name, _ = _entry_point_spec()
         found = {ep.name: ep for ep in md.entry_points(group=registry.ENTRY_POINT_GROUP)}
         assert name in found and found[name].dist.name == "regulator-custom-controller"
-        # the registry's own discovery (no monkeypatching of _entry_points)
+        # the registry's own discovery (no monkeypatching of its entry_points)
         assert name in registry.list_controllers()
         assert "regulator-custom-controller" in registry.controller_origins()[name]
         _check_runs(make_controller(name, gain=0.5))

@@ -99,7 +99,7 @@ def test_entry_point_plugins_are_listed_and_loaded(monkeypatch):
     from importlib.metadata import EntryPoint
 
     ep = EntryPoint(name="plugged", value="fake_plugin_mod:Plugged", group=registry.ENTRY_POINT_GROUP)
-    monkeypatch.setattr(registry, "_entry_points", lambda: {"plugged": ep})
+    monkeypatch.setattr(registry.CONTROLLERS, "entry_points", lambda: {"plugged": ep})
     assert "plugged" in list_controllers()
     assert isinstance(make_controller("plugged"), Plugged)
     assert "plugin" in registry.controller_origins()["plugged"]

@@ -130,7 +130,7 @@ def test_plugins_load_only_when_named(tmp_path, monkeypatch):
         "class Plugged(Controller):\n    def act(self, obs):\n        return self.initial\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     ep = EntryPoint(name="lazyplug", value="lazy_plugin_xyz:Plugged", group=registry.ENTRY_POINT_GROUP)
-    monkeypatch.setattr(registry, "_entry_points", lambda: {"lazyplug": ep})
+    monkeypatch.setattr(registry.CONTROLLERS, "entry_points", lambda: {"lazyplug": ep})
     assert "lazyplug" in registry.list_controllers()
     assert "lazy_plugin_xyz" in registry.controller_origins()["lazyplug"]
     assert main(["controllers"]) == 0
