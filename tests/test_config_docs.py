@@ -57,7 +57,7 @@ def test_explain_a_key_and_a_section(capsys):
     assert len(out.strip().splitlines()) == 2
     assert main(["config", "--explain", "optim"]) == 0
     out = capsys.readouterr().out
-    for key in ("optim.lr", "optim.betas", "optim.scheduler (constant | linear | cosine"):
+    for key in ("optim.lr", "optim.betas", "optim.scheduler ('constant' | 'linear' | 'cosine'"):
         assert key in out
     assert "rollout." not in out
     assert main(["config", "--explain"]) == 0
