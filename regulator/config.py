@@ -7,7 +7,6 @@ YAML loading, ``--set key.path=value`` overrides, key checking with did-you-mean
 from __future__ import annotations
 
 import copy
-import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationInfo, field_validator, model_validator
 
-from regulator.errors import ConfigError, unknown_name_error
+from regulator.errors import ConfigError
 from regulator.knobs import (
     DEFAULT_ACTUATE,
     Actuate,
@@ -104,42 +103,6 @@ def apply_overrides(cfg: Mapping[str, Any], overrides: Sequence[str]) -> dict[st
             node = nxt
         node[parts[-1]] = value
     return out
-
-
-def check_keys(section: Any, allowed: Sequence[str], key: str) -> dict[str, Any]:
-    """Check that ``section`` is a mapping whose keys are all in ``allowed``; return it as a dict."""
-    if section is None:
-        return {}
-    if not isinstance(section, Mapping):
-        raise ConfigError(key, "a mapping", section)
-    for k in section:
-        if k not in allowed:
-            raise unknown_name_error(f"{key}.{k}" if key else str(k), k, allowed, "allowed keys")
-    return dict(section)
-
-
-def get_typed(section: Mapping[str, Any], name: str, kind: type | tuple[type, ...], key: str,
-              default: Any = None, *, minimum: float | None = None,
-              maximum: float | None = None) -> Any:
-    """``section[name]`` checked against a type and optional numeric range."""
-    v = section.get(name, default)
-    full = f"{key}.{name}" if key else name
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if float in kinds and isinstance(v, int) and not isinstance(v, bool):
-        v = float(v)
-    if v is None and default is None and name not in section:
-        return None
-    names = " or ".join(k.__name__ for k in kinds)
-    if isinstance(v, bool) and bool not in kinds or not isinstance(v, kinds):
-        raise ConfigError(full, f"a value of type {names}", v)
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        if isinstance(v, float) and math.isnan(v):
-            raise ConfigError(full, "a number, not NaN", v)
-        if minimum is not None and v < minimum:
-            raise ConfigError(full, f"a value >= {minimum}", v)
-        if maximum is not None and v > maximum:
-            raise ConfigError(full, f"a value <= {maximum}", v)
-    return v
 
 
 #: the controller of a ``control:`` section that names none: it finds each knob's direction,

@@ -61,7 +61,7 @@ def parse(model: type[S], data: Any, key: str = "", *, context: dict[str, Any] |
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
-        raise ConfigError(key or "config", "a mapping", data)
+        raise ConfigError(key, "a mapping", data)  # key "" inside a validator: the field itself
     try:
         return model.model_validate(dict(data), context=context)
     except ValidationError as e:

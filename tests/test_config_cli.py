@@ -9,7 +9,8 @@ import pytest
 
 from regulator import ConfigError
 from regulator.cli import main
-from regulator.config import ControlConfig, apply_overrides, check_keys, get_typed, load_yaml
+from regulator.config import ControlConfig, apply_overrides, load_yaml
+from regulator.schema import Field, Schema, parse
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,15 +44,32 @@ def test_overrides_and_typed_access():
         apply_overrides({}, ["novalue"])
     with pytest.raises(ConfigError, match="train.steps"):
         apply_overrides({"train": {"steps": 3}}, ["train.steps.x=1"])
-    assert get_typed({"lr": 1}, "lr", float, "optim") == 1.0
-    with pytest.raises(ConfigError, match=r"optim.lr: expected a value of type float, got 'x'"):
-        get_typed({"lr": "x"}, "lr", float, "optim")
-    with pytest.raises(ConfigError, match=r"train.steps: expected a value >= 1"):
-        get_typed({"steps": 0}, "steps", int, "train", minimum=1)
-    with pytest.raises(ConfigError, match=r"train.steps: expected a value of type int, got True"):
-        get_typed({"steps": True}, "steps", int, "train")
-    with pytest.raises(ConfigError, match=r"train.step.*did you mean 'steps'"):
-        check_keys({"step": 1}, ["steps", "seed"], "train")
+
+
+
+class _Section(Schema):
+    lr: float = 1e-3
+    steps: int = Field(1, ge=1)
+    seed: int = 0
+
+
+def test_schema_errors_are_one_line_config_errors():
+    """Every section is a Schema; ``parse`` reports the first mistake as key, expected, given."""
+    assert parse(_Section, {"lr": 1}, "optim").lr == 1.0  # an integer is a valid float
+    with pytest.raises(ConfigError, match=r"^optim.lr: expected a number, got 'x'$"):
+        parse(_Section, {"lr": "x"}, "optim")
+    with pytest.raises(ConfigError, match=r"^train.steps: expected a value >= 1, got 0$"):
+        parse(_Section, {"steps": 0}, "train")
+    with pytest.raises(ConfigError, match=r"^train.steps: expected an integer, got True$"):
+        parse(_Section, {"steps": True}, "train")
+    with pytest.raises(ConfigError, match=r"^train.steps: expected an integer, got 1.5$"):
+        parse(_Section, {"steps": 1.5}, "train")
+    with pytest.raises(ConfigError, match=r"^train.step: .*got 'step' \(did you mean 'steps'\?\)$"):
+        parse(_Section, {"step": 1}, "train")
+    with pytest.raises(ConfigError, match=r"^train: expected a mapping, got 3$"):
+        parse(_Section, 3, "train")
+    with pytest.raises(ConfigError, match=r"^train.lr: expected a finite number, got nan$"):
+        parse(_Section, {"lr": float("nan")}, "train")
 
 
 def test_control_section(tmp_path):

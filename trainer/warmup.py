@@ -7,20 +7,9 @@ systematically wrong on others. A few hundred steps of teacher forcing on the ta
 demonstrations (``Task.demonstration``: wrong on a fixed ``error_rate`` fraction of prompts,
 in a task-typical way) give the tiny model exactly that.
 
-Spec (``model.warmup``)::
-
-    warmup: {steps: 300, lr: 3.0e-3, batch_size: 64, error_rate: 0.3, error_mode: feature,
-             noise: 0.0, weight_decay: 0.0, cache: true}
-
-``error_mode: feature`` (default) makes the wrong subset a learnable feature of the prompt, so
-the model ends confidently right on most prompts and confidently wrong on the rest (the right
-answer still has a small probability there); ``hash`` makes it an unlearnable subset, so the
-model ends uncertain everywhere (entropy near that of the error mixture).
-
-``noise`` replaces that fraction of demonstrations (drawn per sample) by another prompt's answer
-(unsystematic errors). Loss: mean cross-entropy over the demonstration tokens and the final EOS
-(prompt tokens are masked out). Data order and init come from ``seed``; the global torch RNG is
-left untouched (``fork_rng``).
+Spec (``model.warmup``): ``WarmupSpec`` below. Loss: mean cross-entropy over the demonstration
+tokens and the final EOS (prompt tokens are masked out). Data order and init come from ``seed``;
+the global torch RNG is left untouched (``fork_rng``).
 
 Cache: ``<cache>/warmup/<sha256[:16]>/model.safetensors`` + ``info.json``, keyed by the model
 spec, the task's ``describe()``, the warm-up spec and the seed; written to a temporary folder
@@ -39,37 +28,45 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from pydantic import Field
 
-from regulator.config import check_keys, get_typed
-from regulator.errors import ConfigError
+from regulator.schema import Schema, parse
 from trainer.tasks import Example, Task
 
 log = logging.getLogger(__name__)
 
-KEYS = ("steps", "lr", "batch_size", "error_rate", "error_mode", "noise", "weight_decay", "cache")
 CACHE_VERSION = 1
 
 
+class WarmupSpec(Schema):
+    """``model.warmup``: teacher forcing on the task's demonstrations before RL."""
+
+    steps: int = Field(300, ge=0)
+    """AdamW steps on demonstrations (0 = none)."""
+    lr: float = Field(3e-3, ge=0)
+    """Learning rate of the warm-up."""
+    batch_size: int = Field(64, ge=1)
+    """Demonstrations per step."""
+    error_rate: float = Field(0.3, ge=0, le=1)
+    """Share of prompts whose demonstration is wrong, in a task-typical way."""
+    error_mode: Literal["feature", "hash"] = "feature"
+    """``feature``: the wrong subset is a learnable feature of the prompt, so the model ends
+    confidently right on most prompts and confidently wrong on the rest; ``hash``: an unlearnable
+    subset, so the model ends uncertain everywhere."""
+    noise: float = Field(0.0, ge=0, le=1)
+    """Share of demonstrations replaced by another prompt's answer (unsystematic errors)."""
+    weight_decay: float = Field(0.0, ge=0)
+    """AdamW weight decay of the warm-up."""
+    cache: bool = True
+    """Reuse a warmed model from the cache (keyed by model, task, this spec and the seed)."""
+
+
 def parse_spec(spec: Any, key: str) -> dict[str, Any]:
-    """The warm-up spec with defaults filled in (ConfigError naming the key on a bad value)."""
-    if not isinstance(spec, Mapping):
-        raise ConfigError(key, "a mapping like {steps: 300, lr: 3.0e-3, error_rate: 0.3}", spec)
-    s = check_keys(spec, KEYS, key)
-    if s.get("error_mode", "feature") not in ("feature", "hash"):
-        raise ConfigError(f"{key}.error_mode", "feature or hash", s["error_mode"])
-    return {
-        "steps": get_typed(s, "steps", int, key, 300, minimum=0),
-        "lr": get_typed(s, "lr", float, key, 3e-3, minimum=0.0),
-        "batch_size": get_typed(s, "batch_size", int, key, 64, minimum=1),
-        "error_rate": get_typed(s, "error_rate", float, key, 0.3, minimum=0.0, maximum=1.0),
-        "error_mode": get_typed(s, "error_mode", str, key, "feature"),
-        "noise": get_typed(s, "noise", float, key, 0.0, minimum=0.0, maximum=1.0),
-        "weight_decay": get_typed(s, "weight_decay", float, key, 0.0, minimum=0.0),
-        "cache": get_typed(s, "cache", bool, key, True),
-    }
+    """The warm-up spec with every default filled in (a ConfigError names the key)."""
+    return parse(WarmupSpec, spec, key).resolved()
 
 
 def cache_key(model_spec: Mapping[str, Any], task: Task, spec: Mapping[str, Any], seed: int) -> str:
