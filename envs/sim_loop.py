@@ -15,6 +15,7 @@ import torch
 from envs.plant import SimPlant
 from regulator.knobs import Knobs
 from regulator.plant import Measurement, run_loop
+from regulator.safety import Regulator
 
 #: the measurements handed to the controller (besides entropy and the clip fractions)
 _SIGNALS = ("accuracy", "reward_mean", "pos_token_frac", "neg_token_frac", "dh_pos", "dh_neg",
@@ -24,16 +25,13 @@ _UPDATED = {"loss": "loss/policy", "clip_frac_low": "clip/frac_low", "clip_frac_
 
 
 class SimPlants:
-    """The ``num_plants`` plants of a SimPlant as one Plant (``regulator.plant.Plant``)."""
+    """The ``num_plants`` plants of a SimPlant as one Plant (``regulator.plant.Plant``), from
+    step 0 (wrap a freshly built or reset SimPlant; the clip fractions start at 0)."""
 
     def __init__(self, plant: SimPlant, total_steps: int) -> None:
         self.plant = plant
         self.num_plants = plant.num_plants
         self.total_steps = int(total_steps)
-        self.restart()
-
-    def restart(self) -> None:
-        """Back to step 0 (after ``plant.reset``): no previous update."""
         self.step = 0
         self.clip = [{"clip_frac_low": 0.0, "clip_frac_high": 0.0} for _ in range(self.num_plants)]
 
@@ -54,7 +52,7 @@ class SimPlants:
         return rows
 
 
-def run_regulated(plant: SimPlant, regulators: Sequence[Any], steps: int,
+def run_regulated(plant: SimPlant, regulators: Sequence[Regulator], steps: int,
                   on_step: Callable[[int], Any] | None = None) -> list[list[dict[str, float]]]:
     """Run ``steps`` training steps of every plant under its Regulator (``run_loop``); rows
     per plant. ``on_step(t)`` is called after step ``t``."""

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from regulator.knobs import KNOB_NAMES, Knobs
+from regulator.safety import Regulator
 
 #: the logged name of each measured signal (the rest of a row's names come from the plant's
 #: ``update`` and ``Measurement.metrics``, the Regulator and the loop)
@@ -91,7 +92,7 @@ def metrics_row(step: int, measured: Measurement, target: float, knobs: Knobs,
     return row
 
 
-def loop_step(plant: Plant, regulators: Sequence[Any]) -> list[dict[str, float]]:
+def loop_step(plant: Plant, regulators: Sequence[Regulator]) -> list[dict[str, float]]:
     """One training step of every plant under its Regulator; one metrics row per plant.
 
     A plant with a NaN entropy measured nothing: its controller is not asked, its knobs are
@@ -125,7 +126,7 @@ def loop_step(plant: Plant, regulators: Sequence[Any]) -> list[dict[str, float]]
     return rows
 
 
-def run_loop(plant: Plant, regulators: Sequence[Any], steps: int | None = None,
+def run_loop(plant: Plant, regulators: Sequence[Regulator], steps: int | None = None,
              on_step: Callable[[list[dict[str, float]]], Any] | None = None) -> list[list[dict[str, float]]]:
     """``steps`` training steps (default: up to ``plant.total_steps``); the rows of each plant.
     ``on_step(rows)`` gets every step's rows as they come."""
