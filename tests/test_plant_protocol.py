@@ -185,3 +185,18 @@ def test_sim_plants_measure_and_update_per_plant():
     out = plant.update([Knobs(eps_high=0.01), Knobs()])
     assert plant.step == 1 and set(out[0]) == {"loss/policy", "clip/frac_low", "clip/frac_high"}
     assert plant.measure()[0].signals["clip_frac_high"] == out[0]["clip/frac_high"] > 0
+
+
+def test_the_sim_env_reports_under_the_loop_names():
+    """EntropySim-v0's info rows are the loop's rows (``regulator.plant.metrics_row``): the
+    trainer's names, dh statistics under ``entropy/``."""
+    import gymnasium as gym
+    import numpy as np
+
+    import envs
+
+    env = gym.make(envs.SIM_ID, horizon=2, plant=SMALL)
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(np.zeros(1, np.float32))
+    assert CORE - {"time/step_s", "time/control_s", "control/faults", "control/clamped"} <= set(info)
+    assert not any(k.startswith("control/dh") for k in info)
