@@ -81,10 +81,11 @@ class Variant:
         from trainer.run import build_session
 
         self.name = name
-        self.run = build_session(TrainConfig.from_mapping(raw)).run
+        session = build_session(TrainConfig.from_mapping(raw))
+        self.run, self.regulator = session.plant, session.regulator
         eng = self.run.engine
         self.regulator_s = 0.0  # Regulator.step alone (control_s minus it = entropy statistics)
-        reg, step = self.run.regulator, self.run.regulator.step
+        reg, step = self.regulator, self.regulator.step
 
         def timed_step(*args, **kw):
             t0 = time.perf_counter()
@@ -95,24 +96,25 @@ class Variant:
         reg.step = timed_step
         self.snapshot = (copy.deepcopy(eng.module.state_dict()),
                          copy.deepcopy(eng.optimizer.state_dict()),
-                         self.run.regulator.state_dict(), self.run.stream.state_dict())
+                         self.regulator.state_dict(), self.run.stream.state_dict())
 
     def restore(self) -> None:
         model, optim, reg, stream = self.snapshot
         self.run.engine.module.load_state_dict(model)
         self.run.engine.optimizer.load_state_dict(copy.deepcopy(optim))
-        self.run.regulator.load_state_dict(copy.deepcopy(reg))
+        self.regulator.load_state_dict(copy.deepcopy(reg))
         self.run.stream.load_state_dict(copy.deepcopy(stream))
-        self.run.last_clip = {}
+        self.run.last_clip = {"clip_frac_low": 0.0, "clip_frac_high": 0.0}
+        self.run.step = 0
 
     def steps(self, n: int) -> list[dict[str, float]]:
         from trainer.run import train_step
 
         self.restore()
         rows = []
-        for s in range(n):
+        for _ in range(n):
             c0 = time.process_time()  # this process's CPU time: robust to other processes' load
-            rows.append(train_step(self.run, s))
+            rows.append(train_step(self.run, self.regulator))
             rows[-1]["_cpu_s"] = time.process_time() - c0
             rows[-1]["_regulator_s"] = self.regulator_s
         return rows

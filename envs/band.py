@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from regulator.knobs import KNOB_NAMES, Knobs
+from regulator.plant import run_open_loop
 from regulator.tracking import ema
 
 
@@ -52,13 +53,10 @@ def sim_bands(plant_config: Any, seeds: Sequence[int], corners: Sequence[Knobs],
               ema_alpha: float = 0.6) -> dict[int, tuple[list[float], list[float]]]:
     """The band of every seed on the simulated plant: one batched plant per corner and seed."""
     from envs.plant import SimPlant
+    from envs.sim_loop import SimPlants
 
     n = len(corners)
-    plant = SimPlant(plant_config, n * len(seeds), seeds=[s for s in seeds for _ in range(n)])
-    knobs = [c for _ in seeds for c in corners]
-    paths = []
-    for _ in range(horizon):
-        paths.append(plant.rollout()["entropy"].tolist())
-        plant.update(knobs)
-    per_run = np.asarray(paths).T  # [runs, steps]
+    plant = SimPlants(SimPlant(plant_config, n * len(seeds), seeds=[s for s in seeds for _ in range(n)]),
+                      horizon)
+    per_run = np.asarray(run_open_loop(plant, [[c] * horizon for _ in seeds for c in corners], horizon))
     return {s: band_from_paths(per_run[i * n:(i + 1) * n], ema_alpha) for i, s in enumerate(seeds)}

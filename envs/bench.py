@@ -1,10 +1,13 @@
 """``regulator bench CONFIG``: rank controllers on a grid of targets x regimes x seeds.
 
-On the simulated plant every run of a regime is one plant of a batched ``SimPlant`` (the grid is
-split into ``workers`` chunks, one process each), driven by its own Regulator, as the trainer
-drives its controller. On ``plant: trainer`` each run is a real ``regulator train`` run. Outputs
-: ``OUT/leaderboard.csv``, ``OUT/leaderboard.md``, ``OUT/tracking.png`` and each run's
-``OUT/runs/<regime>/<target>/<label>/seed<k>/metrics.jsonl``.
+Both plants run through the same loop (``regulator.plant.run_loop``: measure, Regulator.step,
+update). On the simulated plant every run of a regime is one plant of a batched ``SimPlant``
+(the grid is split into ``workers`` chunks, one process each), each with its own Regulator. On
+``plant: trainer`` each run is a ``TrainerPlant`` built from the training config with the grid
+point's overrides, under the Regulator of its ``control`` section. Outputs: ``OUT/leaderboard.csv``,
+``OUT/leaderboard.md``, ``OUT/tracking.png`` and each run's
+``OUT/runs/<regime>/<target>/<label>/seed<k>/metrics.jsonl`` (a trainer run's folder also holds
+its resolved ``config.yaml``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import math
 import multiprocessing as mp
 import os
 import queue
+import shutil
 import signal
 import threading
 import time
@@ -31,6 +35,8 @@ from envs.bench_report import top_lines, write_reports
 from regulator.config import apply_overrides, load_yaml
 from regulator.errors import ConfigError
 from regulator.knobs import KNOB_NAMES
+from regulator.metrics_io import read_metrics, write_metrics
+from regulator.plant import run_loop
 from regulator.tracking import feasible_tracking, tracking_summary
 
 log = logging.getLogger(__name__)
@@ -68,11 +74,7 @@ def summarise(cfg: BenchConfig, run: Run, rows: Sequence[dict[str, float]],
 
 
 def _write_rows(path: Path, rows: Sequence[dict[str, float]]) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    with open(path / "metrics.jsonl", "w") as f:
-        for r in rows:
-            f.write(json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                                for k, v in r.items()}) + "\n")
+    write_metrics(path / "metrics.jsonl", rows)
 
 
 class _BarTicks:
@@ -107,9 +109,9 @@ def _init_worker(progress: Any, fresh_process: bool = False, parent: int | None 
 
 def _exit_with_parent(parent: int, grace_s: float, poll_s: float = 1.0) -> None:
     """A worker whose bench process is gone (killed, or stopped with SIGTERM, which does not
-    reach the pool) stops too, instead of training on unseen: first the way a run stops on
-    SIGTERM (a checkpoint, then the run returns), then, ``grace_s`` later, the process itself
-    (after the run returned it would wait for the dead parent's next task for ever)."""
+    reach the pool) stops too, instead of training on unseen: first with a SIGTERM, then, if
+    something caught that, ``grace_s`` later, the process itself (it would otherwise wait for the
+    dead parent's next task for ever)."""
     while os.getppid() == parent:
         time.sleep(poll_s)
     os.kill(os.getpid(), signal.SIGTERM)
@@ -121,17 +123,12 @@ def _sim_chunk(cfg: BenchConfig, out: str, regime: str, runs: list[Run],
                bands: dict[tuple[str, int], Band]) -> list[dict[str, Any]]:
     """Run a chunk of one regime's grid as one batched plant; write each run's metrics."""
     from envs.plant import SimPlant
-    from envs.sim_loop import run_regulated
+    from envs.sim_loop import SimPlants
 
-    plant = SimPlant(cfg.plant_config(regime), len(runs), seeds=[r[3] for r in runs])
+    plant = SimPlants(SimPlant(cfg.plant_config(regime), len(runs), seeds=[r[3] for r in runs]),
+                      cfg.horizon)
     regs = [cfg.controllers[i].regulator(cfg.target_specs[t], cfg.horizon) for _, t, i, _ in runs]
-    n = len(runs)
-
-    def tick(step: int) -> None:
-        if _PROGRESS is not None:
-            _PROGRESS.put(n)
-
-    all_rows = run_regulated(plant, regs, cfg.horizon, on_step=tick)
+    all_rows = run_loop(plant, regs, on_step=_tick)
     out_path = Path(out)
     summaries = []
     for run, rows in zip(runs, all_rows):
@@ -142,21 +139,31 @@ def _sim_chunk(cfg: BenchConfig, out: str, regime: str, runs: list[Run],
 
 def _train(cfg: BenchConfig, regime: str, seed: int, rd: Path, entry: ControllerEntry,
            target: Any) -> list[dict[str, Any]]:
-    """One real training run through ``trainer.run.train_main``; its metrics rows. With
-    ``cfg.resume`` a finished run of the same spec in ``rd`` is read back instead."""
+    """One run of the real trainer (a TrainerPlant under its config's Regulator, through
+    ``run_loop``); its metrics rows. With ``cfg.resume`` a finished run of the same spec in
+    ``rd`` is read back instead (a reused run is counted in the bar's start: _reused_steps)."""
     spec = run_spec(cfg, regime, seed, rd, entry, target)
     rows = _finished_run(rd, spec, cfg.horizon) if cfg.resume else None
     if rows is None:
-        from trainer.run import train_main  # heavy: imported only for plant: trainer
+        from trainer.config import TrainConfig  # heavy: imported only for plant: trainer
+        from trainer.plant import TrainerPlant
 
-        code = train_main(spec["trainer_config"], overrides=spec["overrides"], overwrite=True)
-        if code != 0:
-            raise RuntimeError(f"training run {rd} failed (exit {code})")
-        rows = _read_rows(rd)
+        train = TrainConfig.from_mapping(apply_overrides(load_yaml(spec["trainer_config"]),
+                                                         spec["overrides"]))
+        regulator = train.control.build(train.train.steps)
+        shutil.rmtree(rd, ignore_errors=True)  # an unfinished or outdated run of this grid point
+        rd.mkdir(parents=True)
+        (rd / "config.yaml").write_text(yaml.safe_dump(train.raw, sort_keys=False))
+        rows = run_loop(TrainerPlant(train), [regulator], on_step=_tick)[0]
+        _write_rows(rd, rows)
         (rd / _SPEC_FILE).write_text(json.dumps(spec))  # written last: marks the run finished
-        if _PROGRESS is not None:  # a reused run is counted in the bar's start (_reused_steps)
-            _PROGRESS.put(len(rows))
     return rows
+
+
+def _tick(rows: Sequence[dict[str, float]]) -> None:
+    """A step of ``len(rows)`` runs done: onto the progress bar."""
+    if _PROGRESS is not None:
+        _PROGRESS.put(len(rows))
 
 
 def _reusable(cfg: BenchConfig, regime: str, seed: int, rd: Path, entry: ControllerEntry,
@@ -195,8 +202,7 @@ def run_spec(cfg: BenchConfig, regime: str, seed: int, rd: Path, entry: Controll
 
 
 def _read_rows(rd: Path) -> list[dict[str, Any]]:
-    rows = [json.loads(line) for line in open(rd / "metrics.jsonl")]
-    return [{k: (math.nan if v is None else v) for k, v in r.items()} for r in rows]
+    return read_metrics(rd / "metrics.jsonl")
 
 
 def _placeless(spec: dict[str, Any]) -> dict[str, Any]:

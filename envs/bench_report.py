@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from regulator.metrics_io import read_metrics
+
 #: leaderboard figures, each reported as <name>_mean and <name>_std over seeds
 METRICS = ("rmse_feasible_rel", "out_of_reach", "rmse_feasible", "rmse_ema_rel", "rmse", "rmse_ema", "mae",
            "overshoot",
@@ -114,9 +116,9 @@ def _trajectories(cfg: Any, out: Path) -> dict[tuple[str, str, str], tuple[np.nd
 
     acc: dict[tuple[str, str, str], list[tuple[list[float], list[float]]]] = {}
     for run in cfg.runs:
-        rows = [json.loads(x) for x in open(run_dir(out, cfg, run) / "metrics.jsonl")]
-        h = [math.nan if r["entropy/measured"] is None else r["entropy/measured"] for r in rows]
-        t = [math.nan if r["entropy/target"] is None else r["entropy/target"] for r in rows]
+        rows = read_metrics(run_dir(out, cfg, run) / "metrics.jsonl")
+        h = [r["entropy/measured"] for r in rows]
+        t = [r["entropy/target"] for r in rows]
         acc.setdefault((run[0], run[1], cfg.controllers[run[2]].label), []).append((h, t))
     return {k: (np.nanmean([np.asarray(h) for h, _ in v], axis=0), np.asarray(v[0][1]))
             for k, v in acc.items()}

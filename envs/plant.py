@@ -4,7 +4,8 @@ Each plant is a genuine policy-gradient system, not an entropy formula. A softma
 logits per (prompt, position), z[p, l] = theta[p, l] (+ U[p] . W[l] with a low-rank adapter
 shared across prompts), samples ``group_size`` responses to each of ``prompts_per_step`` prompts
 of the synthetic verifiable task (``envs.sim_task``); binary rewards are checked; advantages are
-GRPO group-normalised, A = (r - mean_group r) / (std_group r + 1e-6); the update minimises the
+GRPO group-normalised as the trainer does (``trainer.grpo.group_advantages``: the unbiased
+group std), A = (r - mean_group r) / (std_group r + 1e-6); the update minimises the
 trainer's regulated loss (``regulator.regulated_policy_loss``, its gradient written out in
 closed form) with Adam, over ``mini_batches x epochs`` updates per step.
 
@@ -13,15 +14,14 @@ One plant step = ``rollout()`` (sample, verify, measure entropy before the updat
 "sequence" of P*G*L tokens with its own knobs ([B, 1] tensors, broadcast by the loss), and
 ``num_tokens`` = one plant's token count, so the loss is the sum of the per-plant token-mean
 losses and each plant's gradient is exactly its own. Tensors keep the vocabulary axis first
-([V, B, P, L]): softmax reductions over a 12-token vocabulary then run over contiguous slabs,
-~25x faster on CPU than over the last axis. Random numbers come from a counter-based hash of
+([V, B, P, L]): softmax reductions over the small vocabulary then run over contiguous slabs,
+much faster on CPU than over the last axis. Random numbers come from a counter-based hash of
 (seed, step), so a plant's trajectory depends only on its seed and its knobs.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,6 +31,9 @@ from envs.counter_rng import uniform
 from envs.plant_config import PlantConfig
 from envs.sim_task import make_task
 from regulator.knobs import KNOB_NAMES, Knobs
+
+#: eps of the advantage normalisation A = (r - mean) / (std + eps) (the trainer's optim.adv_eps default)
+ADV_EPS = 1e-6
 
 
 def knobs_tensor(knobs: Knobs | Sequence[Knobs] | torch.Tensor, n: int) -> torch.Tensor:
@@ -50,8 +53,7 @@ def single_threaded(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     The plant's tensors are small (tens of thousands of elements): splitting them over threads
     costs more than it saves, and with other busy processes on the cores each extra thread waits
-    for one (64 plants, 2 cores, one other busy process: 690 plant-steps/s on torch's default 2
-    threads, 4,270 on one). Setting and restoring the count costs under a microsecond.
+    for one. Setting and restoring the count costs under a microsecond.
     """
 
     @functools.wraps(fn)
@@ -162,7 +164,7 @@ class SimPlant:
 
         zs = z - max z; e = exp(max(zs, -60)); log p = zs - log sum e, p = e / sum e. The floor
         only touches tokens with p < 1e-26 (nothing at float32 precision) and keeps exp off
-        underflowing arguments, which are ~100x slower than normal ones on CPU.
+        underflowing arguments, which are much slower than normal ones on CPU.
         """
         zs = z - z.detach().amax(0, keepdim=True)
         e = zs.clamp(min=-60.0).exp()
@@ -197,8 +199,9 @@ class SimPlant:
         acc = self.accepted.view(V, B * c.prompts, L).index_select(1, self._flat_rows(idx)).view(V, B, P, L)
         reward = acc.gather(0, actions).all(-1).float()  # verifier: all tokens accepted, [G, B, P]
         mean = reward.mean(0)
-        std = (mean * (1 - mean)).sqrt()  # population std of binary rewards
-        adv = (reward - mean) / (std + 1e-6)  # GRPO group normalisation
+        # the trainer's GRPO normalisation: unbiased group std of the binary rewards, eps 1e-6
+        std = (mean * (1 - mean) * (G / (G - 1))).sqrt() if G > 1 else torch.zeros_like(mean)
+        adv = (reward - mean) / (std + ADV_EPS)
         sign = adv.sign()
         self.batch = {"idx": idx, "actions": actions, "old_lp": old_lp, "adv": adv}
         out = {
@@ -311,18 +314,5 @@ class SimPlant:
             m.lerp_(g, 1 - b1)
             v.mul_(b2).addcmul_(g, g, value=1 - b2)
             # sqrt(v + 1e-30): identical to sqrt(v) at float32 precision next to eps, but it
-            # keeps exact zeros (rows never sampled) out of sqrt, which is ~20x slower on them here
+            # keeps exact zeros (rows never sampled) out of sqrt, which is much slower on them
             p.sub_(m.div(v.add(1e-30).sqrt_().add_(eps.view(shape))).mul_(step.view(shape)))
-
-    # ------------------------------------------------------------------ helpers
-    @torch.no_grad()
-    def policy_entropy(self) -> torch.Tensor:
-        """Mean entropy over every (prompt, position) of the task, per plant (no sampling noise)."""
-        c, B = self.config, self.num_plants
-        idx = torch.arange(c.prompts).expand(B, c.prompts)
-        logp, p = self._softmax(self._logits(idx, self.theta, self.W))
-        return -(p * logp).sum(0).mean((1, 2))
-
-    @property
-    def max_entropy(self) -> float:
-        return math.log(self.config.vocab)

@@ -19,15 +19,15 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from envs import spaces as sp
 from envs.plant import SimPlant
 from envs.sim_env_args import SimEnvArgs
-from envs.sim_loop import controller_metrics, metrics_row
+from envs.sim_loop import SimPlants
 from regulator.errors import ConfigError
 from regulator.knobs import KnobBounds, Knobs
+from regulator.plant import metrics_row
 from regulator.schema import parse
 from regulator.targets import TargetCurve, make_target
 
@@ -48,11 +48,11 @@ class _SimCore:
 
     def reset(self, seeds: list[int]) -> tuple[np.ndarray, list[dict[str, float]]]:
         self.plant.reset(seeds)
+        self.plants = SimPlants(self.plant, self.horizon)  # the Plant protocol over it
         self.targets: list[TargetCurve] = [make_target(self.target_spec, key="target")
                                            for _ in range(self.num_plants)]
         self.t = 0
         self.knobs = [self.initial] * self.num_plants
-        self.last_update: dict[str, torch.Tensor] | None = None
         return self._measure()
 
     def _target(self, b: int, step: int) -> float:
@@ -62,14 +62,13 @@ class _SimCore:
         return curve(min(step, self.horizon - 1), self.horizon)
 
     def _measure(self) -> tuple[np.ndarray, list[dict[str, float]]]:
-        self.measure = self.plant.rollout()
-        self.entropy = self.measure["entropy"].tolist()
+        self.measure = self.plants.measure()
+        self.entropy = [m.entropy for m in self.measure]
         if self.t == 0:
             self.scale = list(self.entropy) if self.relative else [1.0] * self.num_plants
         obs = np.stack([
             sp.encode(self.t, self.horizon, self._target(b, self.t), self._target(b, self.t + 1),
-                      self.knobs[b], {"entropy": self.entropy[b],
-                                      **controller_metrics(self.measure, self.last_update, b)},
+                      self.knobs[b], {"entropy": self.entropy[b], **self.measure[b].signals},
                       scale=self.scale[b])
             for b in range(self.num_plants)
         ])
@@ -79,11 +78,11 @@ class _SimCore:
         actions = np.asarray(actions, dtype=np.float32).reshape(self.num_plants, len(self.actuate))
         knobs = [sp.action_to_knobs(actions[b], self.actuate, self.bounds, self.initial, self.knobs[b])
                  for b in range(self.num_plants)]
-        measure, entropy, t = self.measure, self.entropy, self.t
-        update = self.plant.update(knobs)
-        infos = [metrics_row(t, entropy[b], self._target(b, t), knobs[b], measure, update, b)
+        measure, t = self.measure, self.t
+        update = self.plants.update(knobs)
+        infos = [metrics_row(t, measure[b], self._target(b, t), knobs[b], update[b])
                  for b in range(self.num_plants)]
-        self.knobs, self.last_update = knobs, update
+        self.knobs = knobs
         self.t += 1
         obs, _ = self._measure()
         reward = np.array([-abs(self.entropy[b] - self._target(b, self.t)) for b in range(self.num_plants)],

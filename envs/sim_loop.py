@@ -1,79 +1,61 @@
-"""The closed loop on the simulated plant, as the trainer runs it: measure, regulate, update.
+"""The simulated plant as a ``regulator.plant.Plant``: B simulated learners driven by one loop.
 
-``run_regulated`` drives B plants with B Regulators (one controller each) and returns the per-step
-metric rows under the trainer's metric names. The bench uses it; the env adapters are tested against it.
+``SimPlants`` turns ``SimPlant``'s batched tensors into one Measurement and one update row per
+plant, under the names the trainer uses, so the bench, ``regulator tune`` and the gym env drive
+it exactly as they drive the real trainer (``regulator.plant.loop_step``).
 """
 
 from __future__ import annotations
 
-import math
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
 from envs.plant import SimPlant
-from regulator.knobs import KNOB_NAMES, Knobs
+from regulator.knobs import Knobs
+from regulator.plant import Measurement, run_loop
 from regulator.safety import Regulator
 
-_MEASURED = ("accuracy", "reward_mean", "pos_token_frac", "neg_token_frac", "dh_pos", "dh_neg",
-             "mixed_groups")
+#: the measurements handed to the controller (besides entropy and the clip fractions)
+_SIGNALS = ("accuracy", "reward_mean", "pos_token_frac", "neg_token_frac", "dh_pos", "dh_neg",
+            "mixed_groups")
+#: SimPlant.update's names -> the logged names
+_UPDATED = {"loss": "loss/policy", "clip_frac_low": "clip/frac_low", "clip_frac_high": "clip/frac_high"}
 
 
-def controller_metrics(measure: Mapping[str, torch.Tensor], last_update: Mapping[str, torch.Tensor] | None,
-                       b: int) -> dict[str, float]:
-    """What plant ``b`` hands the controller besides entropy (Observation field names; the rest
-    go to ``extras``): this batch's measurements and the previous update's clip fractions
-    (0 before the first update)."""
-    out = {k: float(measure[k][b]) for k in _MEASURED if k in measure}
-    for k in ("clip_frac_low", "clip_frac_high"):
-        out[k] = float(last_update[k][b]) if last_update is not None else 0.0
-    return out
+class SimPlants:
+    """The ``num_plants`` plants of a SimPlant as one Plant (``regulator.plant.Plant``), from
+    step 0 (wrap a freshly built or reset SimPlant; the clip fractions start at 0)."""
 
+    def __init__(self, plant: SimPlant, total_steps: int) -> None:
+        self.plant = plant
+        self.num_plants = plant.num_plants
+        self.total_steps = int(total_steps)
+        self.step = 0
+        self.clip = [{"clip_frac_low": 0.0, "clip_frac_high": 0.0} for _ in range(self.num_plants)]
 
-def metrics_row(step: int, entropy: float, target: float, knobs: Knobs, measure: Mapping[str, torch.Tensor],
-                update: Mapping[str, torch.Tensor], b: int, step_s: float = math.nan) -> dict[str, float]:
-    """One metrics.jsonl row (the trainer's metric names) for plant ``b`` at ``step``."""
-    row: dict[str, float] = {"step": step, "entropy/measured": entropy, "entropy/target": target}
-    row.update({f"knobs/{k}": getattr(knobs, k) for k in KNOB_NAMES})
-    row.update({
-        "reward/mean": float(measure["reward_mean"][b]),
-        "reward/accuracy": float(measure["accuracy"][b]),
-        "loss/policy": float(update["loss"][b]),
-        "clip/frac_low": float(update["clip_frac_low"][b]),
-        "clip/frac_high": float(update["clip_frac_high"][b]),
-        "tokens/pos_frac": float(measure["pos_token_frac"][b]),
-        "tokens/neg_frac": float(measure["neg_token_frac"][b]),
-    })
-    if not math.isnan(step_s):
-        row["time/step_s"] = step_s
-    for k in ("dh_pos", "dh_neg"):
-        if k in measure:
-            row[f"control/{k}"] = float(measure[k][b])
-    return row
+    def measure(self) -> list[Measurement]:
+        m = self.plant.rollout()
+        values = {k: m[k].tolist() for k in _SIGNALS if k in m}
+        entropy = m["entropy"].tolist()
+        return [Measurement(entropy[b], {**{k: v[b] for k, v in values.items()}, **self.clip[b]})
+                for b in range(self.num_plants)]
+
+    def update(self, knobs: Sequence[Knobs] | Knobs | torch.Tensor) -> list[dict[str, float]]:
+        out = self.plant.update(knobs)
+        u = {name: out[k].tolist() for k, name in _UPDATED.items()}
+        rows = [{name: v[b] for name, v in u.items()} for b in range(self.num_plants)]
+        self.clip = [{"clip_frac_low": r["clip/frac_low"], "clip_frac_high": r["clip/frac_high"]}
+                     for r in rows]
+        self.step += 1
+        return rows
 
 
 def run_regulated(plant: SimPlant, regulators: Sequence[Regulator], steps: int,
                   on_step: Callable[[int], Any] | None = None) -> list[list[dict[str, float]]]:
-    """Run ``steps`` training steps of every plant under its Regulator; rows per plant."""
-    if len(regulators) != plant.num_plants:
-        raise ValueError(f"need one Regulator per plant ({plant.num_plants}), got {len(regulators)}")
-    rows: list[list[dict[str, float]]] = [[] for _ in regulators]
-    last_update = None
-    for t in range(steps):
-        t0 = time.perf_counter()
-        measure = plant.rollout()
-        entropy = measure["entropy"].tolist()
-        knobs = [reg.step(t, entropy[b], **controller_metrics(measure, last_update, b))
-                 for b, reg in enumerate(regulators)]
-        update = plant.update(knobs)
-        dt = (time.perf_counter() - t0) / plant.num_plants
-        for b, reg in enumerate(regulators):
-            row = metrics_row(t, entropy[b], reg.target_at(t), knobs[b], measure, update, b, dt)
-            row.update(reg.metrics())
-            rows[b].append(row)
-        last_update = update
-        if on_step is not None:
-            on_step(t)
-    return rows
+    """Run ``steps`` training steps of every plant under its Regulator (``run_loop``); rows
+    per plant. ``on_step(t)`` is called after step ``t``."""
+    plants = SimPlants(plant, steps)
+    tick = None if on_step is None else (lambda _rows: on_step(plants.step - 1))
+    return run_loop(plants, regulators, steps, on_step=tick)

@@ -1,7 +1,7 @@
 """``regulator/EntropyTrain-v0``: the entropy-tracking task over the real trainer.
 
-One env step = one GRPO training step (``trainer.run.train_step``). ``reset`` builds the run
-(model, DeepSpeed engine, rollout backend) from a training config, samples and measures the
+One env step = one GRPO training step of a ``trainer.plant.TrainerPlant``. ``reset`` builds the
+plant (model, DeepSpeed engine, rollout backend) from a training config, samples and measures the
 first rollout batch and returns its observation. ``step(action)`` maps the action (a Box in
 [-1, 1] per actuated knob, linearly onto the knob's bounds) to knobs, applies them to the update
 of the batch already measured, then samples and measures the next batch. Observation:
@@ -22,15 +22,13 @@ Keyword arguments:
 ``reset(seed=s)`` sets ``train.seed = s`` (model init, prompts and sampling): equal seeds give
 equal trajectories. Nothing is written to disk.
 
-How: the trainer runs in a worker thread; its controller hands each Observation to the env and
-waits for the env's knobs, so ``train_step`` is the same code ``regulator train`` runs, with the
-same Regulator safety layer (bounds, rate limits) between the action and the update.
+How: the env drives a ``trainer.plant.TrainerPlant`` through the Plant protocol, as the sim
+env drives the simulated plant: ``measure()`` at reset and after each step, ``update(knobs)``
+with the action's knobs (bounds and rate limits applied as the Regulator applies them).
 """
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,34 +38,11 @@ import numpy as np
 
 from envs import spaces as sp
 from regulator.config import apply_overrides, load_yaml
-from regulator.controller import Controller
 from regulator.errors import ConfigError, unknown_name_error
 from regulator.knobs import DEFAULT_ACTUATE, KNOB_NAMES, KnobBounds, Knobs
-from regulator.observation import Observation
+from regulator.plant import Measurement, metrics_row
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
-_METRICS = ("accuracy", "reward_mean", "pos_token_frac", "neg_token_frac", "clip_frac_low",
-            "clip_frac_high")
-
-
-class _Stop(BaseException):
-    """Ends the trainer thread (a BaseException, so the Regulator's fault handler lets it pass)."""
-
-
-class _Handshake(Controller):
-    """A controller that asks the env: it posts the observation and waits for the knobs."""
-
-    name = "gym-env"
-
-    def __init__(self, out: queue.Queue, inbox: queue.Queue) -> None:
-        self.out, self.inbox = out, inbox
-
-    def act(self, obs: Observation) -> Knobs:
-        self.out.put(("obs", obs))
-        item = self.inbox.get()
-        if item is None:
-            raise _Stop
-        return item
 
 
 class EntropyTrainEnv(gym.Env):
@@ -116,92 +91,64 @@ class EntropyTrainEnv(gym.Env):
             raise ConfigError("horizon", "an integer >= 1", horizon)
         self.observation_space = sp.observation_space()
         self.action_space = sp.action_space(self.actuate)
-        self._thread: threading.Thread | None = None
+        self._plant: Any = None
         self._seed = self.cfg.train.seed
 
-    # -- the trainer thread ---------------------------------------------------------------------
-    def _start(self, seed: int) -> Observation:
-        from regulator.safety import Regulator
-        from regulator.targets import make_target
-        from trainer.config import TrainConfig
-        from trainer.run import build_session
+    # -- the plant ---------------------------------------------------------------------------------
+    def _measure(self) -> Measurement:
+        """Measure the next batch; a step with nothing measured has no observation: an error."""
+        (m,) = self._plant.measure()
+        if not np.isfinite(m.entropy):
+            self._plant = None
+            raise RuntimeError(f"the trainer failed: step {self._t} skipped: entropy {m.entropy} "
+                               f"{m.note} (no observation to hand out)")
+        return m
 
-        raw = apply_overrides(self._raw, [f"train.seed={seed}", f"train.steps={self.horizon + 1}"])
-        cfg = TrainConfig.from_mapping(raw)
-        self._out: queue.Queue = queue.Queue()
-        self._inbox: queue.Queue = queue.Queue()
-        regulator = Regulator(_Handshake(self._out, self._inbox), make_target(self.target_spec),
-                              initial=self.initial, bounds=self.bounds, actuate=self.actuate,
-                              total_steps=self.horizon)
-        session = build_session(cfg, regulator=regulator)
-        self._regulator = regulator
+    def _target(self, step: int) -> float:
+        if self._curve.needs_calibration:
+            self._curve.calibrate(self._m.entropy)
+        return self._curve(min(step, self.horizon - 1), self.horizon)
 
-        def loop() -> None:
-            from trainer.run import train_step
-
-            try:
-                for step in range(self.horizon + 1):
-                    row = train_step(session.run, step)
-                    if row.get("train/skipped"):  # no observation to hand out: end the episode
-                        raise RuntimeError(session.run.regulator.last_event)
-                    self._out.put(("row", row))
-            except _Stop:
-                return
-            except BaseException as e:  # noqa: BLE001 - reported to the env
-                self._out.put(("error", e))
-
-        self._thread = threading.Thread(target=loop, name="EntropyTrain-v0", daemon=True)
-        self._thread.start()
-        return self._expect("obs")
-
-    def _expect(self, kind: str) -> Any:
-        got, value = self._out.get()
-        if got == "error":
-            raise RuntimeError(f"the trainer failed: {type(value).__name__}: {value}") from value
-        if got != kind:  # pragma: no cover - protocol bug
-            raise RuntimeError(f"EntropyTrain-v0: expected {kind}, got {got}")
-        return value
-
-    def _stop(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            self._inbox.put(None)
-            self._thread.join(timeout=60)
-        self._thread = None
+    def _encode(self) -> np.ndarray:
+        t = self._t
+        return sp.encode(t, self.horizon, self._target(t), self._target(t + 1), self._knobs,
+                         {"entropy": self._m.entropy, **self._m.signals}, scale=self._scale)
 
     # -- gym API -----------------------------------------------------------------------------------
-    def _encode(self, obs: Observation) -> np.ndarray:
-        metrics = {"entropy": obs.entropy, **{k: getattr(obs, k) for k in _METRICS}, **obs.extras}
-        return sp.encode(obs.step, self.horizon, obs.target, obs.next_target, obs.knobs, metrics,
-                         scale=self._scale)
-
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        from regulator.targets import make_target
+        from trainer.plant import TrainerPlant
+
         super().reset(seed=seed)
-        self._stop()
+        self._plant = None
         if seed is not None:
             self._seed = int(seed)
-        self._obs = self._start(self._seed)
-        self._scale = self._obs.entropy if self.relative else 1.0
+        self._plant = TrainerPlant.from_config(self._raw, [f"train.seed={self._seed}",
+                                                           f"train.steps={self.horizon + 1}"])
+        self._curve = make_target(self.target_spec)
         self._knobs = self.initial
         self._t = 0
-        return self._encode(self._obs), {}
+        self._m = self._measure()
+        self._scale = self._m.entropy if self.relative else 1.0
+        return self._encode(), {}
 
     def step(self, action: np.ndarray):
-        if self._thread is None:
+        if self._plant is None:
             raise RuntimeError("call reset() before step()")
         knobs = sp.action_to_knobs(action, self.actuate, self.bounds, self.initial, self._knobs)
-        self._inbox.put(knobs)
-        row = self._expect("row")
-        self._knobs = knobs
-        self._t += 1
-        self._obs = self._expect("obs")
-        reward = -abs(self._obs.entropy - self._obs.target)
+        m, t = self._m, self._t
+        (updated,) = self._plant.update([knobs])
+        row = metrics_row(t, m, self._target(t), knobs, updated)
+        self._knobs, self._t = knobs, t + 1
+        self._m = self._measure()
+        reward = -abs(self._m.entropy - self._target(self._t))
         truncated = self._t >= self.horizon
         if truncated:
-            self._stop()
+            self._plant = None
         info = {k: v for k, v in row.items() if not k.startswith("time/")}
-        info["entropy/next"] = self._obs.entropy
-        return self._encode(self._obs), float(reward), False, truncated, info
+        info["entropy/next"] = self._m.entropy
+        return self._encode(), float(reward), False, truncated, info
 
     def close(self) -> None:
-        self._stop()
+        self._plant = None
         super().close()

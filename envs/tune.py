@@ -61,6 +61,7 @@ from envs.plant_config import PlantConfig
 from regulator.config import apply_overrides, load_yaml
 from regulator.errors import ConfigError
 from regulator.knobs import KNOB_NAMES, KnobBounds, Knobs
+from regulator.plant import run_open_loop
 from regulator.schema import Field, Schema, parse
 from regulator.targets import make_target
 
@@ -269,59 +270,35 @@ def _spec(t: TuneSettings, prefix: str, control: Mapping[str, Any], defaults: Ma
 
 # --- runners --------------------------------------------------------------------------------------
 def sim_runner(plant_params: Mapping[str, Any], progress: bool = True) -> Runner:
-    """Every (schedule, seed) as one plant of a batched SimPlant (paired by seed)."""
+    """Every (schedule, seed) as one plant of a batched SimPlant (paired by seed), open loop."""
     def run(schedules: list[list[Knobs]], seeds: list[int], steps: int) -> np.ndarray:
-        import torch
-
         from envs.plant import SimPlant
         from envs.plant_config import PlantConfig
+        from envs.sim_loop import SimPlants
 
-        n = len(schedules) * len(seeds)
-        plant = SimPlant(PlantConfig.from_mapping(dict(plant_params), key="plant_params"), n,
-                         seeds=[s for _ in schedules for s in seeds])
-        out = torch.zeros(steps, n)
-        for t in _progress(range(steps), progress, "probing"):
-            out[t] = plant.rollout()["entropy"]
-            if t < steps - 1:
-                plant.update([sch[t] for sch in schedules for _ in seeds])
-        return out.T.reshape(len(schedules), len(seeds), steps).numpy().astype(float)
+        sim = SimPlant(PlantConfig.from_mapping(dict(plant_params), key="plant_params"),
+                       len(schedules) * len(seeds), seeds=[s for _ in schedules for s in seeds])
+        bar = iter(_progress(range(steps), progress, "probing"))
+        H = run_open_loop(SimPlants(sim, steps), [sch for sch in schedules for _ in seeds], steps,
+                          on_step=lambda _t: next(bar, None))
+        return np.asarray(H, dtype=float).reshape(len(schedules), len(seeds), steps)
     return run
 
 
-def trainer_runner(train_raw: Mapping[str, Any], bounds: KnobBounds, progress: bool = True) -> Runner:
-    """Each (schedule, seed) as one short run of the real trainer (``trainer.run.train_step``).
-
-    The Regulator between the schedule and the trainer gets the spec's ``bounds`` (with the
-    default bounds, w_pos <= 1, a +delta probe from 1 would be clamped to no step at all)."""
+def trainer_runner(train_raw: Mapping[str, Any], progress: bool = True) -> Runner:
+    """Each (schedule, seed) as one short run of the real trainer (a TrainerPlant), open loop:
+    the schedule's knobs go straight to its updates, as on the sim plant."""
     def run(schedules: list[list[Knobs]], seeds: list[int], steps: int) -> np.ndarray:
-        from regulator.controller import Controller
-        from regulator.safety import Regulator
-        from trainer.config import TrainConfig
-        from trainer.run import build_session, train_step
-
-        class _Open(Controller):
-            name = "tune-probe"
-
-            def __init__(self, schedule: list[Knobs]) -> None:
-                self.schedule = schedule
-
-            def act(self, obs):  # noqa: ANN001, ANN202
-                return self.schedule[obs.step]
+        from trainer.plant import TrainerPlant
 
         out = np.zeros((len(schedules), len(seeds), steps))
-        bar = _progress(range(len(schedules) * len(seeds) * steps), progress, "probing")
-        it = iter(bar)
+        bar = iter(_progress(range(len(schedules) * len(seeds) * steps), progress, "probing"))
         for i, sch in enumerate(schedules):
             for j, seed in enumerate(seeds):
-                raw = apply_overrides(dict(train_raw), [f"train.seed={seed}", f"train.steps={steps}",
-                                                        "train.eval_every=0", "train.save_every=0"])
-                cfg = TrainConfig.from_mapping(raw)
-                reg = Regulator(_Open(sch), cfg.control.target, initial=sch[0],
-                                bounds=bounds, actuate=KNOB_NAMES, total_steps=steps)
-                session = build_session(cfg, regulator=reg)
-                for t in range(steps):
-                    out[i, j, t] = train_step(session.run, t)["entropy/measured"]
-                    next(it, None)
+                plant = TrainerPlant.from_config(train_raw, [
+                    f"train.seed={seed}", f"train.steps={steps}", "train.eval_every=0",
+                    "train.save_every=0"])
+                out[i, j] = run_open_loop(plant, [sch], steps, on_step=lambda _t: next(bar, None))[0]
         return out
     return run
 
@@ -469,7 +446,7 @@ def tune_main(config_path: str, overrides: Sequence[str] = ()) -> int:
     raw = apply_overrides(load_yaml(config_path), list(overrides))
     spec = parse_tune_spec(raw)
     runner = (sim_runner(spec.plant_params) if spec.plant == "sim"
-              else trainer_runner(spec.train_raw or {}, spec.bounds))
+              else trainer_runner(spec.train_raw or {}))
     n_dirs = len(spec.probe_directions())
     n_runs = (1 + 2 * n_dirs) * len(spec.seeds)
     lengths = " + ".join(str(st + spec.probe_steps + 1) for st in spec.starts)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from _train_helpers import tiny_config, write_config
 
-import trainer.run
+import trainer.plant
 from regulator.cli import main
 from trainer.checkpoint import latest_checkpoint
 from trainer.logging import read_metrics
@@ -119,7 +119,7 @@ def test_steps_with_nothing_to_measure_are_skipped_and_the_run_goes_on(tmp_path,
     continues; the summary leaves them out of the tracking figures."""
     import trainer.rollout
 
-    real_backend, real_measure = trainer.rollout.make_backend, trainer.run.measure
+    real_backend, real_measure = trainer.rollout.make_backend, trainer.plant.measure
     calls = {"generate": 0, "measure": 0, "act": []}
 
     def make_backend(*a, **k):
@@ -147,7 +147,7 @@ def test_steps_with_nothing_to_measure_are_skipped_and_the_run_goes_on(tmp_path,
         return m
 
     monkeypatch.setattr(trainer.rollout, "make_backend", make_backend)
-    monkeypatch.setattr(trainer.run, "measure", measure)
+    monkeypatch.setattr(trainer.plant, "measure", measure)
     from regulator.safety import Regulator
 
     real_step = Regulator.step
@@ -179,7 +179,7 @@ def test_steps_with_nothing_to_measure_are_skipped_and_the_run_goes_on(tmp_path,
 
 
 def test_non_finite_loss_stops_without_checkpointing_the_diverged_weights(tmp_path, monkeypatch):
-    real_update = trainer.run.update
+    real_update = trainer.plant.update
     n = {"update": 0}
 
     def update(*a, **k):
@@ -189,7 +189,7 @@ def test_non_finite_loss_stops_without_checkpointing_the_diverged_weights(tmp_pa
             out["loss/policy"] = math.inf
         return out
 
-    monkeypatch.setattr(trainer.run, "update", update)
+    monkeypatch.setattr(trainer.plant, "update", update)
     cfg = tiny_config(tmp_path, train={"steps": 6, "save_every": 2})
     assert main(["train", str(write_config(tmp_path, cfg))]) == 1
     run = tmp_path / "run"
@@ -286,7 +286,7 @@ def test_train_env_ends_with_a_clear_error_on_a_skipped_step(tmp_path, monkeypat
 
     import envs
 
-    real_measure, n = trainer.run.measure, {"measure": 0}
+    real_measure, n = trainer.plant.measure, {"measure": 0}
 
     def measure(*a, **k):
         m = real_measure(*a, **k)
@@ -295,7 +295,7 @@ def test_train_env_ends_with_a_clear_error_on_a_skipped_step(tmp_path, monkeypat
             m.entropy = math.nan
         return m
 
-    monkeypatch.setattr(trainer.run, "measure", measure)
+    monkeypatch.setattr(trainer.plant, "measure", measure)
     env = gym.make(envs.TRAIN_ID, config=tiny_config(tmp_path), horizon=3)
     try:
         env.reset(seed=0)

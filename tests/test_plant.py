@@ -127,8 +127,14 @@ def test_rollout_rewards_are_verified_and_advantages_group_normalised():
     adv = b["adv"]
     assert adv.mean(0).abs().max() < 1e-5  # zero mean per group
     mixed = reward.std(0) > 0
-    assert adv.std(0, unbiased=False)[mixed].sub(1).abs().max() < 1e-3  # unit std where mixed
+    assert adv.std(0, unbiased=True)[mixed].sub(1).abs().max() < 1e-3  # unit (unbiased) std where mixed
     assert (adv[:, ~mixed] == 0).all()
+    # the trainer's normalisation exactly (trainer.grpo.group_advantages: unbiased std, eps 1e-6)
+    from trainer.grpo import group_advantages
+
+    groups = reward.permute(1, 2, 0).reshape(-1, G)  # [B * P, G]
+    want, _ = group_advantages(groups.double())
+    torch.testing.assert_close(adv.permute(1, 2, 0).reshape(-1, G), want.float(), rtol=1e-5, atol=1e-6)
     assert int(b["actions"].max()) < V
 
 

@@ -21,7 +21,8 @@ def _session(tmp_path, **optim):
     cfg = copy.deepcopy(TINY)
     cfg["train"]["out_dir"] = str(tmp_path / "run")
     cfg["optim"] = {**cfg["optim"], **optim}
-    return build_session(TrainConfig.from_mapping(cfg)).run
+    session = build_session(TrainConfig.from_mapping(cfg))
+    return session.plant, session.regulator
 
 
 class _Forwards:
@@ -53,14 +54,14 @@ class _Forwards:
     ({"micro_batch_size": 8}, [False, False, True, True]),
 ])
 def test_training_forwards_per_step(tmp_path, monkeypatch, optim, expected):
-    run = _session(tmp_path, **optim)
+    run, regulator = _session(tmp_path, **optim)
     stats_calls = []
     real = grpo.token_stats
     monkeypatch.setattr(grpo, "token_stats", lambda logits, *a, **k: (
         stats_calls.append(logits.shape), real(logits, *a, **k))[1])
     fw = _Forwards(run.engine.module)
     try:
-        row = train_step(run, 0)
+        row = train_step(run, regulator)
     finally:
         fw.close()
     assert fw.train == expected
@@ -73,7 +74,7 @@ def test_training_forwards_per_step(tmp_path, monkeypatch, optim, expected):
 
 
 def test_generation_is_batched_cached_and_stops_when_all_ended(tmp_path):
-    run = _session(tmp_path)
+    run, _ = _session(tmp_path)
     model, backend = run.engine.module, run.backend
     prompts = [p for p in ("12", "345", "6", "789") for _ in range(2)]  # groups of 2
     seeds = list(range(len(prompts)))

@@ -39,6 +39,7 @@ def test_episode_actions_reach_the_update(tmp_path):
         # reward = -|H_{t+1} - target|
         assert reward == -abs(info["entropy/next"] - 1.0)
         assert obs[fields.index("knob_w_neg")] == info["knobs/w_neg"]
+        assert {"entropy/dh_pos", "entropy/dh_neg", "loss/policy", "train/skipped"} <= set(info)
     assert done
     assert [r["knobs/w_neg"] for r in rows] == [0.0, 1.0, 2.0]
     assert all(r["knobs/w_pos"] == 1.0 for r in rows)

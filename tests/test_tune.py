@@ -213,14 +213,14 @@ def test_a_train_config_is_accepted_and_its_tune_section_checked():
 
 def test_trainer_probes_apply_the_spec_bounds():
     """The real trainer as the plant (tiny probe): a +0.5 step of w_pos from 1 within the spec's
-    bounds [0, 2] must reach the trainer (the default bounds would clamp it to no step)."""
+    bounds [0, 2] must reach the trainer (the default bounds, w_pos <= 1, would clamp it to no step)."""
     raw = yaml.safe_load(open("configs/default.yaml"))
     raw["tune"] = {"knobs": ["w_pos"], "seeds": 2, "start": 1, "probe_steps": 4,
                    "bounds": {"w_pos": [0.0, 2.0]}}
     spec = parse_tune_spec(raw)
     from envs.tune import trainer_runner
 
-    models, H, labels = identify(spec, trainer_runner(spec.train_raw, spec.bounds, progress=False))
+    models, H, labels = identify(spec, trainer_runner(spec.train_raw, progress=False))
     base, up, down = (H[labels.index(lab)] for lab in (("", "base"), ("w_pos", "up"), ("w_pos", "down")))
     assert np.allclose(base[:, :2], up[:, :2]) and np.allclose(base[:, :2], down[:, :2])  # paired
     assert not np.allclose(base[:, 3:], up[:, 3:])  # the step acted

@@ -119,7 +119,7 @@ def evaluate_sampled(run: Any, step: int) -> dict[str, float]:
     negative step (-1 - step), so evaluation never reuses a training sample's noise.
     """
     from trainer.grpo import all_sum, response_logits, sampled_logprobs
-    from trainer.run import sample_seed
+    from trainer.plant import sample_seed
 
     cfg = run.cfg
     tr, ro = cfg.train, cfg.rollout

@@ -3,7 +3,8 @@ events.jsonl (regulator interventions) and summary.json. Rank 0 writes them; eve
 writes only ``metrics.rank{r}.jsonl`` (so one can check that all ranks saw the same entropy and
 applied the same knobs).
 
-Metric names (listed in docs/trainer.md) are the same in metrics.jsonl and tensorboard.
+Metric names (listed in docs/trainer.md) are the same in metrics.jsonl and tensorboard; the
+file's one format (NaN and infinities as strings) is ``regulator.metrics_io``'s.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from regulator.errors import ConfigError
+from regulator.metrics_io import json_value, metric_lines, metrics_line
+from regulator.metrics_io import read_metrics as read_metrics  # the one reader, re-exported
 from regulator.tracking import tracking_summary
 from trainer.trackers import make_trackers, tracked_values
 
@@ -31,46 +33,12 @@ SPEC_METRICS = (
 )
 
 
-def _json_value(v: Any) -> Any:
-    """JSON has no inf/nan: write them as strings ("inf", "nan") so every line parses."""
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)
-    return v
-
-
-def _metric_lines(path: Path) -> list[tuple[str, dict[str, Any]]]:
-    """(line, row) for every line of a metrics.jsonl. A torn last line (what a crash or power
-    cut mid-write leaves) is dropped with a warning; a damaged line before it is an error."""
-    lines = [ln for ln in Path(path).read_text(errors="replace").splitlines() if ln.strip()]
-    out = []
-    for i, line in enumerate(lines):
-        try:
-            row = json.loads(line)
-            if not isinstance(row, dict) or "step" not in row:
-                raise ValueError("not a metrics row")
-        except ValueError:
-            if i == len(lines) - 1:
-                log.warning("%s: the last line is torn (%d characters, not a whole row); ignored",
-                            path, len(line))
-                break
-            raise ConfigError(str(path), "a metrics.jsonl of one JSON row per line",
-                              f"line {i + 1}: {line[:60]!r}") from None
-        out.append((line, row))
-    return out
-
-
-def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """The rows of a metrics.jsonl (inf/nan strings turned back into floats)."""
-    return [{k: (float(v) if v in ("inf", "-inf", "nan") else v) for k, v in row.items()}
-            for _, row in _metric_lines(Path(path))]
-
-
 def truncate_metrics(path: Path, keep_before: int) -> None:
     """Drop rows with step >= ``keep_before`` (a resumed run rewrites them) and a torn last
     line, atomically."""
     if not path.exists():
         return
-    kept = [line for line, row in _metric_lines(path) if row["step"] < keep_before]
+    kept = [line for line, row in metric_lines(path) if row["step"] < keep_before]
     _write_atomic(path, "".join(line + "\n" for line in kept))
 
 
@@ -142,7 +110,7 @@ class RunLogger:
                              mininterval=0.5)
 
     def log(self, row: Mapping[str, Any]) -> None:
-        self._metrics.write(json.dumps({k: _json_value(v) for k, v in row.items()}) + "\n")
+        self._metrics.write(metrics_line(row))
         self._metrics.flush()
         step = int(row["step"])
         if self._tb is not None:
@@ -222,7 +190,7 @@ def summarise(rows: Sequence[Mapping[str, Any]], *, burn_in: int, ema_alpha: flo
             out[key] = float(rows[-1][key])
     out["reward/failures"] = sum(float(r.get("reward/failures", 0.0)) for r in all_rows)
     out.update(extra or {})
-    return {k: _json_value(v) if not isinstance(v, dict) else {kk: _json_value(vv) for kk, vv in v.items()}
+    return {k: json_value(v) if not isinstance(v, dict) else {kk: json_value(vv) for kk, vv in v.items()}
             for k, v in out.items()}
 
 

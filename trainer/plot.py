@@ -15,15 +15,15 @@ from typing import Any
 import numpy as np
 
 from regulator.errors import ConfigError
+from regulator.metrics_io import read_metrics
 from regulator.tracking import ema
-from trainer.logging import read_metrics
 
 PANELS = ("entropy (nats)", "knobs", "accuracy", "clip fraction")
 _KNOB_STYLE = {"w_pos": "-", "w_neg": "--", "eps_low": ":", "eps_high": "-."}
 
 
 def _series(rows: list[dict[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
-    pts = [(r["step"], float(r[key])) for r in rows if key in r and r[key] is not None]
+    pts = [(r["step"], float(r[key])) for r in rows if key in r]
     pts = [(s, v) for s, v in pts if math.isfinite(v)]
     if not pts:
         return np.zeros(0), np.zeros(0)
