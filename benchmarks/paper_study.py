@@ -65,7 +65,7 @@ def study_seeds(config_dir: Path) -> list[int]:
 
 def overrides_for(variant: dict[str, Any], seed: int, out_dir: Path, steps: int | None) -> list[str]:
     """``--set`` strings: the variant's keys (whole values replaced), seed, out_dir, steps."""
-    dump = lambda v: yaml.safe_dump(v, default_flow_style=True, width=10**6).strip()  # noqa: E731
+    dump = lambda v: yaml.safe_dump(v, default_flow_style=True, width=10**6).strip()
     out = [f"{k}={dump(v)}" for k, v in (variant.get("set") or {}).items()]
     out += [f"train.seed={seed}", f"train.out_dir={out_dir}"]
     if steps is not None:
@@ -121,7 +121,7 @@ def run_grid(config_dir: Path, out: Path, tasks: list[str], variants: list[dict[
             rd = futs[f]
             try:
                 code = f.result()
-            except Exception as e:  # noqa: BLE001 - reported, the others go on
+            except Exception as e:  # reported, the others go on
                 code = f"{type(e).__name__}: {e}"
             if code != 0:
                 failed.append(f"{rd} ({code})")

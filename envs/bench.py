@@ -188,7 +188,7 @@ def run_spec(cfg: BenchConfig, regime: str, seed: int, rd: Path, entry: Controll
              target: Any) -> dict[str, Any]:
     """What makes one trainer run: the base config (path and text) and the overrides that set
     its grid point (``control.*``, ``train.steps``, ``train.seed``, ``train.out_dir``)."""
-    dump = lambda v: yaml.safe_dump(v, default_flow_style=True, width=10**6).strip()  # noqa: E731
+    dump = lambda v: yaml.safe_dump(v, default_flow_style=True, width=10**6).strip()
     overrides = [
         f"train.steps={cfg.horizon}", f"train.seed={seed}", f"train.out_dir={rd}",
         f"control.controller={entry.controller}", f"control.params={dump(entry.params)}",

@@ -67,7 +67,7 @@ def make_task(
     answers[:, :n_fmt] = template
     answers[:, n_fmt:] = torch.randint(0, vocab, (prompts, forks), generator=g)
     probs = torch.empty(prompts, length, vocab)
-    u = lambda *shape: torch.rand(*shape, generator=g)  # noqa: E731
+    u = lambda *shape: torch.rand(*shape, generator=g)
     lo, hi = format_p
     p_fmt = lo + (hi - lo) * u(prompts, n_fmt)
     accepted = torch.nn.functional.one_hot(answers, vocab).bool()

@@ -39,7 +39,7 @@ def _rms(xs, target=0.4):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_pid_auto_follows_a_sign_flip_without_diverging(seed):
-    flip = lambda t: -0.01 if t < 300 else 0.01  # noqa: E731 - lowering w_pos raises H, then not
+    flip = lambda t: -0.01 if t < 300 else 0.01  # lowering w_pos raises H, then not
     auto = make_controller("pid", kp=2.0, ki=0.2, direction="auto")
     hs, ms = _integrating_plant(auto, 600, flip, seed)
     assert ms[299]["control/gain_sign/w_pos"] == -1.0  # the paper's sign held before the flip
@@ -63,7 +63,7 @@ def test_pid_auto_does_not_flip_on_noise():
 
 
 def test_bang_bang_auto_follows_a_sign_flip():
-    flip = lambda t: 0.01 if t < 300 else -0.01  # noqa: E731
+    flip = lambda t: 0.01 if t < 300 else -0.01
     bb = make_controller("bang_bang", knob="w_neg", direction="auto", lambda0=None)
     hs, ms = _integrating_plant(bb, 700, flip, 0, knob="w_neg")
     assert ms[299]["control/gain_sign/w_neg"] == 1.0

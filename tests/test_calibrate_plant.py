@@ -10,10 +10,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from calibrate_plant import calibrate, load_run, plant_config  # noqa: E402
+from calibrate_plant import calibrate, load_run, plant_config
 
-from envs.plant import SimPlant  # noqa: E402
-from regulator.knobs import KNOB_NAMES, Knobs  # noqa: E402
+from envs.plant import SimPlant
+from regulator.knobs import KNOB_NAMES, Knobs
 
 
 def _write_run(path: Path, point: dict, knobs: list[Knobs], seed: int) -> None:

@@ -131,7 +131,7 @@ def test_bang_bang_dead_band_and_hysteresis_variants():
     band = closed_loop("bang_bang", {"band": 0.03}, -1)
     hyst = closed_loop("bang_bang", {"hysteresis": 0.03}, -1)
     # dead band: the knob rests inside the band, so it travels less; tracking stays bounded
-    tv = lambda w: float(np.abs(np.diff(w[140:])).sum())  # noqa: E731
+    tv = lambda w: float(np.abs(np.diff(w[140:])).sum())
     assert tv(band[2]) < 0.7 * tv(plain[2])
     assert np.abs((band[0] - band[1])[140:200]).max() < BB_BOUND
     # hysteresis: the moving direction flips only past target +/- 0.03: fewer reversals

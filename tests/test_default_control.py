@@ -18,7 +18,7 @@ from regulator.config import ControlConfig
 from regulator.tracking import feasible_tracking, tracking_summary
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from wrong_sign import integrating_plant  # noqa: E402
+from wrong_sign import integrating_plant
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -46,7 +46,7 @@ def _autograd_update(plant: SimPlant, ks: list[Knobs]) -> None:
     kt = plant_mod.knobs_tensor(ks, B)
     kn = _PerPlantKnobs(*(kt[:, i:i + 1] for i in range(4)))
     idx, actions, old_lp, adv = (plant.batch[k] for k in ("idx", "actions", "old_lp", "adv"))
-    rows = lambda x: x.transpose(0, 1).reshape(B, Gm * P * L)  # noqa: E731
+    rows = lambda x: x.transpose(0, 1).reshape(B, Gm * P * L)
     for _ in range(c.epochs):
         for m in range(M):
             params = plant._params()

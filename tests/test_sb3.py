@@ -8,12 +8,12 @@ import pytest
 
 pytest.importorskip("stable_baselines3")
 
-import gymnasium as gym  # noqa: E402
-from stable_baselines3 import PPO  # noqa: E402
+import gymnasium as gym
+from stable_baselines3 import PPO
 
-import envs  # noqa: E402
-from envs import spaces as sp  # noqa: E402
-from envs.sb3 import EntropySimVecEnv  # noqa: E402
+import envs
+from envs import spaces as sp
+from envs.sb3 import EntropySimVecEnv
 
 KW = {"horizon": 6, "plant": {"prompts": 4, "prompts_per_step": 2, "group_size": 4}}
 

@@ -10,14 +10,14 @@ import pytest
 
 pytest.importorskip("trl")
 
-import torch  # noqa: E402
-from datasets import Dataset  # noqa: E402
-from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
-from trl import GRPOConfig  # noqa: E402
+import torch
+from datasets import Dataset
+from transformers import LlamaConfig, LlamaForCausalLM
+from trl import GRPOConfig
 
-from regulator import Knobs  # noqa: E402
-from trainer.tokenizer import build_char_tokenizer  # noqa: E402
-from trainer.trl import STATE_FILE, RegulatedGRPOTrainer, _WeightedInputs  # noqa: E402
+from regulator import Knobs
+from trainer.tokenizer import build_char_tokenizer
+from trainer.trl import STATE_FILE, RegulatedGRPOTrainer, _WeightedInputs
 
 TOK = build_char_tokenizer("0123456789 =max")
 

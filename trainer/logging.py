@@ -93,10 +93,10 @@ class RunLogger:
                                            start_step=start_step)
         name = "metrics.jsonl" if rank == 0 else f"metrics.rank{rank}.jsonl"
         truncate_metrics(run_dir / name, start_step)
-        self._metrics = open(run_dir / name, "a")  # noqa: SIM115 - closed in close()
+        self._metrics = open(run_dir / name, "a")  # closed in close()
         if not self.enabled:
             tensorboard = progress = False
-        self._events = open(run_dir / "events.jsonl", "a") if self.enabled else None  # noqa: SIM115
+        self._events = open(run_dir / "events.jsonl", "a") if self.enabled else None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -149,7 +149,7 @@ class RunLogger:
         for t in self._trackers:
             try:
                 t.close()
-            except Exception as e:  # noqa: BLE001 - a tracker's upload must not fail the run
+            except Exception as e:  # a tracker's upload must not fail the run
                 log.warning("tracker %s did not close cleanly: %s", type(t).__name__, e)
 
 
@@ -165,7 +165,7 @@ def summarise(rows: Sequence[Mapping[str, Any]], *, burn_in: int, ema_alpha: flo
     tgt = [float(r["entropy/target"]) for r in rows]
     knobs = {k: [float(r[f"knobs/{k}"]) for r in rows] for k in ("w_pos", "w_neg", "eps_low", "eps_high")}
     track = tracking_summary(ent, tgt, knobs=knobs, burn_in=burn_in, ema_alpha=ema_alpha)
-    mean = lambda key: sum(float(r[key]) for r in tail) / len(tail)  # noqa: E731
+    mean = lambda key: sum(float(r[key]) for r in tail) / len(tail)
     out: dict[str, Any] = {
         "steps": int(all_rows[-1]["step"]) + 1,
         "skipped_steps": sum(1 for r in all_rows if r.get("train/skipped")),

@@ -34,5 +34,5 @@ def serve(conn: Any, target: str, params: dict[str, Any]) -> None:  # pragma: no
         try:
             value = fn(completion, SimpleNamespace(prompt=prompt, answer=answer, meta=meta), **params)
             conn.send(("ok", value))
-        except BaseException as e:  # noqa: BLE001 - reported to the parent
+        except BaseException as e:  # reported to the parent
             conn.send(("error", f"{type(e).__name__}: {e}"))

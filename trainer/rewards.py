@@ -208,7 +208,7 @@ class ThreadRunner:
                     value: Any = self.fn(*args, **self.kwargs)
                 except (SystemExit, KeyboardInterrupt) as e:
                     value = RuntimeError(f"the reward function raised {type(e).__name__}({e})")
-                except BaseException as e:  # noqa: BLE001 - handed back to the caller
+                except BaseException as e:  # handed back to the caller
                     value = e
                 with batch.cond:
                     if batch.cancelled:
@@ -294,7 +294,7 @@ class ProcessRunner:
     def __del__(self) -> None:
         try:
             self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
+        except Exception:  # interpreter shutdown
             pass
 
 
@@ -331,7 +331,7 @@ class RewardFn:
                 out.append(self.score(c, ex))
             except RewardAbort:
                 raise
-            except Exception as e:  # noqa: BLE001 - counted as a failure by __call__
+            except Exception as e:  # counted as a failure by __call__
                 out.append(e)
         return out
 
@@ -350,7 +350,7 @@ class RewardFn:
                 r = float(r)
             except RewardAbort:
                 raise
-            except Exception as e:  # noqa: BLE001 - a failing reward must not stop training
+            except Exception as e:  # a failing reward must not stop training
                 r = 0.0
                 res.failures += 1
                 if len(res.errors) < MAX_ERRORS_KEPT:
@@ -488,7 +488,7 @@ class UserReward(RewardFn):
             return list(values)
         except RewardAbort:
             raise
-        except Exception as e:  # noqa: BLE001 - the whole batch failed: every completion counts
+        except Exception as e:  # the whole batch failed: every completion counts
             return [e] * len(completions)
 
 

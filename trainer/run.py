@@ -148,7 +148,7 @@ def _resume(session: Session) -> None:
             plant.load_state_dict(state)
             session.start, session.wall_before = int(state["step"]), float(state.get("wall_s", 0.0))
             plant.step = session.start
-        except Exception as e:  # noqa: BLE001 - reported; an older checkpoint may load
+        except Exception as e:  # reported; an older checkpoint may load
             failures.append(f"{ckpt.name}: {_load_error(e)}")
             log.warning("--resume: checkpoint %s does not load (%s)%s", ckpt, failures[-1],
                         "; trying the one before it" if i + 1 < len(found) else "")
@@ -193,7 +193,7 @@ def _emergency_checkpoint(session: Session, checkpoint: Any, step: int, done: in
     try:
         checkpoint(at, stream_state=roll[0] if roll else None)
         log.error("checkpoint of step %d written; resume with `regulator train --resume %s`", at, run_dir)
-    except Exception as e2:  # noqa: BLE001 - best effort
+    except Exception as e2:  # best effort
         log.error("no checkpoint written (%s)%s", e2, good)
 
 
