@@ -188,7 +188,7 @@ def _fastest(a: list[dict[str, float]], b: list[dict[str, float]], key: str) -> 
     return min(x[key] for x in a) / min(y[key] for y in b)
 
 
-def summarise(res: dict[str, Any]) -> dict[str, Any]:
+def throughput_summary(res: dict[str, Any]) -> dict[str, Any]:
     """Per-variant medians, control share and the paired ratios (median [min, max])."""
     per = res["per_repeat"]
     table = {}
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.render:
         for res in json.loads(Path(a.render).read_text()):
             print(f"== {res['model']}: skipped: {res['skipped']}" if "skipped" in res
-                  else render(res, summarise(res)))
+                  else render(res, throughput_summary(res)))
         return 0
     if a.child:  # one model per process: its own peak RSS, threads and DeepSpeed state
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         if "skipped" in res:
             print(f"== {model}: skipped: {res['skipped']}", flush=True)
         else:
-            res["summary"] = summarise(res)
+            res["summary"] = throughput_summary(res)
             print(render(res, res["summary"]), flush=True)
         results.append(res)
     if a.json:

@@ -41,17 +41,17 @@ from regulator.tracking import feasible_tracking, tracking_summary
 
 log = logging.getLogger(__name__)
 
-Run = tuple[str, str, int, int]  # regime, target name, controller index, seed
+GridPoint = tuple[str, str, int, int]  # one run of the grid: regime, target name, controller index, seed
 Band = tuple[list[float], list[float]]  # lowest and highest reachable (smoothed) entropy per step
 _PROGRESS: Any = None  # a worker's progress queue (set by the pool initialiser)
 
 
-def run_dir(out: Path, cfg: BenchConfig, run: Run) -> Path:
+def run_dir(out: Path, cfg: BenchConfig, run: GridPoint) -> Path:
     regime, target, i, seed = run
     return out / "runs" / regime / target / cfg.controllers[i].label / f"seed{seed}"
 
 
-def summarise(cfg: BenchConfig, run: Run, rows: Sequence[dict[str, float]],
+def score_run(cfg: BenchConfig, run: GridPoint, rows: Sequence[dict[str, float]],
               band: Band | None = None) -> dict[str, Any]:
     """Tracking figures of one run (regulator.tracking) plus final accuracy and faults; with the
     reachable ``band``, the tracking error against the target projected into it."""
@@ -119,7 +119,7 @@ def _exit_with_parent(parent: int, grace_s: float, poll_s: float = 1.0) -> None:
     os._exit(143)
 
 
-def _sim_chunk(cfg: BenchConfig, out: str, regime: str, runs: list[Run],
+def _sim_chunk(cfg: BenchConfig, out: str, regime: str, runs: list[GridPoint],
                bands: dict[tuple[str, int], Band]) -> list[dict[str, Any]]:
     """Run a chunk of one regime's grid as one batched plant; write each run's metrics."""
     from envs.plant import SimPlant
@@ -133,7 +133,7 @@ def _sim_chunk(cfg: BenchConfig, out: str, regime: str, runs: list[Run],
     summaries = []
     for run, rows in zip(runs, all_rows):
         _write_rows(run_dir(out_path, cfg, run), rows)
-        summaries.append(summarise(cfg, run, rows, bands.get((regime, run[3]))))
+        summaries.append(score_run(cfg, run, rows, bands.get((regime, run[3]))))
     return summaries
 
 
@@ -233,12 +233,12 @@ def _retarget(rows: Sequence[dict[str, Any]], target: Any, horizon: int) -> list
     return [{**r, "entropy/target": curve(int(r["step"]), horizon)} for r in rows]
 
 
-def _trainer_groups(cfg: BenchConfig) -> list[list[Run]]:
+def _trainer_groups(cfg: BenchConfig) -> list[list[GridPoint]]:
     """The grid's trainer runs, grouped by the training run they need: a controller that ignores
     the target (``Controller.uses_target``) trains once per regime and seed for every target."""
     from regulator.registry import get_controller_class
 
-    groups: dict[tuple[Any, ...], list[Run]] = {}
+    groups: dict[tuple[Any, ...], list[GridPoint]] = {}
     for run in cfg.runs:
         regime, _, i, seed = run
         shared = not get_controller_class(cfg.controllers[i].controller).uses_target
@@ -246,13 +246,13 @@ def _trainer_groups(cfg: BenchConfig) -> list[list[Run]]:
     return list(groups.values())
 
 
-def _train_args(cfg: BenchConfig, out: Path, run: Run) -> tuple[str, int, Path, ControllerEntry, Any]:
+def _train_args(cfg: BenchConfig, out: Path, run: GridPoint) -> tuple[str, int, Path, ControllerEntry, Any]:
     """``_train``'s arguments for a grid point: regime, seed, run dir, controller entry, target."""
     regime, target, i, seed = run
     return regime, seed, run_dir(out, cfg, run), cfg.controllers[i], cfg.target_specs[target]
 
 
-def _trainer_run(cfg: BenchConfig, out: str, runs: list[Run],
+def _trainer_run(cfg: BenchConfig, out: str, runs: list[GridPoint],
                  bands: dict[tuple[str, int], Band]) -> list[dict[str, Any]]:
     """One training run on the real trainer, scored for every grid point in ``runs`` (several
     only for a target-independent controller; the others get its rows re-targeted)."""
@@ -262,7 +262,7 @@ def _trainer_run(cfg: BenchConfig, out: str, runs: list[Run],
     for run in runs[1:]:
         out_rows.append(_retarget(rows, cfg.target_specs[run[1]], cfg.horizon))
         _write_rows(run_dir(Path(out), cfg, run), out_rows[-1])
-    return [summarise(cfg, run, r, bands.get((regime, seed))) for run, r in zip(runs, out_rows)]
+    return [score_run(cfg, run, r, bands.get((regime, seed))) for run, r in zip(runs, out_rows)]
 
 
 def _band_entry(corner: Any, entries: Sequence[ControllerEntry]) -> ControllerEntry:

@@ -29,7 +29,7 @@ import torch
 
 from envs.counter_rng import uniform
 from envs.plant_config import PlantConfig
-from envs.sim_task import make_task
+from envs.sim_task import make_sim_task
 from regulator.knobs import KNOB_NAMES, Knobs
 
 #: eps of the advantage normalisation A = (r - mean) / (std + eps) (the trainer's optim.adv_eps default)
@@ -116,7 +116,7 @@ class SimPlant:
             self.b1t, self.b2t = torch.ones(B), torch.ones(B)  # beta1^t, beta2^t
         for b in torch.nonzero(mask).flatten().tolist():
             g = torch.Generator().manual_seed(seeds[b])
-            task = make_task(c.regime, prompts=c.prompts, length=L, forks=c.forks, vocab=V,
+            task = make_sim_task(c.regime, prompts=c.prompts, length=L, forks=c.forks, vocab=V,
                              generator=g, alternates=c.alternates, alt_share=c.alt_share)
             self.theta[:, b] = task.logits0.permute(2, 0, 1)
             self.accepted[:, b] = task.accepted.permute(2, 0, 1)

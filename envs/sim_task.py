@@ -38,7 +38,7 @@ def _logits_for(probs: torch.Tensor) -> torch.Tensor:
     return probs.clamp_min(1e-6).log()
 
 
-def make_task(
+def make_sim_task(
     regime: str,
     *,
     prompts: int,
