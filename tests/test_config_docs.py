@@ -105,3 +105,12 @@ def test_config_cli_output_is_yaml_of_every_section(tmp_path, capsys):
     printed = yaml.safe_load(capsys.readouterr().out)
     assert list(printed) == ["model", "task", "reward", "rollout", "optim", "deepspeed",
                              "control", "train", "log"]
+
+
+def test_explain_controller_params_picked_by_set_without_a_config(capsys):
+    """``--set control.controller=pid`` alone picks whose params ``--explain`` documents."""
+    assert main(["config", "--explain", "control.params.ki", "--set", "control.controller=pid"]) == 0
+    assert capsys.readouterr().out.startswith("control.params.ki (float, default 0.1)")
+    assert main(["config", "--explain", "control.params.ki"]) == 2  # auto (the default) has no ki
+    assert "control.params.ki: expected one of the parameters of controller 'auto'" in \
+        capsys.readouterr().err

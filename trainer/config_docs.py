@@ -190,10 +190,9 @@ def config_main(config: str | None, overrides: Sequence[str] = (), explain: str 
     """``regulator config``: print the resolved CONFIG, or document ``explain`` (a key, a
     section, or "" for every key)."""
     if explain is not None:
-        controller = DEFAULT_CONTROLLER
-        if config is not None:
-            raw = apply_overrides(load_yaml(config), list(overrides))
-            controller = ControlConfig.from_mapping(raw.get("control")).controller
+        raw = apply_overrides(load_yaml(config) if config is not None else {}, list(overrides))
+        control = raw.get("control")  # which controller's params --explain documents
+        controller = ControlConfig.from_mapping(control).controller if control else DEFAULT_CONTROLLER
         print(explain_key(explain.strip(), controller))
         return 0
     if config is None:

@@ -7,35 +7,43 @@ entry point in this package's pyproject.toml; no import of this module is needed
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from regulator import ConfigError, Controller, KnobBounds, Knobs, Observation
+from regulator.schema import Schema
+
+
+class ProportionalStepParams(Schema):
+    """``control.params`` of ``ProportionalStep``: each field's docstring is its documentation
+    (``regulator config --explain control.params.gain``)."""
+
+    knob: Literal["w_pos", "w_neg", "eps_low", "eps_high"] = "w_pos"
+    """The knob this controller moves."""
+    gain: float = Field(0.5, gt=0)
+    """Knob change per nat of tracking error and step."""
+    direction: Literal[1, -1] = -1
+    """Sign of the knob change that raises entropy (-1 for w_pos on a pretrained policy)."""
 
 
 class ProportionalStep(Controller):
-    """knob_t = clip(knob_{t-1} + direction * gain * (target - entropy)).
+    """knob_t = clip(knob_{t-1} + direction * gain * (target - entropy))."""
 
-    Params: knob ["w_pos"], gain [0.5] (> 0), direction [-1] (+1 or -1: the knob change that
-    raises entropy).
-    """
-
-    def __init__(self, knob: str = "w_pos", gain: float = 0.5, direction: int = -1) -> None:
-        if not isinstance(gain, (int, float)) or isinstance(gain, bool) or not gain > 0:
-            raise ConfigError("gain", "a number > 0", gain)
-        if direction not in (1, -1) or isinstance(direction, bool):
-            raise ConfigError("direction", "+1 or -1", direction)
-        self.knob, self.gain, self.direction = knob, float(gain), int(direction)
+    Params = ProportionalStepParams  # validated by Controller.__init__ into self.params
+    params: ProportionalStepParams
 
     def reset(self, initial: Knobs, bounds: KnobBounds, actuate: tuple[str, ...] = ("w_pos",)) -> None:
         super().reset(initial, bounds, actuate)
-        if self.knob not in self.actuate:
-            raise ConfigError("control.actuate", f"a list that includes {self.knob}", list(actuate))
-        self.value = getattr(initial, self.knob)
+        if self.params.knob not in self.actuate:
+            raise ConfigError("control.actuate", f"a list that includes {self.params.knob}", list(actuate))
+        self.value = getattr(initial, self.params.knob)
 
     def act(self, obs: Observation) -> Knobs:
-        lo, hi = self.bounds.range(self.knob)
-        self.value = min(max(self.value + self.direction * self.gain * obs.error, lo), hi)
-        return self.with_actuated({self.knob: self.value})
+        p = self.params
+        lo, hi = self.bounds.range(p.knob)
+        self.value = min(max(self.value + p.direction * p.gain * obs.error, lo), hi)
+        return self.with_actuated({p.knob: self.value})
 
     def state_dict(self) -> dict[str, Any]:
         return {"value": self.value}
