@@ -1,4 +1,5 @@
-"""The keyword arguments of ``regulator/EntropySim-v0`` (the single and the vector env).
+"""The keyword arguments of ``regulator/EntropySim-v0`` (the single and the vector env) and of
+``regulator/EntropyTrain-v0``.
 
 ``gym.make(SIM_ID, horizon=100, plant={"lr": 0.02})``: every keyword is a field below; a mistake
 is a ConfigError naming it (``plant.lrr: expected one of the allowed keys ... (did you mean
@@ -84,3 +85,36 @@ class SimEnvArgs(Schema):
                                   list(self.bounds.range(k)))
         check_initial_in_bounds(self.initial, self.bounds, self.actuate)
         return self
+
+
+class TrainEnvArgs(Schema):
+    """What one episode of the real trainer runs, besides its training config: a knob setting
+    left out (None) is the training config's own (``control.target``, ``control.bounds``,
+    ``control.initial``, ``train.steps``)."""
+
+    target: Any = None
+    """Entropy target curve (a target spec mapping or a number); None: the config's."""
+    actuate: Actuate = DEFAULT_ACTUATE
+    """Knob name(s) the action moves, one action dimension each (at least one)."""
+    bounds: BoundsField | None = None
+    """Knob ranges; None: the config's ``control.bounds``."""
+    initial: KnobsField | None = None
+    """Knobs at the start of an episode; None: the config's ``control.initial``."""
+    horizon: int | None = Field(None, ge=1)
+    """Steps per episode; None: the config's ``train.steps``."""
+    observation: Literal["absolute", "relative"] = "absolute"
+    """``absolute`` (nats) or ``relative`` (units of the episode's first entropy)."""
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, v: Any) -> Any:
+        if v is not None:
+            make_target(v, key="")
+        return v
+
+    @field_validator("actuate")
+    @classmethod
+    def _some_knob(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ConfigError("", "at least one knob name", list(v))
+        return v

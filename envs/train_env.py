@@ -37,10 +37,11 @@ import gymnasium as gym
 import numpy as np
 
 from envs import spaces as sp
+from envs.sim_env_args import TrainEnvArgs
 from regulator.config import apply_overrides, load_yaml
-from regulator.errors import ConfigError, unknown_name_error
-from regulator.knobs import DEFAULT_ACTUATE, KNOB_NAMES, KnobBounds, Knobs
+from regulator.knobs import DEFAULT_ACTUATE, KnobBounds, Knobs, check_initial_in_bounds
 from regulator.plant import Measurement, metrics_row
+from regulator.schema import parse
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 
@@ -64,31 +65,17 @@ class EntropyTrainEnv(gym.Env):
         raw = apply_overrides(raw, list(overrides))
         self._raw = raw
         self.cfg = TrainConfig.from_mapping(raw)
-        if not isinstance(actuate, (str, list, tuple)):
-            raise ConfigError("actuate", "a knob name or a list of knob names", actuate)
-        actuate = (actuate,) if isinstance(actuate, str) else tuple(actuate)
-        if not actuate:
-            raise ConfigError("actuate", "at least one knob name", list(actuate))
-        for i, k in enumerate(actuate):
-            if k not in KNOB_NAMES:
-                raise unknown_name_error(f"actuate[{i}]", k, KNOB_NAMES, "knob names")
-        self.actuate = actuate
-        self.bounds = bounds if isinstance(bounds, KnobBounds) else (
-            KnobBounds.from_mapping(bounds) if bounds is not None else self.cfg.control.bounds)
-        self.initial = initial if isinstance(initial, Knobs) else (
-            Knobs.from_mapping(initial) if initial is not None else self.cfg.control.initial)
-        from regulator.knobs import check_initial_in_bounds
-
+        args = parse(TrainEnvArgs, {"target": target, "actuate": actuate, "bounds": bounds,
+                                    "initial": initial, "horizon": horizon, "observation": observation})
+        control = self.cfg.control
+        self.actuate = args.actuate
+        self.bounds = args.bounds if args.bounds is not None else control.bounds
+        self.initial = args.initial if args.initial is not None else control.initial
         check_initial_in_bounds(self.initial, self.bounds, self.actuate)
-        self.relative = sp.check_observation(observation) == "relative"
+        self.relative = args.observation == "relative"
         self._scale = 1.0
-        self.target_spec = target if target is not None else self.cfg.control.target
-        from regulator.targets import make_target
-
-        make_target(self.target_spec, key="target")  # validate now
-        self.horizon = int(horizon if horizon is not None else self.cfg.train.steps)
-        if self.horizon < 1:
-            raise ConfigError("horizon", "an integer >= 1", horizon)
+        self.target_spec = args.target if args.target is not None else control.target
+        self.horizon = args.horizon if args.horizon is not None else self.cfg.train.steps
         self.observation_space = sp.observation_space()
         self.action_space = sp.action_space(self.actuate)
         self._plant: Any = None
