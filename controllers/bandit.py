@@ -33,7 +33,7 @@ from pydantic import Field, field_validator
 from controllers import _params as P
 from regulator.controller import Controller
 from regulator.errors import ConfigError
-from regulator.knobs import KNOB_NAMES, KnobBounds, Knobs
+from regulator.knobs import DEFAULT_ACTUATE, KNOB_NAMES, KnobBounds, Knobs
 from regulator.observation import Observation
 from regulator.schema import Schema
 
@@ -117,7 +117,7 @@ class BanditController(Controller):
         self.current_p = 1.0                               # exp3 probability of the pull
         self.held = 0
 
-    def reset(self, initial: Knobs, bounds: KnobBounds, actuate: tuple[str, ...] = ("w_pos",)) -> None:
+    def reset(self, initial: Knobs, bounds: KnobBounds, actuate: tuple[str, ...] = DEFAULT_ACTUATE) -> None:
         super().reset(initial, bounds, actuate)
         P.require_actuated("bandit", self.knobs, self.actuate)
         for arm in self.arms:

@@ -25,7 +25,7 @@ from pydantic import Field, model_validator
 from controllers import _params as P
 from controllers.adaptive import KnobEffectEstimator
 from regulator.controller import Controller
-from regulator.knobs import KnobBounds, Knobs
+from regulator.knobs import DEFAULT_ACTUATE, KnobBounds, Knobs
 from regulator.observation import Observation
 from regulator.schema import Schema
 
@@ -85,7 +85,7 @@ class BangBangController(Controller):
         self.value = 0.0 if p.lambda0 is None else p.lambda0
         self.raising: bool | None = None  # current mode: moving toward higher entropy?
 
-    def reset(self, initial: Knobs, bounds: KnobBounds, actuate: tuple[str, ...] = ("w_pos",)) -> None:
+    def reset(self, initial: Knobs, bounds: KnobBounds, actuate: tuple[str, ...] = DEFAULT_ACTUATE) -> None:
         super().reset(initial, bounds, actuate)
         P.require_actuated(f"bang_bang on {self.knob}", (self.knob,), self.actuate)
         lo, hi = bounds.range(self.knob)

@@ -34,7 +34,7 @@ from controllers import _params as P
 from controllers.adaptive import KnobEffectEstimator, prbs
 from regulator.controller import Controller
 from regulator.errors import ConfigError, unknown_name_error
-from regulator.knobs import KnobBounds, Knobs
+from regulator.knobs import DEFAULT_ACTUATE, KnobBounds, Knobs
 from regulator.observation import Observation
 from regulator.schema import Schema
 from regulator.targets import interpolate
@@ -168,7 +168,7 @@ class PIDController(Controller):
         self.h_filt: float | None = None  # filtered measurement H_f
         self.last_u = 0.0
 
-    def reset(self, initial: Knobs, bounds: KnobBounds, actuate: tuple[str, ...] = ("w_pos",)) -> None:
+    def reset(self, initial: Knobs, bounds: KnobBounds, actuate: tuple[str, ...] = DEFAULT_ACTUATE) -> None:
         super().reset(initial, bounds, actuate)
         if self.params.preset == "entropic":
             P.require_actuated("pid preset 'entropic'", ("w_pos", "w_neg"), self.actuate)

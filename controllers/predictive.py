@@ -35,7 +35,7 @@ from pydantic import Field
 from controllers.adaptive import DH_KEY, KnobEffectEstimator
 from regulator.controller import Controller
 from regulator.errors import ConfigError
-from regulator.knobs import KnobBounds, Knobs
+from regulator.knobs import DEFAULT_ACTUATE, KnobBounds, Knobs
 from regulator.observation import Observation
 from regulator.schema import Schema
 
@@ -74,7 +74,7 @@ class PredictiveController(Controller):
         self.v_scale = 0.0
         self.last_dh: dict[str, float] = {}
 
-    def reset(self, initial: Knobs, bounds: KnobBounds, actuate: tuple[str, ...] = ("w_pos",)) -> None:
+    def reset(self, initial: Knobs, bounds: KnobBounds, actuate: tuple[str, ...] = DEFAULT_ACTUATE) -> None:
         super().reset(initial, bounds, actuate)
         bad = [k for k in self.actuate if k not in DH_KEY]
         if bad:

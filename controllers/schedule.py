@@ -26,7 +26,7 @@ from pydantic import Field, field_validator
 from controllers import _params as P
 from regulator.controller import Controller
 from regulator.errors import ConfigError, unknown_name_error
-from regulator.knobs import KnobBounds, Knobs
+from regulator.knobs import DEFAULT_ACTUATE, KnobBounds, Knobs
 from regulator.observation import Observation
 from regulator.schema import Schema, parse
 from regulator.targets import make_target
@@ -135,7 +135,7 @@ class ScheduleController(Controller):
         self.shapes: dict[str, Shape] = {k: make_shape(v, f"knobs.{k}")
                                          for k, v in (self.params.knobs or {}).items()}
 
-    def reset(self, initial: Knobs, bounds: KnobBounds, actuate: tuple[str, ...] = ("w_pos",)) -> None:
+    def reset(self, initial: Knobs, bounds: KnobBounds, actuate: tuple[str, ...] = DEFAULT_ACTUATE) -> None:
         super().reset(initial, bounds, actuate)
         P.require_actuated("schedule", self.shapes, self.actuate)
 

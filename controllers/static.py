@@ -18,7 +18,7 @@ from pydantic import field_validator
 from controllers import _params as P
 from regulator.controller import Controller
 from regulator.errors import ConfigError, unknown_name_error
-from regulator.knobs import KnobBounds, Knobs
+from regulator.knobs import DEFAULT_ACTUATE, KnobBounds, Knobs
 from regulator.observation import Observation
 from regulator.schema import Schema
 
@@ -74,7 +74,7 @@ class StaticController(Controller):
         self.preset = p.preset
         self.values: dict[str, float] = {**PRESETS.get(p.preset or "", {}), **(p.knobs or {})}
 
-    def reset(self, initial: Knobs, bounds: KnobBounds, actuate: tuple[str, ...] = ("w_pos",)) -> None:
+    def reset(self, initial: Knobs, bounds: KnobBounds, actuate: tuple[str, ...] = DEFAULT_ACTUATE) -> None:
         super().reset(initial, bounds, actuate)
         who = f"static preset {self.preset!r}" if self.preset else "static knobs"
         # Knobs that already sit at the fixed value in `initial` need not be actuated.

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import math
 from collections.abc import Callable, Mapping
@@ -27,7 +26,7 @@ from regulator.knobs import DEFAULT_ACTUATE, KnobBounds, Knobs
 from regulator.observation import Observation
 from regulator.registry import make_controller, register_controller
 from regulator.safety import Regulator
-from regulator.schema import Schema
+from regulator.schema import Schema, resolve
 
 #: observation fields handed on to the controller as metrics (Observation fields or extras)
 _METRIC_FIELDS = ("accuracy", "reward_mean", "pos_token_frac", "neg_token_frac", "clip_frac_low",
@@ -104,15 +103,7 @@ def _load_callable(spec: str | Callable[[np.ndarray], Any]) -> Callable[[np.ndar
         return spec
     if not isinstance(spec, str) or ":" not in spec:
         raise ConfigError("policy", "a callable or 'package.module:attribute'", spec)
-    mod, _, attr = spec.partition(":")
-    try:
-        obj: Any = importlib.import_module(mod)
-    except ImportError as e:
-        raise ConfigError("policy", "an importable 'package.module:attribute'", spec, hint=str(e)) from None
-    for part in attr.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
-            raise ConfigError("policy", f"an attribute {attr!r} in module {mod!r}", spec)
+    obj: Any = resolve(spec, "policy")
     if inspect.isclass(obj):
         obj = obj()
     if not callable(obj):

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 from regulator.errors import unknown_name_error
-from regulator.knobs import KNOB_NAMES, KnobBounds, Knobs
+from regulator.knobs import DEFAULT_ACTUATE, KNOB_NAMES, KnobBounds, Knobs
 from regulator.observation import Observation
 from regulator.schema import Schema, parse
 
@@ -55,7 +55,7 @@ class Controller(ABC):
         self,
         initial: Knobs,
         bounds: KnobBounds,
-        actuate: tuple[str, ...] = ("w_pos",),
+        actuate: tuple[str, ...] = DEFAULT_ACTUATE,
     ) -> None:
         """Start a new run from `initial` knobs, inside `bounds`, moving only `actuate`."""
         unknown = [k for k in actuate if k not in KNOB_NAMES]

@@ -17,7 +17,7 @@ from dataclasses import fields
 from typing import Any
 
 from regulator.controller import Controller
-from regulator.knobs import KNOB_NAMES, KnobBounds, Knobs
+from regulator.knobs import DEFAULT_ACTUATE, KNOB_NAMES, KnobBounds, Knobs
 from regulator.observation import Observation
 from regulator.targets import TargetCurve, make_target
 
@@ -54,7 +54,7 @@ class Regulator:
         *,
         initial: Knobs | None = None,
         bounds: KnobBounds | None = None,
-        actuate: tuple[str, ...] | list[str] = ("w_pos",),
+        actuate: tuple[str, ...] | list[str] = DEFAULT_ACTUATE,
         total_steps: int,
         max_consecutive_faults: int = MAX_CONSECUTIVE_FAULTS,
     ) -> None:

@@ -7,18 +7,14 @@ object with the ``prompt``, ``answer`` and ``meta`` attributes of an ``Example``
 
 from __future__ import annotations
 
-import importlib
+import pkgutil
 from types import SimpleNamespace
 from typing import Any
 
 
 def resolve(target: str) -> Any:
     """``module:function`` -> the function (errors are reported by the parent's config check)."""
-    mod_name, _, attr = target.partition(":")
-    obj: Any = importlib.import_module(mod_name)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    return obj
+    return pkgutil.resolve_name(target)
 
 
 def serve(conn: Any, target: str, params: dict[str, Any]) -> None:  # pragma: no cover - child
