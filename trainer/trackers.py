@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-import pkgutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from regulator.errors import ConfigError, unknown_name_error
+from regulator.errors import ConfigError
+from regulator.registries import Registry
 
 
 class Tracker(Protocol):
@@ -34,14 +34,10 @@ class Tracker(Protocol):
     def close(self) -> None: ...
 
 
-TRACKERS: dict[str, Callable[..., Tracker]] = {}
-
-
-def register_tracker(name: str) -> Callable[[type], type]:
-    def deco(cls: type) -> type:
-        TRACKERS[name] = cls
-        return cls
-    return deco
+#: the experiment trackers ``log.backends`` names (plugins: the ``regulator.trackers`` group)
+TRACKERS: Registry[Callable[..., Tracker]] = Registry("trackers (or module:Class)",
+                                                      group="regulator.trackers", paths=True)
+register_tracker = TRACKERS.register
 
 
 @register_tracker("wandb")
@@ -81,8 +77,8 @@ def check_backends(value: Any, key: str = "log.backends") -> list[Any]:
         raise ConfigError(key, "a list of trackers, e.g. [wandb]", value)
     for i, entry in enumerate(value):
         name, _ = _spec(entry, f"{key}[{i}]")
-        if name not in TRACKERS and ":" not in name:
-            raise unknown_name_error(f"{key}[{i}]", name, sorted(TRACKERS), "trackers (or module:Class)")
+        if ":" not in name:  # a module:Class is imported when the run starts, not here
+            TRACKERS.get(name, f"{key}[{i}]")
     return list(value)
 
 
@@ -93,8 +89,12 @@ def make_trackers(backends: list[Any], *, run_dir: Path, config: Mapping[str, An
     for i, entry in enumerate(backends):
         name, options = _spec(entry, f"{key}[{i}]")
         try:
-            cls = TRACKERS[name] if name in TRACKERS else pkgutil.resolve_name(name)
+            cls = TRACKERS.get(name, f"{key}[{i}]")
             out.append(cls(run_dir=run_dir, config=config, start_step=start_step, **options))
+        except ConfigError:
+            for t in out:
+                t.close()
+            raise
         except ImportError as e:
             for t in out:
                 t.close()
