@@ -8,10 +8,11 @@ are imported from their modules on first access (``SimPlant`` needs torch).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import gymnasium as gym
+
+from regulator.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from envs.adapters import ControllerPolicy, PolicyController
@@ -31,18 +32,7 @@ _LAZY = {
     "OBSERVATION_FIELDS": "envs.spaces",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'envs' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 def _register() -> None:

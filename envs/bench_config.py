@@ -181,7 +181,7 @@ def _merge_control(data: Any) -> Any:
 class BenchConfig(Schema):
     """``regulator bench CONFIG``: which plant, which grid, how runs are scored, where results go."""
 
-    out_dir: str
+    out_dir: str = Field(min_length=1)
     """Output folder: leaderboards, figures, ``bench_config.yaml`` and every run's metrics."""
     plant: Literal["sim", "trainer"] = "sim"
     """``sim``: the simulated plant (``envs.plant``); ``trainer``: real ``regulator train`` runs."""
@@ -221,13 +221,6 @@ class BenchConfig(Schema):
     @classmethod
     def _control_under_entries(cls, data: Any) -> Any:
         return _merge_control(data)
-
-    @field_validator("out_dir")
-    @classmethod
-    def _out_dir(cls, v: str) -> str:
-        if not v:
-            raise ConfigError("", "an output directory path", v)
-        return v
 
     @field_validator("plant_params")
     @classmethod

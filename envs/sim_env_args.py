@@ -26,7 +26,7 @@ from regulator.knobs import (
     check_initial_in_bounds,
 )
 from regulator.schema import Field, Schema
-from regulator.targets import make_target
+from regulator.targets import TargetField
 
 #: the target of an env that names none
 DEFAULT_TARGET: dict[str, Any] = {"kind": "constant", "value": 0.3}
@@ -36,7 +36,7 @@ class SimEnvArgs(Schema):
     """What one episode of the simulated plant runs: the target, the knobs the action moves and
     the plant."""
 
-    target: Any = Field(default_factory=lambda: dict(DEFAULT_TARGET))
+    target: TargetField = Field(default_factory=lambda: dict(DEFAULT_TARGET))
     """Entropy target curve: a target spec mapping (``regulator.make_target``) or a number (nats,
     constant)."""
     actuate: Actuate = DEFAULT_ACTUATE
@@ -69,12 +69,6 @@ class SimEnvArgs(Schema):
             plant = {**plant.resolved(), "regime": data["regime"]}
         return {**data, "plant": plant}
 
-    @field_validator("target")
-    @classmethod
-    def _target(cls, v: Any) -> Any:
-        make_target(v, key="")
-        return v
-
     @model_validator(mode="after")
     def _knobs(self) -> SimEnvArgs:
         if not self.actuate:
@@ -92,7 +86,7 @@ class TrainEnvArgs(Schema):
     left out (None) is the training config's own (``control.target``, ``control.bounds``,
     ``control.initial``, ``train.steps``)."""
 
-    target: Any = None
+    target: TargetField = None
     """Entropy target curve (a target spec mapping or a number); None: the config's."""
     actuate: Actuate = DEFAULT_ACTUATE
     """Knob name(s) the action moves, one action dimension each (at least one)."""
@@ -104,13 +98,6 @@ class TrainEnvArgs(Schema):
     """Steps per episode; None: the config's ``train.steps``."""
     observation: Literal["absolute", "relative"] = "absolute"
     """``absolute`` (nats) or ``relative`` (units of the episode's first entropy)."""
-
-    @field_validator("target")
-    @classmethod
-    def _target(cls, v: Any) -> Any:
-        if v is not None:
-            make_target(v, key="")
-        return v
 
     @field_validator("actuate")
     @classmethod

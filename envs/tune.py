@@ -63,7 +63,7 @@ from regulator.errors import ConfigError
 from regulator.knobs import KNOB_NAMES, KnobBounds, Knobs
 from regulator.plant import run_open_loop
 from regulator.schema import Field, Schema, parse
-from regulator.targets import make_target
+from regulator.targets import TargetField
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ class TuneSettings(Schema):
     seeds: TuneSeeds = Field(default_factory=lambda: [0, 1, 2])
     """A number n (seeds 0..n-1, n >= 2) or a list of seeds; each direction runs +delta and
     -delta per seed, paired with a base run."""
-    target: Any = None
+    target: TargetField = None
     """Target spec copied into the recommended ``control:`` section; default: the training
     config's ``control.target``."""
     tau_c: float | None = Field(None, gt=0.0)
@@ -183,13 +183,6 @@ class TuneSettings(Schema):
     out_dir: str | None = None
     """Output folder; default: ``runs/tune`` for a sim-plant spec, ``train.out_dir``/tune for a
     training config."""
-
-    @field_validator("target")
-    @classmethod
-    def _target(cls, v: Any) -> Any:
-        if v is not None:
-            make_target(v, key="")
-        return v
 
     @field_validator("out_dir")
     @classmethod

@@ -7,12 +7,12 @@ statistics) are imported from ``regulator.loss`` and ``regulator.entropy`` on fi
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from regulator.controller import Controller
 from regulator.errors import ConfigError
 from regulator.knobs import KNOB_NAMES, KnobBounds, Knobs
+from regulator.lazy import lazy_exports
 from regulator.observation import Observation
 from regulator.registry import (
     controller_origins,
@@ -41,18 +41,7 @@ _LAZY = {
     "regulated_policy_loss": "regulator.loss",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'regulator' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

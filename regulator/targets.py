@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from regulator.errors import ConfigError
 from regulator.kinds import KindSchema, parse_kind, schema_check
@@ -250,3 +250,14 @@ def make_target(spec: Mapping[str, Any] | float | int | TargetSpec,
                 key: str = "control.target") -> TargetCurve:
     """Build a TargetCurve from a config mapping (a bare number means ``constant``)."""
     return parse_target(spec, key).build(key)
+
+
+def _checked_target(v: Any) -> Any:
+    if v is not None:
+        parse_target(v, key="")  # checked now, built per run
+    return v
+
+
+#: a config field holding a target spec (a mapping or a number; None where the field allows it),
+#: checked when the config is read and kept as written
+TargetField = Annotated[Any, AfterValidator(_checked_target)]

@@ -142,7 +142,7 @@ class RunConfig(Schema):
     """Training steps (one rollout batch and its updates each)."""
     seed: int = Field(0, ge=0, le=MAX_SEED)
     """Run seed (63 bits: per-response sampling seeds are folded into that range)."""
-    out_dir: str = "runs/default"
+    out_dir: str = Field("runs/default", min_length=1)
     """Run directory: config.yaml, metrics.jsonl, checkpoints, summary.json."""
     save_every: int = Field(50, ge=0)
     """Checkpoint every N steps and at the end; 0 = no checkpoints."""
@@ -163,13 +163,6 @@ class RunConfig(Schema):
     """Confidence bins of the expected calibration error."""
     threads: int = Field(0, ge=0, le=1024)
     """Torch CPU threads; 0 = leave torch's default."""
-
-    @field_validator("out_dir")
-    @classmethod
-    def _out_dir(cls, v: str) -> str:
-        if not v:
-            raise ConfigError("", "a non-empty directory path", v)
-        return v
 
     @field_validator("eval_pass_k", mode="before")
     @classmethod
