@@ -116,6 +116,7 @@ class TargetSpec(KindSchema):
     when ``relative``), ``build()`` the TargetCurve."""
 
     kind: str
+    """The curve's shape, a name in the target registry (constant, linear, cosine, ...)."""
     relative: ClassVar[bool] = False
 
     def shape(self) -> Shape:  # pragma: no cover - every kind overrides it

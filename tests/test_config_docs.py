@@ -114,3 +114,34 @@ def test_explain_controller_params_picked_by_set_without_a_config(capsys):
     assert main(["config", "--explain", "control.params.ki"]) == 2  # auto (the default) has no ki
     assert "control.params.ki: expected one of the parameters of controller 'auto'" in \
         capsys.readouterr().err
+
+
+def _all_schemas() -> list[type[Schema]]:
+    import importlib
+    import pkgutil
+
+    for pkg in ("regulator", "controllers", "trainer", "envs"):
+        for m in pkgutil.walk_packages(importlib.import_module(pkg).__path__, pkg + "."):
+            if m.name not in ("trainer.trl",):  # needs the optional trl extra
+                importlib.import_module(m.name)
+    out, todo = [], list(Schema.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        out.append(cls)
+        todo.extend(cls.__subclasses__())
+    return out
+
+
+def test_every_schema_field_is_documented():
+    """Every config field of every section, kind and controller has its docstring (the docs and
+    --explain are generated from them); only the tags that name a kind (``kind: Literal[...]``,
+    a model's ``name``) may go without."""
+    from typing import Literal, get_origin
+
+    schemas = _all_schemas()
+    assert len(schemas) > 40  # sections, kinds and controller params are all found
+    missing = [f"{cls.__module__}.{cls.__qualname__}.{name}" for cls in schemas
+               for name, f in cls.model_fields.items()
+               if not (f.description or "").strip()
+               and not (name in ("kind", "name") and get_origin(f.annotation) is Literal)]
+    assert not missing, missing

@@ -500,6 +500,7 @@ class RewardSpec(KindSchema):
     """Base of the reward kinds' Schemas: the fields are the kind's keys, ``build`` the RewardFn."""
 
     kind: str
+    """How a response is scored, a name in the reward registry (exact, numeric, ...)."""
     timeout: Annotated[float, Field(ge=0.001, le=86400.0)] = 10.0
     """seconds one call may take (math-verify's parse and verify, a user function's call)"""
 

@@ -89,6 +89,7 @@ class TaskSpec(KindSchema):
     """Base of the task kinds' Schemas: the fields are the kind's keys, ``build`` the Task."""
 
     kind: str
+    """The task, a name in the task registry (max_digits, parity, jsonl, ...)."""
 
     def build(self, key: str = "task") -> Task:  # pragma: no cover - every kind overrides it
         raise NotImplementedError
