@@ -145,3 +145,25 @@ def test_every_schema_field_is_documented():
                if not (f.description or "").strip()
                and not (name in ("kind", "name") and get_origin(f.annotation) is Literal)]
     assert not missing, missing
+
+
+def test_explain_a_kinds_key_follows_the_configured_kind(capsys, tmp_path):
+    """``task.k`` is documented by the kind the config names; an unknown key lists that kind's."""
+    path = write_config(tmp_path, tiny_config(tmp_path, task={"kind": "parity", "k": 4}))
+    assert main(["config", "--explain", "task.k", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("task.k (int, default") and "task kind 'parity'" in out
+    assert main(["config", "--explain", "reward.timeout"]) == 0  # no config: reward is exact
+    assert "reward kind 'exact'" in capsys.readouterr().out
+    assert main(["config", "--explain", "task.kk", str(path)]) == 2
+    assert "task.kk: expected one of the keys of task kind 'parity'" in capsys.readouterr().err
+    assert main(["config", "--explain", "task.k"]) == 2  # a task names no default kind
+    assert "task.kind: expected a kind to document" in capsys.readouterr().err
+
+
+def test_reference_lists_every_shipped_kind():
+    md = markdown()
+    for heading in ("## `task` by kind", "### `max_digits`", "## `reward` by kind", "### `numeric`",
+                    "## `model` by name", "### `tiny-char`", "## `control.target` by kind",
+                    "### `piecewise`", "## `control.params` by controller", "### `pid`"):
+        assert heading in md, heading

@@ -13,7 +13,7 @@ import inspect
 import re
 import sys
 import textwrap
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -36,8 +36,9 @@ models (`trainer/config.py`, `regulator/config.py`) by `python -m trainer.config
 errors that name the key. `regulator config CONFIG` prints a config with every default filled in
 (what a run saves as `RUN_DIR/config.yaml`); `regulator config --explain KEY` prints one key or
 section, e.g. `optim.lr`, `optim` or `control.params.kp` (the parameters of the controller that
-`CONFIG` names, `auto` without one). `model`, `task` and `reward` are described in
-[models_tasks.md](models_tasks.md); `control` in [controllers.md](controllers.md).
+`CONFIG` names, `auto` without one), `task.k` (the keys of the task kind `CONFIG` names).
+`model`, `task` and `reward` are described in [models_tasks.md](models_tasks.md); `control` in
+[controllers.md](controllers.md).
 """
 
 #: readable names for the types field_docs reports
@@ -83,11 +84,16 @@ def _children(table: dict[str, Entry], key: str) -> list[Entry]:
 
 # --- --explain ------------------------------------------------------------------------------
 
-def explain_key(key: str, controller: str = DEFAULT_CONTROLLER) -> str:
+def explain_key(key: str, controller: str = DEFAULT_CONTROLLER,
+                config: Mapping[str, Any] | None = None) -> str:
     """The documentation of ``key`` ("" = every key; a section = all its keys); ``controller``
-    picks the parameters ``control.params`` documents."""
+    picks the parameters ``control.params`` documents, ``config`` (a raw config) the kinds whose
+    keys ``task.*``, ``reward.*``, ``model.*`` and ``control.target.*`` document."""
     if key == "control.params" or key.startswith("control.params."):
         return _explain_params(key, controller)
+    for title, family, registry in _families():
+        if key.startswith(f"{family}."):
+            return _explain_kind(key, title, family, registry, config or {})
     table = {e[0]: e for e in entries()}
     if key == "":
         return "\n".join(_text(e, section=bool(_children(table, k))) for k, e in table.items())
@@ -124,6 +130,28 @@ def _explain_params(key: str, controller: str) -> str:
                              f"parameters of controller {controller!r}")
 
 
+#: the kind a family takes when the config names none
+_DEFAULT_KIND = {"reward": "exact", "control.target": "constant"}
+
+
+def _explain_kind(key: str, title: str, family: str, registry: Any, config: Mapping[str, Any]) -> str:
+    spec: Any = config
+    for part in family.split("."):
+        spec = spec.get(part) if isinstance(spec, Mapping) else None
+    name = spec if isinstance(spec, str) else (spec or {}).get(title) if isinstance(spec, Mapping) \
+        else None
+    name = name or _DEFAULT_KIND.get(family)
+    if name is None:
+        raise ConfigError(f"{family}.{title}", f"a {title} to document the keys of (give CONFIG or "
+                          f"--set {family}.{title}=...; the {title}s: {', '.join(registry.names())})")
+    schema = registry.get(name, f"{family}.{title}")
+    table = {e[0]: e for e in entries(schema, family)}
+    if key in table:
+        return f"{_text(table[key])}\n  ({family} {title} {name!r})"
+    field = key.removeprefix(f"{family}.")
+    raise unknown_name_error(key, field, list(schema.model_fields), f"keys of {family} {title} {name!r}")
+
+
 def _text(e: Entry, section: bool = False) -> str:
     key, kind, default, doc = e
     what = "section" if section else (
@@ -152,6 +180,12 @@ def markdown() -> str:
             inner = [e for e in top if e[0].rpartition(".")[0] == key]
             about = " ".join((TrainConfig.model_fields[key].annotation.__doc__ or "").split())
             blocks += [f"## `{key}`", about, _table(inner, strip=f"{key}.")]
+    for title, key, registry in _families():
+        blocks += [f"## `{key}` by {title}",
+                   f"The keys of each {title} of `{key}` (a wrong key for the {title} named is an error)."]
+        for name, schema in _own(registry).items():
+            rows = [e for e in entries(schema) if e[0] not in ("kind", "name")]
+            blocks += [f"### `{name}`", " ".join((schema.__doc__ or "").split()), _table(rows)]
     blocks += ["## `control.params` by controller",
                "Each controller's own keyword arguments (`regulator config CONFIG --explain "
                "control.params` for the controller CONFIG names)."]
@@ -164,6 +198,23 @@ def markdown() -> str:
         else:
             blocks.append(f"Documented in the docstring of `{cls.__module__}.{cls.__qualname__}`.")
     return "\n\n".join(b.strip("\n") for b in blocks) + "\n"
+
+
+def _families() -> list[tuple[str, str, Any]]:
+    """(what a variant is called, the config key, its registry) for every ``kind:`` family."""
+    from regulator.targets import TARGETS
+    from trainer.models import MODELS
+    from trainer.rewards import REWARDS
+    from trainer.tasks import TASKS
+
+    return [("name", "model", MODELS), ("kind", "task", TASKS), ("kind", "reward", REWARDS),
+            ("kind", "control.target", TARGETS)]
+
+
+def _own(registry: Any) -> dict[str, type[Schema]]:
+    """The kinds this project ships, by name (plugins installed here would make the docs drift)."""
+    return {n: c for n, c in registry.load_all().items()
+            if c.__module__.split(".")[0] in ("regulator", "trainer")}
 
 
 def _builtin_controllers() -> list[str]:
@@ -193,7 +244,7 @@ def config_main(config: str | None, overrides: Sequence[str] = (), explain: str 
         raw = apply_overrides(load_yaml(config) if config is not None else {}, list(overrides))
         control = raw.get("control")  # which controller's params --explain documents
         controller = ControlConfig.from_mapping(control).controller if control else DEFAULT_CONTROLLER
-        print(explain_key(explain.strip(), controller))
+        print(explain_key(explain.strip(), controller, raw))
         return 0
     if config is None:
         raise ConfigError("CONFIG", "a config to resolve (or --explain KEY)")
