@@ -126,3 +126,14 @@ def test_env_observation_kinds_are_the_spaces_ones():
 def test_every_field_has_a_docstring(model):
     undocumented = [key for key, _, _, doc in field_docs(model) if not doc]
     assert not undocumented, undocumented
+
+
+def test_docs_envs_config_md_is_generated_from_the_field_docs():
+    """docs/envs_config.md is what ``python -m envs.config_docs --markdown`` writes (regenerate it
+    after changing a bench, tune, plant or env field), and it covers every model it lists."""
+    from envs.config_docs import SECTIONS, markdown
+
+    page = markdown()
+    assert (ROOT / "docs" / "envs_config.md").read_text() == page
+    for _, model, _ in SECTIONS:
+        assert all(f"| `{name}` |" in page for name in model.model_fields), model.__name__

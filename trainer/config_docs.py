@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import re
 import sys
 import textwrap
 from collections.abc import Iterator, Mapping, Sequence
@@ -21,11 +20,10 @@ import yaml
 from regulator.config import DEFAULT_CONTROLLER, ControlConfig, apply_overrides, load_yaml
 from regulator.errors import ConfigError, unknown_name_error
 from regulator.registry import get_controller_class, list_controllers
-from regulator.schema import Schema, field_docs
+from regulator.schema import Schema
+from regulator.schema_docs import Entry, show, table
+from regulator.schema_docs import entries as schema_entries
 from trainer.config import TrainConfig
-
-#: (key, type, default, description) of one documented key
-Entry = tuple[str, str, Any, str]
 
 INTRO = """\
 # Config reference
@@ -41,41 +39,9 @@ section, e.g. `optim.lr`, `optim` or `control.params.kp` (the parameters of the 
 [controllers.md](controllers.md).
 """
 
-#: readable names for the types field_docs reports
-_TYPES = {
-    "dict[str, Any]": "mapping", "dict[str, Any] | None": "mapping", "list[Any]": "list",
-    "list[int]": "list of int", "tuple[float, float]": "[float, float]",
-    "tuple[str, ...]": "knob name or list of knob names", "Knobs": "mapping knob -> value",
-    "KnobBounds": "mapping knob -> [min, max]",
-}
-
-
-def _type(name: str) -> str:
-    m = re.fullmatch(r"Literal\[(.*)\]", name)
-    if m:
-        return " | ".join(v.strip(" '\"") for v in m.group(1).split(","))
-    return _TYPES.get(name, name)
-
-
-def _default(v: Any) -> Any:
-    if hasattr(v, "as_config"):  # KnobBounds
-        return v.as_config()
-    if hasattr(v, "as_dict"):  # Knobs
-        return v.as_dict()
-    return v
-
-
 def entries(model: type[Schema] = TrainConfig, prefix: str = "") -> Iterator[Entry]:
-    """Every key of ``model`` with its readable type, default and one-line description."""
-    for key, kind, default, doc in field_docs(model, prefix):
-        yield key, _type(kind), _default(default), " ".join(doc.split())
-
-
-def _show(v: Any) -> str:
-    if v == "(required)":
-        return v
-    text = yaml.safe_dump(v, default_flow_style=True, sort_keys=False, width=10**6)
-    return text.strip().removesuffix("\n...")
+    """Every key of ``model`` (the train config by default) with its type, default and doc."""
+    return schema_entries(model, prefix)
 
 
 def _children(table: dict[str, Entry], key: str) -> list[Entry]:
@@ -155,7 +121,7 @@ def _explain_kind(key: str, title: str, family: str, registry: Any, config: Mapp
 def _text(e: Entry, section: bool = False) -> str:
     key, kind, default, doc = e
     what = "section" if section else (
-        f"{kind}, required" if default == "(required)" else f"{kind}, default {_show(default)}")
+        f"{kind}, required" if default == "(required)" else f"{kind}, default {show(default)}")
     body = textwrap.fill(doc, 96, initial_indent="  ", subsequent_indent="  ") if doc else ""
     return f"{key} ({what})" + (f"\n{body}" if body else "")
 
@@ -174,18 +140,18 @@ def markdown() -> str:
     sections = {k.partition(".")[0] for k, *_ in top if "." in k}
     rows = [(k, "section", "(below)", d) if k in sections else (k, t, v, d)
             for k, t, v, d in top if "." not in k]
-    blocks = [INTRO, "## Sections", _table(rows)]
+    blocks = [INTRO, "## Sections", table(rows)]
     for key, *_ in top:
         if key in sections:
             inner = [e for e in top if e[0].rpartition(".")[0] == key]
             about = " ".join((TrainConfig.model_fields[key].annotation.__doc__ or "").split())
-            blocks += [f"## `{key}`", about, _table(inner, strip=f"{key}.")]
+            blocks += [f"## `{key}`", about, table(inner, strip=f"{key}.")]
     for title, key, registry in _families():
         blocks += [f"## `{key}` by {title}",
                    f"The keys of each {title} of `{key}` (a wrong key for the {title} named is an error)."]
         for name, schema in _own(registry).items():
             rows = [e for e in entries(schema) if e[0] not in ("kind", "name")]
-            blocks += [f"### `{name}`", " ".join((schema.__doc__ or "").split()), _table(rows)]
+            blocks += [f"### `{name}`", " ".join((schema.__doc__ or "").split()), table(rows)]
     blocks += ["## `control.params` by controller",
                "Each controller's own keyword arguments (`regulator config CONFIG --explain "
                "control.params` for the controller CONFIG names)."]
@@ -194,7 +160,7 @@ def markdown() -> str:
         params = getattr(cls, "Params", None)
         blocks.append(f"### `{name}`")
         if isinstance(params, type) and issubclass(params, Schema):
-            blocks.append(_table(list(entries(params))))
+            blocks.append(table(list(entries(params))))
         else:
             blocks.append(f"Documented in the docstring of `{cls.__module__}.{cls.__qualname__}`.")
     return "\n\n".join(b.strip("\n") for b in blocks) + "\n"
@@ -221,17 +187,6 @@ def _builtin_controllers() -> list[str]:
     """The controllers this project ships (plugins installed here would make the docs drift)."""
     return [n for n in list_controllers()
             if get_controller_class(n).__module__.startswith("controllers.")]
-
-
-def _table(rows: list[Entry], strip: str = "") -> str:
-    def cell(s: str) -> str:
-        return s.replace("|", "\\|")
-
-    out = ["| key | type | default | description |", "|---|---|---|---|"]
-    for key, kind, default, doc in rows:
-        shown = default if default in ("(required)", "(below)") else f"`{cell(_show(default))}`"
-        out.append(f"| `{key.removeprefix(strip)}` | {cell(kind)} | {shown} | {cell(doc)} |")
-    return "\n".join(out)
 
 
 # --- the command ----------------------------------------------------------------------------

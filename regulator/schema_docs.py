@@ -1,0 +1,70 @@
+"""Documentation of Schema models: readable (key, type, default, description) entries and
+Markdown tables, for the generated config references and ``regulator config --explain``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import yaml
+
+from regulator.schema import Schema, field_docs
+
+#: (key, type, default, description) of one documented key
+Entry = tuple[str, str, Any, str]
+
+#: readable names for the types field_docs reports
+_TYPES = {
+    "dict[str, Any]": "mapping", "dict[str, Any] | None": "mapping", "list[Any]": "list",
+    "list[int]": "list of int", "tuple[float, float]": "[float, float]",
+    "tuple[str, ...]": "knob name or list of knob names", "Knobs": "mapping knob -> value",
+    "KnobBounds": "mapping knob -> [min, max]",
+}
+
+
+def _type(name: str) -> str:
+    m = re.fullmatch(r"Literal\[(.*)\]", name)
+    if m:
+        return " | ".join(v.strip(" '\"") for v in m.group(1).split(","))
+    return _TYPES.get(name, name)
+
+
+def _default(v: Any) -> Any:
+    if hasattr(v, "as_config"):  # KnobBounds
+        return v.as_config()
+    if hasattr(v, "as_dict"):  # Knobs
+        return v.as_dict()
+    return v
+
+
+def entries(model: type[Schema], prefix: str = "") -> Iterator[Entry]:
+    """Every key of ``model`` with its readable type, default and one-line description."""
+    for key, kind, default, doc in field_docs(model, prefix):
+        yield key, _type(kind), _default(default), " ".join(doc.split())
+
+
+def show(v: Any) -> str:
+    """A default as it would be written in YAML (flow style, one line)."""
+    if v == "(required)":
+        return v
+    text = yaml.safe_dump(v, default_flow_style=True, sort_keys=False, width=10**6)
+    return text.strip().removesuffix("\n...")
+
+
+def table(rows: list[Entry], strip: str = "") -> str:
+    """A Markdown table of entries (``strip``: a key prefix left out of the first column)."""
+    def cell(s: str) -> str:
+        return s.replace("|", "\\|")
+
+    out = ["| key | type | default | description |", "|---|---|---|---|"]
+    for key, kind, default, doc in rows:
+        shown = default if default in ("(required)", "(below)") else f"`{cell(show(default))}`"
+        out.append(f"| `{key.removeprefix(strip)}` | {cell(kind)} | {shown} | {cell(doc)} |")
+    return "\n".join(out)
+
+
+def model_section(title: str, model: type[Schema], intro: str = "") -> str:
+    """``## title``, the model's docstring (or ``intro``) and the table of its keys."""
+    about = intro or " ".join((model.__doc__ or "").split())
+    return "\n\n".join([f"## {title}", about, table(list(entries(model)))])
