@@ -127,8 +127,9 @@ def _all_schemas() -> list[type[Schema]]:
     out, todo = [], list(Schema.__subclasses__())
     while todo:
         cls = todo.pop()
-        out.append(cls)
         todo.extend(cls.__subclasses__())
+        if cls.__module__.split(".")[0] in ("regulator", "controllers", "trainer", "envs"):
+            out.append(cls)  # not the Schemas tests define for themselves
     return out
 
 
