@@ -260,14 +260,18 @@ class BenchConfig(Schema):
         return self
 
     def _check_plant(self) -> None:
+        """Fill in ``regimes`` and check it against the plant: sim regimes, or the names of a
+        ``trainer_config`` mapping (``[trainer]`` for one config path)."""
         if self.plant == "sim":
             self.regimes = self.regimes or ["pretrained"]
             for i, r in enumerate(self.regimes):
                 if r not in REGIMES:
                     raise unknown_name_error(f"regimes[{i}]", r, REGIMES, "plant regimes")
-            for r in self.regimes:
                 self.plant_config(r)
-            return
+        else:
+            self._check_trainer_regimes()
+
+    def _check_trainer_regimes(self) -> None:
         if self.plant_params:
             raise ConfigError("plant_params", "no value with plant: trainer (set the trainer_config "
                               "instead)", self.plant_params)

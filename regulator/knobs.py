@@ -79,6 +79,43 @@ _DEFAULT_RANGES: dict[str, tuple[float, float]] = {
 }
 
 
+def _knob_range(name: str, pair: object) -> tuple[float, float]:
+    """A checked [min, max] of knob ``name`` (weights finite and >= 0, eps_low inside [0, 1),
+    eps_high >= 0)."""
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+        raise ConfigError(name, "a [min, max] pair", pair)
+    lo, hi = (_as_float(name, x) for x in pair)
+    if math.isnan(lo) or math.isnan(hi):
+        raise ConfigError(name, "a [min, max] pair without NaN", pair)
+    if lo > hi:
+        raise ConfigError(name, "min <= max", [lo, hi])
+    if name.startswith("w_") and (lo < 0 or not math.isfinite(hi)):
+        raise ConfigError(name, "a finite weight range with min >= 0", [lo, hi])
+    if name == "eps_low" and not (0 <= lo and hi < 1):
+        raise ConfigError(name, "a range inside [0, 1)", [lo, hi])
+    if name == "eps_high" and lo < 0:
+        raise ConfigError(name, "a range with min >= 0", [lo, hi])
+    return lo, hi
+
+
+def _rate_limit(md: object) -> float | dict[str, float]:
+    """A checked ``max_delta``: one positive number, or a mapping knob -> positive number."""
+    if not isinstance(md, Mapping):
+        v = _as_float("max_delta", md)
+        if not v > 0:
+            raise ConfigError("max_delta", "a positive number or a mapping knob -> number", md)
+        return v
+    clean = {}
+    for k, v in md.items():
+        if k not in KNOB_NAMES:
+            raise unknown_name_error(f"max_delta.{k}", k, KNOB_NAMES, "knob names")
+        v = _as_float(f"max_delta.{k}", v)
+        if not v > 0:
+            raise ConfigError(f"max_delta.{k}", "a positive number", v)
+        clean[k] = v
+    return clean
+
+
 @dataclass(frozen=True)
 class KnobBounds:
     """Per-knob [min, max] and an optional maximum change per step.
@@ -94,39 +131,9 @@ class KnobBounds:
 
     def __post_init__(self) -> None:
         for name in KNOB_NAMES:
-            pair = getattr(self, name)
-            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-                raise ConfigError(name, "a [min, max] pair", pair)
-            lo, hi = (_as_float(name, x) for x in pair)
-            if math.isnan(lo) or math.isnan(hi):
-                raise ConfigError(name, "a [min, max] pair without NaN", pair)
-            if lo > hi:
-                raise ConfigError(name, "min <= max", [lo, hi])
-            if name.startswith("w_") and (lo < 0 or not math.isfinite(hi)):
-                raise ConfigError(name, "a finite weight range with min >= 0", [lo, hi])
-            if name == "eps_low" and not (0 <= lo and hi < 1):
-                raise ConfigError(name, "a range inside [0, 1)", [lo, hi])
-            if name == "eps_high" and lo < 0:
-                raise ConfigError(name, "a range with min >= 0", [lo, hi])
-            object.__setattr__(self, name, (lo, hi))
-        md = self.max_delta
-        if md is None:
-            return
-        if isinstance(md, Mapping):
-            clean = {}
-            for k, v in md.items():
-                if k not in KNOB_NAMES:
-                    raise unknown_name_error(f"max_delta.{k}", k, KNOB_NAMES, "knob names")
-                v = _as_float(f"max_delta.{k}", v)
-                if not v > 0:
-                    raise ConfigError(f"max_delta.{k}", "a positive number", v)
-                clean[k] = v
-            object.__setattr__(self, "max_delta", clean)
-        else:
-            v = _as_float("max_delta", md)
-            if not v > 0:
-                raise ConfigError("max_delta", "a positive number or a mapping knob -> number", md)
-            object.__setattr__(self, "max_delta", v)
+            object.__setattr__(self, name, _knob_range(name, getattr(self, name)))
+        if self.max_delta is not None:
+            object.__setattr__(self, "max_delta", _rate_limit(self.max_delta))
 
     def range(self, name: str) -> tuple[float, float]:
         return getattr(self, name)

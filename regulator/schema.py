@@ -112,28 +112,29 @@ def validation_error(e: ValidationError, key: str, model: type[BaseModel] | None
     """Our one-line ConfigError for the first error pydantic found."""
     err = e.errors(include_url=False)[0]
     kind, loc, ctx = err["type"], list(err["loc"]), err.get("ctx") or {}
-    given = err.get("input")
     # pydantic names the member of a tagged union it tried (loc: ("target", "linear", "start")):
     # drop that tag, users wrote no such key
     if kind != "union_tag_invalid":
         loc = [p for p in loc if not (isinstance(p, str) and p.startswith("__tag__"))]
     full = _join(key, loc)
     inner = ctx.get("error")
-    if isinstance(inner, ConfigError):
+    if isinstance(inner, ConfigError):  # a validator's own check: its key is relative to the field
         sub = inner.key
         where = full if not sub else (f"{full}{sub}" if sub[0] in "[." else _join(full, [sub]))
-        where = where.lstrip(".")
-        return ConfigError(where, inner.expected, inner._given, hint=inner.hint)
+        return ConfigError(where.lstrip("."), inner.expected, inner._given, hint=inner.hint)
+    if kind == "missing" and loc and isinstance(loc[-1], int):  # a fixed-length list too short
+        return ConfigError(_join(key, loc[:-1]), "a list with more items", err.get("input"))
+    return _name_error(kind, full, loc, ctx, err.get("input"), model) or \
+        _value_error(kind, full, ctx, err.get("input"), err["msg"])
+
+
+def _name_error(kind: str, full: str, loc: list[Any], ctx: dict[str, Any], given: Any,
+                model: type[BaseModel] | None) -> ConfigError | None:
+    """An unknown key, tag or choice (with a did-you-mean), or None for other errors."""
     if kind == "extra_forbidden":
         holder = _model_at(model, loc[:-1])
         allowed = list(holder.model_fields) if holder is not None else []
         return unknown_name_error(full, loc[-1], allowed, "allowed keys")
-    if kind == "missing" and loc and isinstance(loc[-1], int):  # a fixed-length list too short
-        return ConfigError(_join(key, loc[:-1]), "a list with more items", given)
-    if kind == "missing":
-        return ConfigError(full, "a value (required)")
-    if kind == "string_too_short":
-        return ConfigError(full, "a non-empty string", given)
     if kind == "union_tag_invalid":
         tags = [t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",")]
         field = str(ctx.get("discriminator", "kind")).strip("'")
@@ -144,10 +145,21 @@ def validation_error(e: ValidationError, key: str, model: type[BaseModel] | None
     if kind == "literal_error":
         choices = [c.strip(" '") for c in str(ctx.get("expected", "")).replace(" or ", ",").split(",")]
         return unknown_name_error(full, given, [c for c in choices if c], "allowed values")
-    bounds = {"greater_than_equal": (">=", "ge"), "less_than_equal": ("<=", "le"),
-              "greater_than": (">", "gt"), "less_than": ("<", "lt")}
-    if kind in bounds:
-        op, name = bounds[kind]
+    return None
+
+
+_BOUNDS = {"greater_than_equal": (">=", "ge"), "less_than_equal": ("<=", "le"),
+           "greater_than": (">", "gt"), "less_than": ("<", "lt")}
+
+
+def _value_error(kind: str, full: str, ctx: dict[str, Any], given: Any, msg: str) -> ConfigError:
+    """A value of the wrong type, out of range or of the wrong length."""
+    if kind == "missing":
+        return ConfigError(full, "a value (required)")
+    if kind == "string_too_short":
+        return ConfigError(full, "a non-empty string", given)
+    if kind in _BOUNDS:
+        op, name = _BOUNDS[kind]
         return ConfigError(full, f"a value {op} {ctx.get(name)}", given)
     if kind in ("too_short", "too_long"):
         lo, hi = ctx.get("min_length"), ctx.get("max_length")
@@ -155,7 +167,7 @@ def validation_error(e: ValidationError, key: str, model: type[BaseModel] | None
         return ConfigError(full, f"a list of {what} items", given)
     if kind in _EXPECTED:
         return ConfigError(full, _EXPECTED[kind], given)
-    return ConfigError(full, err["msg"].removeprefix("Value error, ").lower(), given)
+    return ConfigError(full, msg.removeprefix("Value error, ").lower(), given)
 
 
 def field_docs(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, str, Any, str]]:
