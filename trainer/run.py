@@ -269,12 +269,7 @@ def _train(cfg: TrainConfig, saved: TrainConfig | None, resume: bool,
             # measure -> Regulator.step -> update (regulator.plant.loop_step), then log
             row = train_step(plant, regulator)
             last = step == cfg.train.steps - 1
-            if cfg.train.eval_every and (step % cfg.train.eval_every == 0 or last):
-                row["eval/accuracy"] = plant.evaluate()
-                if cfg.train.eval_samples:  # avg@n, pass@k, distinct-d, ECE (trainer/evaluation.py)
-                    from trainer.evaluation import evaluate_sampled
-
-                    row.update(evaluate_sampled(plant, step))
+            row.update(_evaluation(cfg, plant, step, last))
             logger.log(row)
             logger.event(step, regulator.last_event)
             if on_step is not None and rank == 0:
@@ -306,16 +301,33 @@ def _train(cfg: TrainConfig, saved: TrainConfig | None, resume: bool,
             signal.signal(s, h)
         logger.close()
     if rank == 0:
-        rows = read_metrics(run_dir / "metrics.jsonl")
-        summary = summarise(rows, burn_in=min(cfg.log.burn_in, max(len(rows) - 1, 0)),
-                            ema_alpha=cfg.log.ema_alpha,
-                            extra={"wall_s": wall_before + time.perf_counter() - t_start,
-                                   "controller": regulator.controller_name, "world_size": plant.world,
-                                   "actuate": list(cfg.control.actuate)})
-        write_json_atomic(run_dir / "summary.json", summary)
-        from trainer.report import final_report
-
-        extendable = cfg.control.target.get("kind") in ("constant", "piecewise")
-        print(final_report(summary, run_dir, total_steps=cfg.train.steps, extendable=extendable),
-              flush=True)
+        _summary(cfg, session, wall_before + time.perf_counter() - t_start)
     return EXIT_OK
+
+
+def _evaluation(cfg: TrainConfig, plant: TrainerPlant, step: int, last: bool) -> dict[str, float]:
+    """The eval metrics of this step: greedy accuracy every ``train.eval_every`` steps and at the
+    end, plus avg@n, pass@k, distinct-d and ECE with ``train.eval_samples`` (trainer/evaluation.py)."""
+    if not cfg.train.eval_every or not (step % cfg.train.eval_every == 0 or last):
+        return {}
+    out = {"eval/accuracy": plant.evaluate()}
+    if cfg.train.eval_samples:
+        from trainer.evaluation import evaluate_sampled
+
+        out.update(evaluate_sampled(plant, step))
+    return out
+
+
+def _summary(cfg: TrainConfig, session: Session, wall_s: float) -> None:
+    """RUN_DIR/summary.json from the whole metrics.jsonl, and the closing report."""
+    from trainer.report import final_report
+
+    run_dir = session.run_dir
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    summary = summarise(rows, burn_in=min(cfg.log.burn_in, max(len(rows) - 1, 0)),
+                        ema_alpha=cfg.log.ema_alpha,
+                        extra={"wall_s": wall_s, "controller": session.regulator.controller_name,
+                               "world_size": session.plant.world, "actuate": list(cfg.control.actuate)})
+    write_json_atomic(run_dir / "summary.json", summary)
+    extendable = cfg.control.target.get("kind") in ("constant", "piecewise")
+    print(final_report(summary, run_dir, total_steps=cfg.train.steps, extendable=extendable), flush=True)
