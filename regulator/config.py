@@ -25,7 +25,7 @@ from regulator.knobs import (
     KnobsField,
     check_initial_in_bounds,
 )
-from regulator.registry import get_controller_class, make_controller
+from regulator.registry import get_controller_class, make_controller, resolve_params
 from regulator.safety import MAX_CONSECUTIVE_FAULTS, Regulator
 from regulator.schema import Field, Schema, parse
 from regulator.targets import make_target, parse_target
@@ -170,6 +170,12 @@ class ControlConfig(Schema):
     @classmethod
     def _target(cls, v: Any) -> Any:
         return parse_target(v, key="").resolved()  # every default filled in; built per run
+
+    @model_validator(mode="after")
+    def _params(self) -> ControlConfig:
+        """The controller's parameters, checked by it and saved with every default."""
+        self.params = resolve_params(self.controller, self.params, key="params")
+        return self
 
     @model_validator(mode="after")
     def _knobs_agree(self) -> ControlConfig:

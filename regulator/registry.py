@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from typing import Any, TypeVar
 
@@ -79,19 +79,26 @@ def parameter_names(cls: type[Controller]) -> list[str] | None:
     return [p for p in sig.parameters if p != "self"]
 
 
-def make_controller(name: str, /, **params: Any) -> Controller:
-    """Instantiate a controller by name with its parameters (``control.params`` in a config)."""
+def resolve_params(name: str, params: Mapping[str, Any], key: str = "control.params") -> dict[str, Any]:
+    """``params`` checked against controller ``name`` and, when it declares ``Params``, with
+    every default filled in (what a run's config.yaml records); a ConfigError under ``key``."""
     cls = get_controller_class(name)
     accepted = parameter_names(cls)
     for k in params if accepted is not None else ():
         if k not in accepted:
-            err = unknown_name_error(f"control.params.{k}", k, accepted,
-                                     f"parameters of controller {name!r}")
+            err = unknown_name_error(f"{key}.{k}", k, accepted, f"parameters of controller {name!r}")
             if not err.hint:  # most likely params written for another controller
                 err = ConfigError(err.key, err.expected, k, hint=_OTHER_CONTROLLER)
             raise err
-    if cls.Params is not None:
-        parse(cls.Params, params, "control.params")
+    if cls.Params is None:
+        return dict(params)
+    return parse(cls.Params, params, key).resolved()
+
+
+def make_controller(name: str, /, **params: Any) -> Controller:
+    """Instantiate a controller by name with its parameters (``control.params`` in a config)."""
+    cls = get_controller_class(name)
+    resolve_params(name, params)
     try:
         return cls(**params)
     except ConfigError as e:

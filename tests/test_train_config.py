@@ -8,8 +8,11 @@ import pytest
 from _train_helpers import TINY, tiny_config, write_config
 
 from regulator.cli import main
+from regulator.config import load_yaml
 from regulator.errors import ConfigError
 from trainer.config import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("section, values, key", [
@@ -133,3 +136,38 @@ def test_empty_sections_take_the_defaults(tmp_path):
         TrainConfig.from_mapping({"model": {"name": "tiny-char"}})
     with pytest.raises(ConfigError, match=r"^model: expected a 'name'"):  # an empty model names none
         TrainConfig.from_mapping({"model": {}, "task": "max_digits"})
+
+
+def test_saved_control_params_hold_every_default_and_are_checked(tmp_path):
+    """control.params are validated by the controller's Params when the config is read (not
+    only when the run builds it), and RUN_DIR/config.yaml records every parameter's value."""
+    cfg = TrainConfig.from_mapping(tiny_config(tmp_path, control={
+        "controller": "pid", "params": {"kp": 3.0}, "target": 0.5}))
+    params = cfg.resolved()["control"]["params"]
+    assert params["kp"] == 3.0 and params["ki"] == 0.1 and "anti_windup" in params
+    assert TrainConfig.from_mapping(cfg.resolved()).resolved() == cfg.resolved()
+    for bad, key in (({"kpp": 1.0}, "control.params.kpp"), ({"kp": "x"}, "control.params.kp")):
+        with pytest.raises(ConfigError) as e:
+            TrainConfig.from_mapping(tiny_config(tmp_path, control={
+                "controller": "pid", "params": bad, "target": 0.5}))
+        assert e.value.key == key
+
+
+def test_every_shipped_controller_setting_resolves_to_a_fixed_point():
+    """Resolved params read back to the same params (presets and merged defaults included), for
+    every controller entry in configs/ and every built-in controller's defaults."""
+    from regulator.registry import list_controllers, resolve_params
+
+    entries = []
+    for path in sorted((ROOT / "configs").rglob("*.yaml")):
+        data = load_yaml(path)
+        control = data.get("control")
+        if isinstance(control, dict) and "controller" in control:
+            entries.append((control["controller"], control.get("params") or {}))
+        entries += [(e.get("controller", "auto"), e.get("params") or {})
+                    for e in data.get("controllers") or [] if isinstance(e, dict)]
+    entries += [(n, {}) for n in list_controllers() if n not in ("bandit", "schedule", "policy")]
+    assert len(entries) > 30
+    for name, params in entries:
+        once = resolve_params(name, params)
+        assert resolve_params(name, once) == once, (name, params)

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from regulator.config import DEFAULT_CONTROLLER, ControlConfig, apply_overrides, load_yaml
+from regulator.config import DEFAULT_CONTROLLER, apply_overrides, load_yaml
 from regulator.errors import ConfigError, unknown_name_error
 from regulator.registry import get_controller_class, list_controllers
 from regulator.schema import Schema
@@ -197,8 +197,11 @@ def config_main(config: str | None, overrides: Sequence[str] = (), explain: str 
     section, or "" for every key)."""
     if explain is not None:
         raw = apply_overrides(load_yaml(config) if config is not None else {}, list(overrides))
-        control = raw.get("control")  # which controller's params --explain documents
-        controller = ControlConfig.from_mapping(control).controller if control else DEFAULT_CONTROLLER
+        # whose params --explain documents: only the name is read, so a control section still
+        # being written (a target without its fields, params in progress) does not block it
+        control = raw.get("control")
+        controller = control.get("controller") if isinstance(control, Mapping) else None
+        controller = controller if isinstance(controller, str) and controller else DEFAULT_CONTROLLER
         print(explain_key(explain.strip(), controller, raw))
         return 0
     if config is None:
