@@ -168,3 +168,13 @@ def test_reference_lists_every_shipped_kind():
                     "## `model` by name", "### `tiny-char`", "## `control.target` by kind",
                     "### `piecewise`", "## `control.params` by controller", "### `pid`"):
         assert heading in md, heading
+
+
+def test_explain_model_keys_by_path_and_warmup(capsys):
+    """A model given by ``path`` and the warm-up's keys are documented like every other key."""
+    assert main(["config", "--explain", "model.dtype", "--set", "model.path=/some/dir"]) == 0
+    assert "a model given by path" in capsys.readouterr().out
+    assert main(["config", "--explain", "model.warmup.error_rate", "--set", "model.name=tiny-char"]) == 0
+    assert capsys.readouterr().out.startswith("model.warmup.error_rate (float, default 0.3)")
+    md = markdown()
+    assert "### `path: ...`" in md and "| `warmup.error_mode` |" in md and "### `policy`" in md

@@ -218,8 +218,9 @@ class TrainConfig(Schema):
     records (every default filled in)."""
 
     model: dict[str, Any]
-    """The policy model: ``name`` (a built-in or a Hugging Face id) or ``path``, and its options
-    (``trainer/models.py``, docs/models_tasks.md)."""
+    """The policy model: ``name`` (a built-in model) or ``path`` (a local Hugging Face model
+    directory, or a hub id when online), and its options (``trainer/models.py``,
+    docs/models_tasks.md)."""
     task: dict[str, Any]
     """The prompts and answers: ``kind`` and its options (``trainer/tasks``,
     docs/models_tasks.md)."""

@@ -107,13 +107,18 @@ def _explain_kind(key: str, title: str, family: str, registry: Any, config: Mapp
     name = spec if isinstance(spec, str) else (spec or {}).get(title) if isinstance(spec, Mapping) \
         else None
     name = name or _DEFAULT_KIND.get(family)
-    if name is None:
+    if family == "model" and isinstance(spec, Mapping) and "path" in spec:
+        name, schema = "path", _pretrained()
+    elif name is None:
         raise ConfigError(f"{family}.{title}", f"a {title} to document the keys of (give CONFIG or "
-                          f"--set {family}.{title}=...; the {title}s: {', '.join(registry.names())})")
-    schema = registry.get(name, f"{family}.{title}")
-    table = {e[0]: e for e in entries(schema, family)}
+                          f"--set {family}.{title}=...; the {title}s: {', '.join(registry.names())})"
+                          + (", or model.path" if family == "model" else ""))
+    else:
+        schema = registry.get(name, f"{family}.{title}")
+    table = {e[0]: e for e in _with_warmup(entries(schema, family), schema, family)}
     if key in table:
-        return f"{_text(table[key])}\n  ({family} {title} {name!r})"
+        which = "a model given by path" if name == "path" else f"{family} {title} {name!r}"
+        return f"{_text(table[key])}\n  ({which})"
     field = key.removeprefix(f"{family}.")
     raise unknown_name_error(key, field, list(schema.model_fields), f"keys of {family} {title} {name!r}")
 
@@ -149,8 +154,11 @@ def markdown() -> str:
     for title, key, registry in _families():
         blocks += [f"## `{key}` by {title}",
                    f"The keys of each {title} of `{key}` (a wrong key for the {title} named is an error)."]
-        for name, schema in _own(registry).items():
-            rows = [e for e in entries(schema) if e[0] not in ("kind", "name")]
+        kinds = dict(_own(registry))
+        if key == "model":
+            kinds["path: ..."] = _pretrained()  # any Hugging Face model, by path
+        for name, schema in kinds.items():
+            rows = [e for e in _with_warmup(entries(schema), schema) if e[0] not in ("kind", "name")]
             blocks += [f"### `{name}`", " ".join((schema.__doc__ or "").split()), table(rows)]
     blocks += ["## `control.params` by controller",
                "Each controller's own keyword arguments (`regulator config CONFIG --explain "
@@ -177,6 +185,22 @@ def _families() -> list[tuple[str, str, Any]]:
             ("kind", "control.target", TARGETS)]
 
 
+def _pretrained() -> type[Schema]:
+    from trainer.models import PretrainedSpec
+
+    return PretrainedSpec
+
+
+def _with_warmup(rows: Iterator[Entry], schema: type[Schema], prefix: str = "") -> list[Entry]:
+    """A model's keys with ``warmup``'s own keys after it (``model.warmup.steps`` ...)."""
+    from trainer.warmup import WarmupSpec
+
+    out = list(rows)
+    if "warmup" in schema.model_fields:
+        out += list(entries(WarmupSpec, f"{prefix}.warmup" if prefix else "warmup"))
+    return out
+
+
 def _own(registry: Any) -> dict[str, type[Schema]]:
     """The kinds this project ships, by name (plugins installed here would make the docs drift)."""
     return {n: c for n, c in registry.load_all().items()
@@ -186,7 +210,7 @@ def _own(registry: Any) -> dict[str, type[Schema]]:
 def _builtin_controllers() -> list[str]:
     """The controllers this project ships (plugins installed here would make the docs drift)."""
     return [n for n in list_controllers()
-            if get_controller_class(n).__module__.startswith("controllers.")]
+            if get_controller_class(n).__module__.split(".")[0] in ("controllers", "envs")]
 
 
 # --- the command ----------------------------------------------------------------------------
