@@ -272,6 +272,18 @@ def test_a_resume_that_changes_the_model_names_the_key(tmp_path, capsys):
     assert "model.hidden: expected the run's 32" in err and "got 48" in err
 
 
+def test_a_resume_that_changes_the_controller_names_the_key(tmp_path, capsys):
+    """The checkpoints hold the controller's state: another controller on --resume is refused
+    up front (it used to fail on the checkpoint, or to drop the state silently)."""
+    path = _cfg(tmp_path, train={"steps": 2, "save_every": 1})
+    assert main(["train", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(tmp_path / "run"), "--set", "control.controller=static",
+                 "--set", "control.params={}", "--set", "train.steps=4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "control.controller: expected the run's" in err
+
+
 @pytest.mark.parametrize("seed", [18282, 20261202, 2**63 - 1])
 def test_large_seeds_run(tmp_path, seed):
     """Per-response sampling seeds of large run seeds used to overflow a torch generator."""

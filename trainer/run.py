@@ -62,6 +62,10 @@ def _resolve_config(config_path: str | Mapping[str, Any] | None, overrides: Sequ
             if saved.model.get(k) != cfg.model.get(k):
                 raise ConfigError(f"model.{k}", f"the run's {saved.model.get(k)!r} on --resume (its "
                                   "checkpoints hold weights of that model)", cfg.model.get(k))
+        if cfg.control.controller != saved.control.controller:  # the checkpoints hold its state
+            raise ConfigError("control.controller", f"the run's {saved.control.controller!r} on "
+                              "--resume (its checkpoints hold that controller's state; start a new "
+                              "run to change it)", cfg.control.controller)
         return cfg, saved
     if config_path is None:
         raise ConfigError("CONFIG", "a config file (or --resume RUN_DIR)")
