@@ -127,7 +127,10 @@ class ControlConfig(Schema):
     (its optional ``DEFAULT_ACTUATE`` / ``DEFAULT_BOUNDS``)."""
 
     controller: str = NO_CONTROL
-    """Controller name (``regulator controllers`` lists them), an entry point or ``module:Class``."""
+    """Controller name (``regulator controllers`` lists them), an entry point or ``module:Class``.
+    Left out of a ``control:`` section: ``auto`` (the default controller); with no ``control:``
+    section at all: ``static`` (plain GRPO). ``actuate`` and ``bounds`` then default to that
+    controller's own."""
     params: dict[str, Any] = Field(default_factory=dict)
     """Keyword arguments of the controller (``regulator config --explain control.params``)."""
     target: dict[str, Any] = Field(default_factory=lambda: {"kind": "constant", "value": 0.3})
