@@ -178,3 +178,11 @@ def test_explain_model_keys_by_path_and_warmup(capsys):
     assert capsys.readouterr().out.startswith("model.warmup.error_rate (float, default 0.3)")
     md = markdown()
     assert "### `path: ...`" in md and "| `warmup.error_mode` |" in md and "### `policy`" in md
+
+
+def test_explain_inside_knob_mappings_takes_knob_names_only(capsys):
+    assert main(["config", "--explain", "control.initial.w_pos"]) == 0
+    capsys.readouterr()
+    assert main(["config", "--explain", "control.initial.w_poss"]) == 2
+    assert "did you mean 'w_pos'" in capsys.readouterr().err
+    assert main(["config", "--explain", "control.bounds.max_delta"]) == 0

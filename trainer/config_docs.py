@@ -19,6 +19,7 @@ import yaml
 
 from regulator.config import DEFAULT_CONTROLLER, apply_overrides, load_yaml
 from regulator.errors import ConfigError, unknown_name_error
+from regulator.knobs import KNOB_NAMES
 from regulator.registry import get_controller_class, list_controllers
 from regulator.schema import Schema
 from regulator.schema_docs import Entry, show, table
@@ -71,6 +72,9 @@ def explain_key(key: str, controller: str = DEFAULT_CONTROLLER,
         if head in table and not _children(table, head):
             if "mapping" not in table[head][1]:
                 raise ConfigError(key, f"a documented key ({head} has no sub-keys)", parts[i])
+            names = _KNOB_KEYS.get(head)  # mappings keyed by knob name take only those
+            if names is not None and (len(parts) > i + 1 or parts[i] not in names):
+                raise unknown_name_error(key, parts[i], names, f"keys of {head}")
             return _text(table[head]) + f"\n  ({key} is a key inside {head}; see above)"
     parent = ".".join(parts[:-1])
     if parent and parent not in table:
@@ -95,6 +99,9 @@ def _explain_params(key: str, controller: str) -> str:
     raise unknown_name_error(key, name, list(params.model_fields),
                              f"parameters of controller {controller!r}")
 
+
+#: mappings keyed by knob name, and the keys they take
+_KNOB_KEYS = {"control.initial": list(KNOB_NAMES), "control.bounds": [*KNOB_NAMES, "max_delta"]}
 
 #: the kind a family takes when the config names none
 _DEFAULT_KIND = {"reward": "exact", "control.target": "constant"}
