@@ -13,6 +13,7 @@ import inspect
 import sys
 import textwrap
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -226,6 +227,8 @@ def config_main(config: str | None, overrides: Sequence[str] = (), explain: str 
                 ) -> int:
     """``regulator config``: print the resolved CONFIG, or document ``explain`` (a key, a
     section, or "" for every key)."""
+    if explain and config is None and Path(explain).is_file():  # `--explain CONFIG`: every key
+        config, explain = explain, ""
     if explain is not None:
         raw = apply_overrides(load_yaml(config) if config is not None else {}, list(overrides))
         # whose params --explain documents: only the name is read, so a control section still
