@@ -15,7 +15,7 @@ from envs.spaces import OBSERVATIONS
 from envs.tune import SimTuneConfig, TuneSettings, parse_tune_spec
 from regulator.config import parse_yaml
 from regulator.errors import ConfigError
-from regulator.schema import field_docs
+from regulator.schema import Field, Schema, field_docs, parse
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,6 +90,48 @@ def test_per_regime_targets_keep_their_grouping():
                                 "s": {"kind": "constant", "value": 1.0}}
     assert set(cfg.resolved()["targets"]) == {"pretrained", "scratch"}
     assert _round_trip(cfg).runs == cfg.runs
+
+
+class _Item(Schema):
+    """Test-only: an item of the containers below."""
+
+    label: str = ""
+    """A name."""
+
+
+class _Holder(Schema):
+    """Test-only: sub-models inside lists, tuples, mappings and optionals."""
+
+    items: list[_Item] = Field(default_factory=list)
+    """A list of items."""
+    pairs: tuple[_Item, ...] = ()
+    """A tuple of items."""
+    named: dict[str, _Item] = Field(default_factory=dict)
+    """Items by name."""
+    maybe: list[_Item] | None = None
+    """Maybe a list of items."""
+
+
+@pytest.mark.parametrize("data, key", [
+    ({"items": [{"label": "a"}, {"labl": "b"}]}, "items[1].labl"),
+    ({"pairs": ({"label": "a"}, {"labl": "b"})}, "pairs[1].labl"),
+    ({"named": {"x": {"labl": "b"}}}, "named.x.labl"),
+    ({"maybe": [{"labl": "b"}]}, "maybe[0].labl"),
+])
+def test_an_unknown_key_inside_a_list_item_lists_the_allowed_keys(data, key):
+    """The holder of an unknown key is found through list indexes and mapping keys: the error
+    lists the item's keys with a did-you-mean (it used to list none)."""
+    with pytest.raises(ConfigError) as e:
+        parse(_Holder, data, "")
+    assert e.value.key == key
+    assert "allowed keys: label," in str(e.value) and "did you mean 'label'?" in str(e.value)
+
+
+def test_an_unknown_key_of_a_bench_controller_entry_has_a_did_you_mean():
+    with pytest.raises(ConfigError) as e:
+        parse_bench_config({"out_dir": "x", "targets": {"c": 0.3},
+                            "controllers": [{"controller": "pid", "labl": "x"}]})
+    assert e.value.key == "controllers[0].labl" and "did you mean 'label'?" in str(e.value)
 
 
 def test_resume_is_a_run_option_not_a_config_key():
