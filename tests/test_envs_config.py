@@ -10,7 +10,7 @@ import yaml
 
 from envs.bench_config import BenchConfig, ControlDefaults, ControllerEntry, parse_bench_config
 from envs.plant_config import PlantConfig
-from envs.sim_env_args import SimEnvArgs
+from envs.sim_env_args import SimEnvArgs, TrainEnvArgs
 from envs.spaces import OBSERVATIONS
 from envs.tune import SimTuneConfig, TuneSettings, parse_tune_spec
 from regulator.config import parse_yaml
@@ -134,6 +134,28 @@ def test_an_unknown_key_of_a_bench_controller_entry_has_a_did_you_mean():
     assert e.value.key == "controllers[0].labl" and "did you mean 'label'?" in str(e.value)
 
 
+def test_a_class_path_controller_gets_a_folder_name_label():
+    """An entry naming ``package.module:Class`` and no label is labelled by the class (the
+    whole path, which is no folder name, used to be refused as its own default label)."""
+    cfg = parse_bench_config({"out_dir": "x", "targets": {"c": 0.3},
+                              "controllers": [{"controller": "controllers.pid:PIDController"}, "pid"]})
+    assert [e.label for e in cfg.controllers] == ["PIDController", "pid"]
+    assert _round_trip(cfg) == cfg
+
+
+def test_the_default_burn_in_is_shorter_than_the_horizon():
+    """burn_in defaults to min(50, horizon // 6): 50 at the default horizon, and never the whole
+    run of a short one (a burn_in >= horizon is an error naming it)."""
+    base = {"out_dir": "x", "targets": {"c": 0.3}, "controllers": ["static"]}
+    assert parse_bench_config(base).burn_in == 50
+    short = parse_bench_config({**base, "horizon": 12})
+    assert short.burn_in == 2 and short.resolved()["burn_in"] == 2 and _round_trip(short) == short
+    assert parse_bench_config({**base, "horizon": 12, "burn_in": 11}).burn_in == 11
+    with pytest.raises(ConfigError) as e:
+        parse_bench_config({**base, "horizon": 12, "burn_in": 12})
+    assert e.value.key == "burn_in" and "horizon (12)" in str(e.value)
+
+
 def test_resume_is_a_run_option_not_a_config_key():
     cfg = parse_bench_config({"out_dir": "x", "targets": {"c": 0.3}, "controllers": ["static"]})
     cfg.resume = True
@@ -162,7 +184,7 @@ def test_env_observation_kinds_are_the_spaces_ones():
     assert SimEnvArgs.model_fields["observation"].annotation.__args__ == OBSERVATIONS
 
 
-@pytest.mark.parametrize("model", [PlantConfig, SimEnvArgs, BenchConfig, ControlDefaults,
+@pytest.mark.parametrize("model", [PlantConfig, SimEnvArgs, TrainEnvArgs, BenchConfig, ControlDefaults,
                                    ControllerEntry, TuneSettings, SimTuneConfig],
                          ids=lambda m: m.__name__)
 def test_every_field_has_a_docstring(model):
