@@ -363,10 +363,40 @@ def _run_tasks(cfg: BenchConfig, tasks: Sequence[tuple[Any, tuple[Any, ...]]], b
     return results
 
 
+def check_trainer_configs(cfg: BenchConfig) -> None:
+    """``plant: trainer``: every regime's training config, with each controller entry's settings
+    over it, is a valid ``regulator train`` config; checked before any run starts. A mistake is a
+    ConfigError: a missing or unreadable file under the ``trainer_config`` key, a mistake inside
+    it under its own key, with a hint naming the file."""
+    if cfg.plant != "trainer":
+        return
+    from trainer.config import TrainConfig  # heavy: imported only for plant: trainer
+
+    for regime in cfg.regimes or []:
+        path = cfg.trainer_config_of(regime)
+        key = "trainer_config" if isinstance(cfg.trainer_config, str) else f"trainer_config.{regime}"
+        try:
+            raw = load_yaml(path or "")
+        except ConfigError as e:
+            raise e.with_key(key) from None
+        target = cfg.targets_of(regime)[0]
+        for i, entry in enumerate(cfg.controllers):
+            run = (regime, target, i, cfg.seeds[0])
+            spec = run_spec(cfg, regime, cfg.seeds[0], run_dir(Path(cfg.out_dir), cfg, run), entry,
+                            cfg.target_specs[target])
+            try:
+                TrainConfig.from_mapping(apply_overrides(raw, spec["overrides"]))
+            except ConfigError as e:
+                where = f"in {key} {path!r}"
+                raise ConfigError(e.key, e.expected, e._given,
+                                  hint=f"{e.hint}; {where}" if e.hint else where) from None
+
+
 def run_bench(cfg: BenchConfig, progress_bar: bool = True) -> list[dict[str, Any]]:
     """Run the whole grid; return one summary per run (and write every output)."""
     from tqdm import tqdm
 
+    check_trainer_configs(cfg)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench_config.yaml").write_text(yaml.safe_dump(cfg.resolved(), sort_keys=False))

@@ -30,7 +30,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import PlainValidator, PrivateAttr, field_validator, model_validator
 
-from envs.config_types import BenchSeeds, BoundValues, KnobValues, MaybeActuate
+from envs.config_types import BenchSeeds, BoundValues, KnobValues, MaybeActuate, check_out_dir
 from envs.plant_config import REGIMES, PlantConfig
 from regulator.config import DEFAULT_CONTROLLER, controller_defaults
 from regulator.errors import ConfigError, unknown_name_error
@@ -55,6 +55,13 @@ _NAME = re.compile(r"[A-Za-z0-9_+.-]+")
 
 def _plain_name(v: Any) -> bool:
     return isinstance(v, str) and bool(_NAME.fullmatch(v)) and v not in (".", "..")
+
+
+def default_label(controller: str) -> str:
+    """A controller entry's label when it names none: its controller as a folder name (the class
+    of ``package.module:Class``; any other unsafe character becomes ``_``)."""
+    label = re.sub(r"[^A-Za-z0-9_+.-]", "_", controller.rsplit(":", 1)[-1])
+    return label if _plain_name(label) else "controller"
 
 
 # --- field types ----------------------------------------------------------------------------------
@@ -102,7 +109,8 @@ class ControllerEntry(Schema):
     """One controller of the grid, with the knob settings it runs under (``control:`` merged in)."""
 
     label: str = ""
-    """Its name in the leaderboard and run folders; default: the controller name."""
+    """Its name in the leaderboard and run folders; default: the controller name (the class name
+    of ``package.module:Class``)."""
     controller: str = DEFAULT_CONTROLLER
     """A registered controller name, an entry point or ``package.module:Class``."""
     params: dict[str, Any] = Field(default_factory=dict)
@@ -124,7 +132,7 @@ class ControllerEntry(Schema):
         data = {k: v for k, v in data.items() if not (k in ("params", "initial", "bounds") and v is None)}
         name = data.setdefault("controller", DEFAULT_CONTROLLER)
         own_actuate, own_bounds = controller_defaults(get_controller_class(name, key="controller"))
-        data.setdefault("label", name)
+        data.setdefault("label", default_label(name))
         data.setdefault("actuate", own_actuate)
         if own_bounds and isinstance(data.get("bounds", {}), Mapping):
             data["bounds"] = {**own_bounds, **data.get("bounds", {})}
@@ -188,7 +196,7 @@ class BenchConfig(Schema):
     horizon: int = Field(300, ge=2)
     """Steps per run."""
     seeds: BenchSeeds = Field(default_factory=lambda: list(range(5)))
-    """A number of seeds n (seeds 0..n-1) or a list of distinct seeds; one run per seed."""
+    """A number of seeds n (seeds 0..n-1) or a list of distinct seeds >= 0; one run per seed."""
     regimes: Regimes = None
     """Grid axis of plants. sim: plant regimes (default [pretrained]); trainer: names of the
     ``trainer_config`` mapping (default: all of them; with one config path: [trainer])."""
@@ -196,8 +204,9 @@ class BenchConfig(Schema):
     """sim: PlantConfig fields shared by every regime (the regime itself goes in ``regimes``)."""
     trainer_config: TrainerConfig = None
     """trainer: the base training config path, or a mapping regime name -> config path."""
-    burn_in: int = Field(50, ge=0)
-    """Steps left out of RMSE and MAE (the controllers' start-up)."""
+    burn_in: int | None = Field(None, ge=0)
+    """Steps left out of RMSE and MAE (the controllers' start-up), fewer than ``horizon``;
+    default: min(50, horizon // 6)."""
     ema_alpha: float = Field(0.6, ge=0.0, le=0.999)
     """EMA weight of the past for ``rmse_ema`` and settling (smooths the step-to-step noise)."""
     workers: int = Field(2, ge=1)
@@ -221,6 +230,11 @@ class BenchConfig(Schema):
     @classmethod
     def _control_under_entries(cls, data: Any) -> Any:
         return _merge_control(data)
+
+    @field_validator("out_dir")
+    @classmethod
+    def _out_dir(cls, v: str) -> str:
+        return check_out_dir(v)
 
     @field_validator("plant_params")
     @classmethod
@@ -249,6 +263,11 @@ class BenchConfig(Schema):
 
     @model_validator(mode="after")
     def _grid(self) -> BenchConfig:
+        if self.burn_in is None:
+            self.burn_in = min(50, self.horizon // 6)
+        if self.burn_in >= self.horizon:
+            raise ConfigError("burn_in", f"fewer steps than horizon ({self.horizon})", self.burn_in,
+                              hint="the steps left out of RMSE and MAE")
         self._check_plant()
         self._check_targets()
         for i, e in enumerate(self.controllers):
@@ -263,6 +282,9 @@ class BenchConfig(Schema):
         """Fill in ``regimes`` and check it against the plant: sim regimes, or the names of a
         ``trainer_config`` mapping (``[trainer]`` for one config path)."""
         if self.plant == "sim":
+            if self.trainer_config is not None:
+                raise ConfigError("trainer_config", "no value with plant: sim (set plant_params "
+                                  "instead, or plant: trainer)", self.trainer_config)
             self.regimes = self.regimes or ["pretrained"]
             for i, r in enumerate(self.regimes):
                 if r not in REGIMES:
@@ -297,6 +319,10 @@ class BenchConfig(Schema):
         per_regime = all(k in regimes and isinstance(v, Mapping) and "kind" not in v
                          for k, v in self.targets.items())
         groups = dict(self.targets) if per_regime else {None: self.targets}
+        for r in regimes if per_regime else []:
+            if r not in groups:  # it would run no target, or another regime's
+                raise ConfigError(f"targets.{r}", "a mapping name -> target spec for every listed "
+                                  f"regime (targets are given per regime: {', '.join(groups)})")
         specs: dict[str, dict[str, Any]] = {}
         names: dict[str, list[str]] = {}
         normal: dict[Any, dict[str, Any]] = {}

@@ -1,9 +1,10 @@
 """Field types shared by the envs' config models (bench, tune): partial knob settings merged over
-defaults, and seed lists."""
+defaults, seed lists and output folders."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import PlainSerializer, PlainValidator, TypeAdapter, ValidationError
@@ -44,7 +45,7 @@ BoundValues = Annotated[dict[str, Any], PlainValidator(_bound_values)]
 
 
 def _seeds(minimum: int, why: str) -> Callable[[Any], list[int]]:
-    expected = f"an integer >= {minimum} or a list of at least {minimum} distinct integer seeds"
+    expected = f"an integer >= {minimum} or a list of at least {minimum} distinct integer seeds >= 0"
 
     def check(v: Any) -> list[int]:
         if isinstance(v, int) and not isinstance(v, bool):
@@ -54,6 +55,9 @@ def _seeds(minimum: int, why: str) -> Callable[[Any], list[int]]:
         if not (isinstance(v, list) and len(v) >= minimum
                 and all(isinstance(s, int) and not isinstance(s, bool) for s in v)):
             raise ConfigError("", expected, v)
+        for i, s in enumerate(v):
+            if s < 0:  # a training run's train.seed is >= 0
+                raise ConfigError(f"[{i}]", "a seed >= 0", s)
         if len(set(v)) != len(v):
             raise ConfigError("", "distinct seeds (a repeated seed repeats a run)", v)
         return list(v)
@@ -64,3 +68,14 @@ def _seeds(minimum: int, why: str) -> Callable[[Any], list[int]]:
 BenchSeeds = Annotated[list[int], PlainValidator(_seeds(1, ""))]
 #: ``seeds:`` of tune: at least 2, as the gain's error bar is their spread
 TuneSeeds = Annotated[list[int], PlainValidator(_seeds(2, " (the gain's error bar is their spread)"))]
+
+
+def check_out_dir(path: str) -> str:
+    """An output folder ``path`` that can be made: neither it nor a folder above it is an existing
+    file (relative key ``""``: the field)."""
+    p = Path(path)
+    for q in (p, *p.parents):
+        if q.exists() and not q.is_dir():
+            what = "an existing file has that name" if q == p else f"{str(q)!r} is an existing file"
+            raise ConfigError("", f"a directory path ({what})", path)
+    return path

@@ -9,10 +9,11 @@ is a ConfigError naming it (``plant.lrr: expected one of the allowed keys ... (d
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import PlainValidator, field_validator, model_validator
 
 from envs.plant_config import PlantConfig, Regime
 from regulator.errors import ConfigError
@@ -81,15 +82,40 @@ class SimEnvArgs(Schema):
         return self
 
 
-class TrainEnvArgs(Schema):
-    """What one episode of the real trainer runs, besides its training config: a knob setting
-    left out (None) is the training config's own (``control.target``, ``control.bounds``,
-    ``control.initial``, ``train.steps``)."""
+def _config_source(v: Any) -> str | dict[str, Any] | None:
+    if v is None or isinstance(v, Mapping):
+        return None if v is None else dict(v)
+    if isinstance(v, (str, os.PathLike)) and str(v):
+        return os.fspath(v)
+    raise ConfigError("", "a training config: the path of a YAML file or a mapping", v)
 
+
+def _overrides(v: Any) -> list[str]:
+    items = [v] if isinstance(v, str) else v
+    if not isinstance(items, (list, tuple)):
+        raise ConfigError("", "a 'key.path=value' string or a list of them", v)
+    for i, item in enumerate(items):
+        if not (isinstance(item, str) and "=" in item.lstrip("=")):
+            raise ConfigError("" if isinstance(v, str) else f"[{i}]", "a 'key.path=value' string", item)
+    return list(items)
+
+
+class TrainEnvArgs(Schema):
+    """What one episode of the real trainer runs: a training config, and the knob settings that
+    differ from it. A setting left out (None) is the training config's own (``control.target``,
+    ``control.bounds``, ``control.initial``, ``train.steps``); ``actuate`` is the exception, [w_pos]
+    unless given, as in EntropySim-v0 (the action's size does not follow the config)."""
+
+    config: Annotated[str | dict[str, Any] | None, PlainValidator(_config_source)] = None
+    """The training config (``regulator train``'s): a YAML path or a mapping; None:
+    ``configs/default.yaml`` of the checkout."""
+    overrides: Annotated[list[str], PlainValidator(_overrides)] = Field(default_factory=list)
+    """``key.path=value`` settings applied to the config, as ``--set`` (one string or a list)."""
     target: TargetField = None
     """Entropy target curve (a target spec mapping or a number); None: the config's."""
     actuate: Actuate = DEFAULT_ACTUATE
-    """Knob name(s) the action moves, one action dimension each (at least one)."""
+    """Knob name(s) the action moves, one action dimension each (at least one); not the config's
+    ``control.actuate``."""
     bounds: BoundsField | None = None
     """Knob ranges; None: the config's ``control.bounds``."""
     initial: KnobsField | None = None

@@ -10,11 +10,12 @@ as EntropySim-v0. Reward: -|H_{t+1} - H*_{t+1}|. The episode is truncated after 
 steps. ``info`` is the trainer's metrics row of the step just taken (the trainer's metric names), without
 the ``time/*`` entries (so equal seeds give equal infos), plus ``entropy/next`` = H_{t+1}.
 
-Keyword arguments:
+Keyword arguments (``envs.sim_env_args.TrainEnvArgs``; a mistake is a ConfigError naming it):
     config: a training config (path or mapping; default: ``configs/default.yaml`` of the checkout).
-    overrides: ``key.path=value`` strings applied to it (as ``--set``).
+    overrides: ``key.path=value`` strings applied to it (as ``--set``; one string or a list).
     target: a target spec (default: the config's ``control.target``).
-    actuate: knob names the action moves (default ``regulator.knobs.DEFAULT_ACTUATE``).
+    actuate: knob names the action moves (default ``regulator.knobs.DEFAULT_ACTUATE``, [w_pos], as
+        in EntropySim-v0; not the config's ``control.actuate``).
     bounds, initial: as ``control.bounds`` / ``control.initial`` (default: the config's).
     horizon: steps per episode (default: the config's ``train.steps``).
     observation: ``absolute`` (nats) or ``relative`` (entropy fields in units of the episode's
@@ -29,7 +30,7 @@ with the action's knobs (bounds and rate limits applied as the Regulator applies
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,8 @@ import numpy as np
 from envs import spaces as sp
 from envs.sim_env_args import TrainEnvArgs
 from regulator.config import apply_overrides, load_yaml
-from regulator.knobs import DEFAULT_ACTUATE, KnobBounds, Knobs, check_initial_in_bounds
+from regulator.errors import ConfigError
+from regulator.knobs import check_initial_in_bounds
 from regulator.plant import Measurement, metrics_row
 from regulator.schema import parse
 
@@ -52,21 +54,19 @@ class EntropyTrainEnv(gym.Env):
     metadata = {"render_modes": []}
     observation_fields = sp.OBSERVATION_FIELDS
 
-    def __init__(self, config: str | Path | Mapping[str, Any] | None = None,
-                 overrides: Sequence[str] = (), target: Mapping[str, Any] | float | None = None,
-                 actuate: Sequence[str] | str = DEFAULT_ACTUATE,
-                 bounds: KnobBounds | Mapping[str, Any] | None = None,
-                 initial: Knobs | Mapping[str, Any] | None = None, horizon: int | None = None,
-                 observation: str = "absolute") -> None:
+    def __init__(self, config: str | Path | Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        """Keyword arguments: the fields of ``envs.sim_env_args.TrainEnvArgs`` (module doc); a
+        mistake is a ConfigError naming the keyword."""
         from trainer.config import TrainConfig
 
-        raw = load_yaml(config if config is not None else DEFAULT_CONFIG) \
-            if not isinstance(config, Mapping) else dict(config)
-        raw = apply_overrides(raw, list(overrides))
+        args = parse(TrainEnvArgs, {"config": config, **kwargs})
+        try:
+            raw = args.config if isinstance(args.config, dict) else load_yaml(args.config or DEFAULT_CONFIG)
+        except ConfigError as e:
+            raise e.with_key("config") from None
+        raw = apply_overrides(raw, args.overrides)
         self._raw = raw
         self.cfg = TrainConfig.from_mapping(raw)
-        args = parse(TrainEnvArgs, {"target": target, "actuate": actuate, "bounds": bounds,
-                                    "initial": initial, "horizon": horizon, "observation": observation})
         control = self.cfg.control
         self.actuate = args.actuate
         self.bounds = args.bounds if args.bounds is not None else control.bounds

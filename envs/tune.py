@@ -47,7 +47,7 @@ import numpy as np
 import yaml
 from pydantic import PlainValidator, field_validator, model_validator
 
-from envs.config_types import BoundValues, KnobValues, MaybeActuate, TuneSeeds
+from envs.config_types import BoundValues, KnobValues, MaybeActuate, TuneSeeds, check_out_dir
 from envs.identify import (
     GAIN_MAGNITUDE,
     KnobModel,
@@ -58,7 +58,7 @@ from envs.identify import (
     recommend,
 )
 from envs.plant_config import PlantConfig
-from regulator.config import apply_overrides, load_yaml
+from regulator.config import ControlConfig, apply_overrides, load_yaml
 from regulator.errors import ConfigError
 from regulator.knobs import KNOB_NAMES, KnobBounds, Knobs
 from regulator.plant import run_open_loop
@@ -169,11 +169,11 @@ class TuneSettings(Schema):
     probe_steps: int | None = Field(None, ge=4)
     """Steps after the knob step; default: 30 on the sim plant, 20 for a training config."""
     seeds: TuneSeeds = Field(default_factory=lambda: [0, 1, 2])
-    """A number n (seeds 0..n-1, n >= 2) or a list of seeds; each direction runs +delta and
-    -delta per seed, paired with a base run."""
+    """A number n (seeds 0..n-1, n >= 2) or a list of distinct seeds >= 0; each direction runs
+    +delta and -delta per seed, paired with a base run."""
     target: TargetField = None
     """Target spec copied into the recommended ``control:`` section; default: the training
-    config's ``control.target``."""
+    config's ``control.target``, else the default of ``control.target``."""
     tau_c: float | None = Field(None, gt=0.0)
     """Closed-loop time constant (steps) of the recommended gains; null = the SIMC rule."""
     joint: bool | None = None
@@ -251,14 +251,30 @@ def _spec(t: TuneSettings, prefix: str, control: Mapping[str, Any], defaults: Ma
         if not 0 < d <= span:
             raise ConfigError(f"{prefix}delta.{k}", f"a probe step in (0, {span}] (the bound span)", d)
         delta[k] = float(d)
+    out_dir = t.out_dir or defaults["out_dir"]
+    try:
+        check_out_dir(out_dir)
+    except ConfigError as e:
+        raise e.with_key(f"{prefix}out_dir") from None
     joint = len(knobs) > 1 if t.joint is None else t.joint
     if joint and len(knobs) < 2:
         raise ConfigError(f"{prefix}joint", "false with a single knob (nothing to move jointly)", joint)
     return TuneSpec(knobs, initial, bounds, delta,
                     t.start if t.start is not None else [defaults["start"]],
                     t.probe_steps if t.probe_steps is not None else defaults["probe_steps"],
-                    t.seeds, t.target if t.target is not None else control.get("target"), t.tau_c,
-                    t.out_dir or defaults["out_dir"], joint, t.relative, **where)
+                    t.seeds, _target(t.target, control), t.tau_c,
+                    out_dir, joint, t.relative, **where)
+
+
+def _target(given: Any, control: Mapping[str, Any]) -> Any:
+    """The recommended section's target: the spec's, else the training config's, else the one a
+    ``control:`` section without a target runs (``regulator train --control FILE`` replaces the
+    whole section, so the file must name its target)."""
+    if given is not None:
+        return given
+    if control.get("target") is not None:
+        return control["target"]
+    return ControlConfig.from_mapping({}).resolved()["target"]
 
 
 # --- runners --------------------------------------------------------------------------------------

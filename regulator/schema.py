@@ -79,12 +79,51 @@ def _join(key: str, loc: Sequence[Any]) -> str:
 
 
 def _model_at(model: type[BaseModel] | None, loc: Sequence[Any]) -> type[BaseModel] | None:
-    """The model class that holds the last key of ``loc`` (for an unknown key's did-you-mean)."""
+    """The model class that holds the last key of ``loc`` (for an unknown key's did-you-mean):
+    steps through model fields and into the items of lists, tuples and mappings
+    (``controllers[0]`` of a ``list[Entry]`` field is an ``Entry``)."""
+    annotation: Any = model
     for part in loc:
-        if model is None or isinstance(part, int) or part not in model.model_fields:
+        annotation = _step(annotation, part)
+        if annotation is None:
             return None
-        model = _schema_of(model.model_fields[part].annotation)
-    return model
+    found = _unwrap(annotation)
+    return found if isinstance(found, type) and issubclass(found, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """``X`` of ``Annotated[X, ...]`` and of ``X | None``."""
+    while True:
+        origin, args = get_origin(annotation), get_args(annotation)
+        if origin is Annotated:
+            annotation = args[0]
+        elif origin in (Union, types.UnionType) and len(set(args) - {type(None)}) == 1:
+            annotation = next(a for a in args if a is not type(None))
+        else:
+            return annotation
+
+
+def _step(annotation: Any, part: Any) -> Any:
+    """The type of item ``part`` (a field name, list index or mapping key) of ``annotation``;
+    None when it has no such item."""
+    annotation = _unwrap(annotation)
+    origin, args = get_origin(annotation), get_args(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        field = annotation.model_fields.get(part) if isinstance(part, str) else None
+        return field.annotation if field is not None else None
+    if origin in (Union, types.UnionType):  # the first member that has the item
+        return next((t for t in (_step(a, part) for a in args) if t is not None), None)
+    if origin in (dict, Mapping) and len(args) == 2:
+        return args[1]
+    if not isinstance(part, int) or not args:
+        return None
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return args[0]
+        return args[part] if 0 <= part < len(args) else None
+    if origin in (list, Sequence, set, frozenset):
+        return args[0]
+    return None
 
 
 def _schema_of(annotation: Any) -> type[BaseModel] | None:

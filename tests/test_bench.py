@@ -149,6 +149,11 @@ def test_bench_is_deterministic_across_worker_counts(tmp_path):
     ({"plant_params": {"lr": -1.0}}, "plant_params.lr"),
     ({"targets": {"x": {"kind": "constant"}}}, "targets.x.value"),
     ({"horizonn": 5}, "horizonn"),
+    ({"seeds": [0, -1]}, "seeds[1]"),  # a trainer run's train.seed is >= 0
+    ({"burn_in": 12}, "burn_in"),  # the whole horizon (12) left out of the scores
+    ({"trainer_config": "t.yaml"}, "trainer_config"),  # plant: sim runs no training config
+    # targets per regime: every listed regime (pretrained, scratch) needs its own
+    ({"targets": {"pretrained": {"p1": 0.3}}}, "targets.scratch"),
 ])
 def test_bad_bench_configs_exit_2_naming_the_key(tmp_path, capsys, change, key):
     cfg = _tiny(tmp_path / "out", **change)
@@ -159,6 +164,48 @@ def test_bad_bench_configs_exit_2_naming_the_key(tmp_path, capsys, change, key):
     err = capsys.readouterr().err
     assert key in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_an_out_dir_that_is_a_file_exits_2_before_any_run(tmp_path, capsys):
+    taken = tmp_path / "taken"
+    taken.write_text("a file")
+    for out, expected in ((taken, "a directory path (an existing file has that name)"),
+                          (taken / "sub", f"a directory path ({str(taken)!r} is an existing file)")):
+        cfg = _tiny(out)
+        assert cli_main(["bench", _write(tmp_path, cfg)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert f"out_dir: expected {expected}, got {str(out)!r}" in err and len(err.splitlines()) == 1
+    assert taken.read_text() == "a file"
+
+
+def test_flat_targets_named_like_a_regime_apply_to_every_regime():
+    cfg = parse_bench_config(_tiny("x", targets={"pretrained": 0.3, "s": {"kind": "constant", "value": 1.0}}))
+    assert cfg.targets_of("pretrained") == cfg.targets_of("scratch") == ["pretrained", "s"]
+
+
+def test_trainer_config_mistakes_exit_2_before_any_run(tmp_path, capsys):
+    """A missing training config, or a mistake inside one, is reported up front (it used to
+    fail mid-run with a FileNotFoundError, exit 1, or a key that did not say which file)."""
+    cfg = _tiny_trainer_bench(tmp_path, band=True)
+    out = Path(cfg["out_dir"])
+    path = _write(tmp_path, cfg)
+    assert cli_main(["bench", path, "--set", "trainer_config=/nonexistent.yaml"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "trainer_config: expected an existing YAML file, got '/nonexistent.yaml'" in err
+    assert len(err.splitlines()) == 1 and not out.exists()
+    bad = load_yaml(cfg["trainer_config"])
+    bad["optim"] = {"lrr": 1.0}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    mapping = {"good": cfg["trainer_config"], "bad": str(tmp_path / "bad.yaml")}
+    path = _write(tmp_path, {**cfg, "trainer_config": mapping})
+    assert cli_main(["bench", path]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and not out.exists()
+    assert "optim.lrr: expected one of the allowed keys" in err and "did you mean 'lr'?" in err
+    assert f"in trainer_config.bad {str(tmp_path / 'bad.yaml')!r}" in err
+    from envs.bench import check_trainer_configs
+
+    check_trainer_configs(parse_bench_config({**cfg, "trainer_config": mapping, "regimes": ["good"]}))
 
 
 def test_sim_default_config_parses_and_runs_when_builtins_exist(tmp_path):

@@ -10,12 +10,12 @@ import yaml
 
 from envs.bench_config import BenchConfig, ControlDefaults, ControllerEntry, parse_bench_config
 from envs.plant_config import PlantConfig
-from envs.sim_env_args import SimEnvArgs
+from envs.sim_env_args import SimEnvArgs, TrainEnvArgs
 from envs.spaces import OBSERVATIONS
 from envs.tune import SimTuneConfig, TuneSettings, parse_tune_spec
 from regulator.config import parse_yaml
 from regulator.errors import ConfigError
-from regulator.schema import field_docs
+from regulator.schema import Field, Schema, field_docs, parse
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,6 +92,70 @@ def test_per_regime_targets_keep_their_grouping():
     assert _round_trip(cfg).runs == cfg.runs
 
 
+class _Item(Schema):
+    """Test-only: an item of the containers below."""
+
+    label: str = ""
+    """A name."""
+
+
+class _Holder(Schema):
+    """Test-only: sub-models inside lists, tuples, mappings and optionals."""
+
+    items: list[_Item] = Field(default_factory=list)
+    """A list of items."""
+    pairs: tuple[_Item, ...] = ()
+    """A tuple of items."""
+    named: dict[str, _Item] = Field(default_factory=dict)
+    """Items by name."""
+    maybe: list[_Item] | None = None
+    """Maybe a list of items."""
+
+
+@pytest.mark.parametrize("data, key", [
+    ({"items": [{"label": "a"}, {"labl": "b"}]}, "items[1].labl"),
+    ({"pairs": ({"label": "a"}, {"labl": "b"})}, "pairs[1].labl"),
+    ({"named": {"x": {"labl": "b"}}}, "named.x.labl"),
+    ({"maybe": [{"labl": "b"}]}, "maybe[0].labl"),
+])
+def test_an_unknown_key_inside_a_list_item_lists_the_allowed_keys(data, key):
+    """The holder of an unknown key is found through list indexes and mapping keys: the error
+    lists the item's keys with a did-you-mean (it used to list none)."""
+    with pytest.raises(ConfigError) as e:
+        parse(_Holder, data, "")
+    assert e.value.key == key
+    assert "allowed keys: label," in str(e.value) and "did you mean 'label'?" in str(e.value)
+
+
+def test_an_unknown_key_of_a_bench_controller_entry_has_a_did_you_mean():
+    with pytest.raises(ConfigError) as e:
+        parse_bench_config({"out_dir": "x", "targets": {"c": 0.3},
+                            "controllers": [{"controller": "pid", "labl": "x"}]})
+    assert e.value.key == "controllers[0].labl" and "did you mean 'label'?" in str(e.value)
+
+
+def test_a_class_path_controller_gets_a_folder_name_label():
+    """An entry naming ``package.module:Class`` and no label is labelled by the class (the
+    whole path, which is no folder name, used to be refused as its own default label)."""
+    cfg = parse_bench_config({"out_dir": "x", "targets": {"c": 0.3},
+                              "controllers": [{"controller": "controllers.pid:PIDController"}, "pid"]})
+    assert [e.label for e in cfg.controllers] == ["PIDController", "pid"]
+    assert _round_trip(cfg) == cfg
+
+
+def test_the_default_burn_in_is_shorter_than_the_horizon():
+    """burn_in defaults to min(50, horizon // 6): 50 at the default horizon, and never the whole
+    run of a short one (a burn_in >= horizon is an error naming it)."""
+    base = {"out_dir": "x", "targets": {"c": 0.3}, "controllers": ["static"]}
+    assert parse_bench_config(base).burn_in == 50
+    short = parse_bench_config({**base, "horizon": 12})
+    assert short.burn_in == 2 and short.resolved()["burn_in"] == 2 and _round_trip(short) == short
+    assert parse_bench_config({**base, "horizon": 12, "burn_in": 11}).burn_in == 11
+    with pytest.raises(ConfigError) as e:
+        parse_bench_config({**base, "horizon": 12, "burn_in": 12})
+    assert e.value.key == "burn_in" and "horizon (12)" in str(e.value)
+
+
 def test_resume_is_a_run_option_not_a_config_key():
     cfg = parse_bench_config({"out_dir": "x", "targets": {"c": 0.3}, "controllers": ["static"]})
     cfg.resume = True
@@ -120,7 +184,7 @@ def test_env_observation_kinds_are_the_spaces_ones():
     assert SimEnvArgs.model_fields["observation"].annotation.__args__ == OBSERVATIONS
 
 
-@pytest.mark.parametrize("model", [PlantConfig, SimEnvArgs, BenchConfig, ControlDefaults,
+@pytest.mark.parametrize("model", [PlantConfig, SimEnvArgs, TrainEnvArgs, BenchConfig, ControlDefaults,
                                    ControllerEntry, TuneSettings, SimTuneConfig],
                          ids=lambda m: m.__name__)
 def test_every_field_has_a_docstring(model):

@@ -48,3 +48,26 @@ def test_episode_actions_reach_the_update(tmp_path):
     obs2, _ = env.reset(seed=1)
     assert obs2[fields.index("entropy")] == h0
     env.close()
+
+
+def test_keyword_mistakes_are_one_line_config_errors(tmp_path):
+    """An unknown keyword, a config that is no path or mapping and a malformed override name
+    the keyword (they were a raw TypeError, or a string iterated character by character)."""
+    import pytest
+
+    from regulator.errors import ConfigError
+
+    cfg = tiny_config(tmp_path)
+    for kw, key, hint in ((dict(horizn=3), "horizn", "did you mean 'horizon'?"),
+                          (dict(bogus=1), "bogus", "config, horizon"),
+                          (dict(config=5), "config", "got 5"),
+                          (dict(config=cfg, overrides=["steps"]), "overrides[0]", "got 'steps'"),
+                          (dict(config=str(tmp_path / "none.yaml")), "config", "existing YAML file")):
+        with pytest.raises(ConfigError) as e:
+            gym.make("regulator/EntropyTrain-v0", **kw)
+        assert e.value.key == key and hint in str(e.value), (kw, str(e.value))
+    # a single override string is one override
+    env = gym.make("regulator/EntropyTrain-v0", config=cfg, overrides="train.steps=2")
+    assert env.unwrapped.horizon == 2 and env.unwrapped.cfg.train.steps == 2
+    env = gym.make("regulator/EntropyTrain-v0", config=cfg, overrides=["train.steps=4", "train.seed=3"])
+    assert (env.unwrapped.horizon, env.unwrapped.cfg.train.seed) == (4, 3)

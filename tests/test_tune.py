@@ -185,6 +185,7 @@ def test_tune_main_on_the_sim_plant(tmp_path, capsys):
     ({"joint": "yes"}, "joint"),
     ({"relative": 1}, "relative"),
     ({"joint": True}, "joint"),  # a single knob has no joint direction
+    ({"seeds": [0, -1]}, "seeds[1]"),
 ])
 def test_bad_tune_configs_exit_2_naming_the_key(tmp_path, capsys, bad, key):
     raw = {"plant": "sim", "knobs": ["w_pos"], **bad}
@@ -247,3 +248,39 @@ def test_phases_with_opposite_signs_recommend_direction_auto():
     with pytest.raises(ConfigError) as e:
         parse_tune_spec({**SPEC, "start": [50, 5]})
     assert e.value.key == "start"
+
+
+def test_an_out_dir_that_is_a_file_exits_2_before_the_probes(tmp_path, capsys):
+    taken = tmp_path / "taken"
+    taken.write_text("a file")
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump({"plant": "sim", "knobs": ["w_pos"], "out_dir": str(taken)}))
+    assert main(["tune", str(cfg)]) == 2
+    printed = capsys.readouterr()
+    err = printed.err.strip()
+    assert f"out_dir: expected a directory path (an existing file has that name), got {str(taken)!r}" in err
+    assert len(err.splitlines()) == 1 and "regulator tune:" not in printed.out  # no probe ran
+    raw = yaml.safe_load(open("configs/default.yaml"))
+    raw["train"]["out_dir"] = str(taken)  # the default tune.out_dir is train.out_dir/tune
+    with pytest.raises(ConfigError) as e:
+        parse_tune_spec(raw)
+    assert e.value.key == "tune.out_dir" and str(taken) in str(e.value)
+
+
+def test_a_spec_without_target_writes_a_control_file_that_trains(tmp_path, capsys):
+    """A sim spec names no target: control.yaml holds the target a control section without one
+    runs (it held target: null, which `regulator train --control` refused), and a training run
+    from configs/default.yaml with that file as its control section starts and finishes."""
+    spec = tmp_path / "t.yaml"
+    spec.write_text(yaml.safe_dump({
+        "plant": "sim", "plant_params": {"regime": "pretrained"}, "knobs": ["w_pos", "w_neg"],
+        "bounds": {"w_pos": [0, 2], "w_neg": [0, 2]}, "probe_steps": 20, "seeds": 2,
+        "out_dir": str(tmp_path / "tune")}))
+    assert main(["tune", str(spec)]) == 0
+    control = yaml.safe_load((tmp_path / "tune" / "control.yaml").read_text())["control"]
+    assert control["target"] == ControlConfig.from_mapping({}).resolved()["target"]
+    run = tmp_path / "run"
+    assert main(["train", "configs/default.yaml", "--control", str(tmp_path / "tune" / "control.yaml"),
+                 "--set", "train.steps=3", "--set", "train.eval_every=0", "--set", "train.save_every=0",
+                 "--set", f"train.out_dir={run}"]) == 0
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
