@@ -17,7 +17,14 @@ from dataclasses import fields
 from typing import Any
 
 from regulator.controller import Controller
-from regulator.knobs import DEFAULT_ACTUATE, KNOB_NAMES, KnobBounds, Knobs
+from regulator.knobs import (
+    DEFAULT_ACTUATE,
+    KNOB_NAMES,
+    KnobBounds,
+    Knobs,
+    check_actuate,
+    check_initial_in_bounds,
+)
 from regulator.observation import Observation
 from regulator.targets import TargetCurve, make_target
 
@@ -52,9 +59,9 @@ class Regulator:
         controller: Controller,
         target: TargetCurve | Mapping[str, Any] | float,
         *,
-        initial: Knobs | None = None,
-        bounds: KnobBounds | None = None,
-        actuate: tuple[str, ...] | list[str] = DEFAULT_ACTUATE,
+        initial: Knobs | Mapping[str, float] | None = None,
+        bounds: KnobBounds | Mapping[str, Any] | None = None,
+        actuate: tuple[str, ...] | list[str] | str = DEFAULT_ACTUATE,
         total_steps: int,
         max_consecutive_faults: int = MAX_CONSECUTIVE_FAULTS,
     ) -> None:
@@ -62,13 +69,13 @@ class Regulator:
             raise TypeError(f"Regulator needs a regulator.Controller, got {type(controller).__name__}")
         self.controller = controller
         self.target = target if isinstance(target, TargetCurve) else make_target(target)
-        self.initial = initial or Knobs()
-        self.bounds = bounds or KnobBounds()
-        self.actuate = tuple(actuate)
+        self.initial = initial if isinstance(initial, Knobs) else Knobs.from_mapping(initial)
+        self.bounds = bounds if isinstance(bounds, KnobBounds) else KnobBounds.from_mapping(bounds)
+        self.actuate = check_actuate(actuate)
         self.total_steps = int(total_steps)
         # Actuated knobs start inside their bounds, or the first clamp would jump; the others
         # stay exactly as given (e.g. eps_high = inf for a clip-free run).
-        self.initial = self.bounds.clamp(self.initial, only=self.actuate)
+        check_initial_in_bounds(self.initial, self.bounds, self.actuate)
         self.knobs = self.initial
         self.faults = 0
         self.consecutive_faults = 0
