@@ -8,8 +8,9 @@ from regulator.cli import Command
 
 
 def _bench_arguments(b: argparse.ArgumentParser) -> None:
-    b.add_argument("config")
-    b.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
+    b.add_argument("config", help="bench YAML config (e.g. configs/bench/suite_sim.yaml)")
+    b.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="override a config value (repeatable)")
     b.add_argument("--resume", action="store_true", help="plant: trainer: keep the runs already "
                    "finished in out_dir with the same settings, train the rest")
 
@@ -21,8 +22,9 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _tune_arguments(t: argparse.ArgumentParser) -> None:
-    t.add_argument("config")
-    t.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
+    t.add_argument("config", help="tune YAML config (e.g. configs/tune/sim_pretrained.yaml)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="override a config value (repeatable)")
 
 
 def _tune(args: argparse.Namespace) -> int:

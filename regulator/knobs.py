@@ -83,10 +83,10 @@ def _knob_range(name: str, pair: object) -> tuple[float, float]:
     """A checked [min, max] of knob ``name`` (weights finite and >= 0, eps_low inside [0, 1),
     eps_high >= 0)."""
     if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-        raise ConfigError(name, "a [min, max] pair", pair)
+        raise ConfigError(name, "a [min, max] pair", list(pair) if isinstance(pair, tuple) else pair)
     lo, hi = (_as_float(name, x) for x in pair)
     if math.isnan(lo) or math.isnan(hi):
-        raise ConfigError(name, "a [min, max] pair without NaN", pair)
+        raise ConfigError(name, "a [min, max] pair without NaN", list(pair))
     if lo > hi:
         raise ConfigError(name, "min <= max", [lo, hi])
     if name.startswith("w_") and (lo < 0 or not math.isfinite(hi)):
@@ -207,15 +207,23 @@ def _bounds_field(v: object) -> KnobBounds:
     return v if isinstance(v, KnobBounds) else KnobBounds.from_mapping(v, key="")  # type: ignore[arg-type]
 
 
-def _actuate_field(v: object) -> tuple[str, ...]:
-    if isinstance(v, str):
-        v = [v]
-    if not isinstance(v, (list, tuple)):
-        raise ConfigError("", "a list of knob names", v)
-    for i, k in enumerate(v):
+def check_actuate(value: object, key: str = "actuate") -> tuple[str, ...]:
+    """A knob name or a list of distinct knob names, as a tuple; errors name ``key[i]``."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(key, "a list of knob names", value)
+    for i, k in enumerate(value):
         if k not in KNOB_NAMES:
-            raise unknown_name_error(f"[{i}]", k, KNOB_NAMES, "knob names")
-    return tuple(v)
+            raise unknown_name_error(f"{key}[{i}]", k, KNOB_NAMES, "knob names")
+        if k in value[:i]:
+            raise ConfigError(f"{key}[{i}]", "each knob once", k,
+                              hint=f"already at [{list(value).index(k)}]")
+    return tuple(value)
+
+
+def _actuate_field(v: object) -> tuple[str, ...]:
+    return check_actuate(v, key="")
 
 
 #: ``initial:`` in a config: a mapping knob -> value, checked by ``Knobs`` itself

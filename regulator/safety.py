@@ -17,7 +17,14 @@ from dataclasses import fields
 from typing import Any
 
 from regulator.controller import Controller
-from regulator.knobs import DEFAULT_ACTUATE, KNOB_NAMES, KnobBounds, Knobs
+from regulator.knobs import (
+    DEFAULT_ACTUATE,
+    KNOB_NAMES,
+    KnobBounds,
+    Knobs,
+    check_actuate,
+    check_initial_in_bounds,
+)
 from regulator.observation import Observation
 from regulator.targets import TargetCurve, make_target
 
@@ -44,7 +51,9 @@ class Regulator:
 
     ``step(step, entropy, **metrics)`` returns the knobs to apply at ``step``. Metrics named like
     Observation fields (``accuracy``, ``reward_mean``, ``clip_frac_high`` ...) fill those fields;
-    any other numeric metric goes to ``Observation.extras``.
+    any other numeric metric goes to ``Observation.extras``. ``last_event`` says what the
+    Regulator did at the last step (a fault, a clamp, a freeze) as one message starting with
+    ``step N:``, or is empty.
     """
 
     def __init__(
@@ -52,9 +61,9 @@ class Regulator:
         controller: Controller,
         target: TargetCurve | Mapping[str, Any] | float,
         *,
-        initial: Knobs | None = None,
-        bounds: KnobBounds | None = None,
-        actuate: tuple[str, ...] | list[str] = DEFAULT_ACTUATE,
+        initial: Knobs | Mapping[str, float] | None = None,
+        bounds: KnobBounds | Mapping[str, Any] | None = None,
+        actuate: tuple[str, ...] | list[str] | str = DEFAULT_ACTUATE,
         total_steps: int,
         max_consecutive_faults: int = MAX_CONSECUTIVE_FAULTS,
     ) -> None:
@@ -62,13 +71,13 @@ class Regulator:
             raise TypeError(f"Regulator needs a regulator.Controller, got {type(controller).__name__}")
         self.controller = controller
         self.target = target if isinstance(target, TargetCurve) else make_target(target)
-        self.initial = initial or Knobs()
-        self.bounds = bounds or KnobBounds()
-        self.actuate = tuple(actuate)
+        self.initial = initial if isinstance(initial, Knobs) else Knobs.from_mapping(initial)
+        self.bounds = bounds if isinstance(bounds, KnobBounds) else KnobBounds.from_mapping(bounds)
+        self.actuate = check_actuate(actuate)
         self.total_steps = int(total_steps)
         # Actuated knobs start inside their bounds, or the first clamp would jump; the others
         # stay exactly as given (e.g. eps_high = inf for a clip-free run).
-        self.initial = self.bounds.clamp(self.initial, only=self.actuate)
+        check_initial_in_bounds(self.initial, self.bounds, self.actuate)
         self.knobs = self.initial
         self.faults = 0
         self.consecutive_faults = 0
@@ -115,32 +124,31 @@ class Regulator:
         if self.target.needs_calibration and math.isfinite(entropy):
             self.target.calibrate(entropy)
         if not math.isfinite(entropy) or self.target.needs_calibration:
-            return self._fault(f"non-finite entropy {entropy} at step {step}: knobs held")
+            return self._fault(step, f"non-finite entropy {entropy}: knobs held")
         obs = self._observe(step, entropy, metrics)
         self.last_observation = obs
         try:
             out = self.controller.act(obs)
         except Exception as e:  # contain any controller failure
             return self._fault(
-                f"controller {self.controller_name!r} raised {type(e).__name__}: {e} at step "
-                f"{step}: knobs held"
+                step, f"controller {self.controller_name!r} raised {type(e).__name__}: {e}: knobs held"
             )
         if not isinstance(out, Knobs):
             return self._fault(
-                f"controller {self.controller_name!r} returned {type(out).__name__}, not Knobs: "
+                step, f"controller {self.controller_name!r} returned {type(out).__name__}, not Knobs: "
                 "knobs held"
             )
         values = [getattr(out, k) for k in KNOB_NAMES]
         if not all(math.isfinite(v) or (k == "eps_high" and v == math.inf)
                    for k, v in zip(KNOB_NAMES, values)):
-            return self._fault(f"controller {self.controller_name!r} returned {out}: knobs held")
+            return self._fault(step, f"controller {self.controller_name!r} returned {out}: knobs held")
         self.consecutive_faults = 0
         # Knobs the controller may not move stay where they were set.
         out = out.replace(**{k: getattr(self.initial, k) for k in KNOB_NAMES if k not in self.actuate})
         safe = self.bounds.clamp(out, previous=self.knobs, only=self.actuate)
         if safe != out:
             self.clamped += 1
-            self.last_event = f"clamped {out} -> {safe}"
+            self.last_event = f"step {step}: clamped {out} -> {safe}"
         self.knobs = safe
         self._check_frozen(step)
         return safe
@@ -153,17 +161,18 @@ class Regulator:
         quiet = step - self.frozen_last_step > FROZEN_QUIET_STEPS
         if at_floor and not self.frozen and quiet:
             floors = ", ".join(f"{k}={self.bounds.range(k)[0]:g}" for k in weights)
-            note = (f"step {step}: controller {self.controller_name!r} holds every weight at its lower "
+            note = (f"controller {self.controller_name!r} holds every weight at its lower "
                     f"bound ({floors}): the policy is not learning; raise control.bounds.<weight>[0] "
                     "to set a floor on learning")
-            self.last_event = f"{self.last_event}; {note}" if self.last_event else note
-            log.warning(note)
+            self.last_event = f"{self.last_event}; {note}" if self.last_event else f"step {step}: {note}"
+            log.warning("step %d: %s", step, note)
         self.frozen = at_floor
         self.frozen_steps += int(at_floor)
         if at_floor:
             self.frozen_last_step = step
 
-    def _fault(self, message: str) -> Knobs:
+    def _fault(self, step: int, message: str) -> Knobs:
+        message = f"step {step}: {message}"
         self.faults += 1
         self.consecutive_faults += 1
         self.last_event = message

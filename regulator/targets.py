@@ -180,9 +180,9 @@ class ExponentialTarget(TargetSpec):
     """the target at the first step (nats)"""
     end: Nats
     """the value the curve decays towards (nats)"""
-    rate: float
-    """decay rate per unit of progress (the curve is at start + (end - start) * (1 - e^-rate) at
-    the last step)"""
+    rate: Annotated[float, Field(gt=0)]
+    """decay rate per unit of progress, > 0 (the curve is at start + (end - start) *
+    (1 - e^-rate) at the last step)"""
 
     def shape(self) -> Shape:
         return _decay(self.start, self.end, "exponential", self.rate)
@@ -223,8 +223,8 @@ class RelativeTarget(TargetSpec):
     """the fraction at the last step (default: ``fraction``, a constant fraction)"""
     decay: Literal["linear", "cosine", "exponential"] = "linear"
     """how the fraction moves from ``fraction`` to ``end_fraction``"""
-    rate: float = 3.0
-    """decay rate of ``decay: exponential`` (per unit of progress)"""
+    rate: Annotated[float, Field(gt=0)] = 3.0
+    """decay rate of ``decay: exponential`` (per unit of progress, > 0)"""
 
     @model_validator(mode="after")
     def _end(self) -> RelativeTarget:

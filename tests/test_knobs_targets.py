@@ -101,6 +101,11 @@ def test_relative_target_needs_calibration():
         ({"kind": "relative", "fraction": 0.5, "decay": "cos"}, r"control.target.decay.*'cos'"),
         ({"kind": "piecewise", "points": [[5, 1], [2, 1]]}, r"increasing"),
         ({"kind": "constant", "value": -1}, r">= 0"),
+        ({"kind": "exponential", "start": 1, "end": 0.5, "rate": -1},
+         r"control.target.rate: expected .*0.*got -1"),
+        ({"kind": "exponential", "start": 1, "end": 0.5, "rate": 0}, r"control.target.rate.*got 0"),
+        ({"kind": "relative", "fraction": 0.5, "decay": "exponential", "rate": 0},
+         r"control.target.rate.*got 0"),
         ("high", r"control.target"),
         (True, r"control.target: expected"),
     ],
@@ -123,3 +128,20 @@ def test_parse_target_resolves_defaults_and_shorthands():
     assert make_target(pw)(5, 20) == pytest.approx(0.75)  # the resolved spec builds the same curve
     assert set(TARGETS.names()) >= {"constant", "linear", "cosine", "exponential", "piecewise",
                                     "relative"}
+
+
+def test_actuate_refuses_a_knob_listed_twice():
+    from regulator.config import ControlConfig
+
+    with pytest.raises(ConfigError, match=r"^control.actuate\[2\]: .*got 'w_pos'"):
+        ControlConfig.from_mapping({"actuate": ["w_pos", "w_neg", "w_pos"]})
+    assert ControlConfig.from_mapping({"actuate": ["w_pos", "w_neg"]}).actuate == ("w_pos", "w_neg")
+
+
+def test_a_bounds_error_shows_the_list_as_written():
+    from regulator.config import ControlConfig
+
+    with pytest.raises(ConfigError, match=r"^control.bounds.w_pos: .*got \[0\]$"):
+        ControlConfig.from_mapping({"bounds": {"w_pos": [0]}})
+    with pytest.raises(ConfigError, match=r"^bounds.w_neg: .*got \[0, 1, 2\]$"):
+        KnobBounds.from_mapping({"w_neg": [0, 1, 2]})

@@ -180,3 +180,27 @@ def test_regulator_metrics_merge_the_controllers_own():
             raise RuntimeError("no")
 
     assert Regulator(Broken(), 0.3, total_steps=3).metrics()["control/faults"] == 0.0
+
+
+def test_regulator_api_checks_actuate_bounds_and_initial_like_a_config():
+    ramp = make_controller("test_ramp")
+    with pytest.raises(ConfigError, match=r"^actuate\[1\]: .*'w_poss'.*did you mean 'w_pos'"):
+        Regulator(ramp, 0.3, actuate=("w_neg", "w_poss"), total_steps=3)
+    with pytest.raises(ConfigError, match=r"^actuate\[1\]: .*'w_pos'"):
+        Regulator(ramp, 0.3, actuate=["w_pos", "w_pos"], total_steps=3)
+    # bounds and initial as plain mappings, as in a config
+    reg = Regulator(make_controller("test_ramp"), 0.3, bounds={"w_pos": [0, 1], "max_delta": 0.1},
+                    initial={"w_pos": 0.5}, actuate="w_pos", total_steps=3)
+    assert reg.bounds == KnobBounds(w_pos=(0.0, 1.0), max_delta=0.1) and reg.actuate == ("w_pos",)
+    assert reg.initial == Knobs(w_pos=0.5) and reg.knobs == Knobs(w_pos=0.5)
+    with pytest.raises(ConfigError, match=r"^bounds.w_pos: .*got \[0\]"):
+        Regulator(make_controller("test_ramp"), 0.3, bounds={"w_pos": [0]}, total_steps=3)
+    with pytest.raises(ConfigError, match=r"^initial.w_po: .*did you mean 'w_pos'"):
+        Regulator(make_controller("test_ramp"), 0.3, initial={"w_po": 0.5}, total_steps=3)
+    # an actuated knob starting outside its bounds is refused, not clamped silently
+    with pytest.raises(ConfigError, match=r"^initial.w_pos: .*inside bounds.w_pos.*got 1.5"):
+        Regulator(make_controller("test_ramp"), 0.3, initial=Knobs(w_pos=1.5), total_steps=3)
+    # a knob the controller does not move keeps its value, bounds or not
+    reg = Regulator(make_controller("test_ramp"), 0.3, initial=Knobs(w_neg=1.9), total_steps=3,
+                    bounds={"w_neg": [0, 1]})
+    assert reg.knobs.w_neg == 1.9

@@ -86,3 +86,48 @@ def test_a_tracker_that_cannot_load_stops_before_step_0_and_leaves_nothing(tmp_p
     with pytest.raises(ConfigError, match="options the tracker accepts"):
         train(bad_option)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture
+def grumpy_trackers(tmp_path, monkeypatch):
+    """Trackers whose constructors raise multi-line errors (as wandb's Settings does)."""
+    (tmp_path / "grumpy_tracking.py").write_text(textwrap.dedent("""
+        from typing import Literal
+        from pydantic import BaseModel
+        class Settings(BaseModel):
+            mode: Literal["online", "offline"]
+        class Pydantic:
+            def __init__(self, *, run_dir, config, start_step, mode="offline"):
+                Settings(mode=mode)
+        class Verbose:
+            def __init__(self, *, run_dir, config, start_step, **options):
+                raise ValueError("\\nbad option\\n  details line 2\\n  details line 3")
+        class Good:
+            closed = []
+            def __init__(self, **_):
+                pass
+            def close(self):
+                self.closed.append(True)
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "grumpy_tracking"
+    sys.modules.pop("grumpy_tracking", None)
+
+
+@pytest.mark.parametrize(("cls", "says"), [
+    ("Pydantic", "mode: Input should be 'online' or 'offline'"),
+    ("Verbose", "(bad option)"),
+])
+def test_a_tracker_constructor_error_is_one_line_naming_the_entry(tmp_path, grumpy_trackers,
+                                                                    cls, says):
+    from trainer.trackers import make_trackers
+
+    backends = [{"kind": f"{grumpy_trackers}:{cls}", "mode": "bogus"}]
+    with pytest.raises(ConfigError) as e:
+        make_trackers(backends, run_dir=tmp_path, config={}, start_step=0)
+    msg = str(e.value)
+    assert msg.startswith("log.backends[0]: ") and "\n" not in msg and says in msg
+    with pytest.raises(ConfigError, match=r"log.backends\[1\]"):
+        make_trackers([f"{grumpy_trackers}:Good", *backends], run_dir=tmp_path, config={},
+                      start_step=0)
+    assert sys.modules[grumpy_trackers].Good.closed == [True]  # the one already built is closed

@@ -20,7 +20,10 @@ def control_override(path: str) -> str:
 
     from regulator.config import load_yaml
 
-    data = load_yaml(path)
+    try:
+        data = load_yaml(path)
+    except ConfigError as e:  # load_yaml names the file as CONFIG, here it came from --control
+        raise e.with_key("--control") from None
     section = data.get("control", data)
     if not isinstance(section, dict):
         raise ConfigError("--control", "a YAML file with a control: mapping", path)
@@ -54,9 +57,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _plot_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    p.add_argument("-o", "--out", metavar="PNG", help="output file (default RUN_DIR/plot.png, "
-                   "or plot.png here for several runs)")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                   help="a run directory (with its metrics.jsonl); several are overlaid")
+    p.add_argument("-o", "--out", metavar="FILE", help="output file, its format from its suffix "
+                   "(.png added when it has none; a directory gets plot.png inside; default "
+                   "RUN_DIR/plot.png, or plot.png here for several runs)")
 
 
 def _plot(args: argparse.Namespace) -> int:

@@ -105,13 +105,24 @@ def ds_config(ds_section: Mapping[str, Any], *, micro_batch: int, grad_accum: in
 
 
 def build_engine(model: torch.nn.Module, optim_section: Mapping[str, Any], config: dict[str, Any]):
-    """``deepspeed.initialize`` with a torch AdamW (never a DeepSpeed JIT optimizer on CPU)."""
+    """``deepspeed.initialize`` with a torch AdamW (never a DeepSpeed JIT optimizer on CPU).
+
+    A config DeepSpeed refuses (its pydantic models validate it) is a ConfigError naming
+    ``deepspeed.extra``: every other key it gets is checked by our own schema first."""
     import deepspeed
+    import pydantic
 
     params = [p for p in model.parameters() if p.requires_grad]
     betas = tuple(optim_section.get("betas", (0.9, 0.999)))
     optimizer = torch.optim.AdamW(params, lr=float(optim_section["lr"]), betas=betas,
                                   eps=float(optim_section.get("adam_eps", 1e-8)),
                                   weight_decay=float(optim_section.get("weight_decay", 0.0)))
-    engine, optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
+    try:
+        engine, optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer,
+                                                       config=config)
+    except pydantic.ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise ConfigError("deepspeed.extra", "settings DeepSpeed accepts", first.get("input"),
+                          hint=f"{e.title} {where}: {first['msg']}") from None
     return engine, optimizer

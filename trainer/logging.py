@@ -130,12 +130,13 @@ class RunLogger:
                 t.log(values, step)
 
     def event(self, step: int, message: str) -> None:
-        """A regulator intervention (fault or clamp): events.jsonl and the log."""
+        """A regulator intervention (fault or clamp): events.jsonl and the log. The message names
+        its step already (``Regulator.last_event``: ``step N: ...``)."""
         if not self.enabled or not message:
             return
         self._events.write(json.dumps({"step": step, "event": message}) + "\n")
         self._events.flush()
-        log.info("step %d: regulator: %s", step, message)
+        log.info("regulator: %s", message)
 
     def close(self) -> None:
         self._metrics.close()

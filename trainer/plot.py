@@ -104,11 +104,29 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, *, ema_alpha: flo
     return legends
 
 
+def output_path(run_dirs: Sequence[str], out: str | None = None) -> Path:
+    """Where ``regulator plot`` writes: OUT (``.png`` added when it has no suffix; an existing
+    directory gets ``plot.png`` inside), else RUN_DIR/plot.png for one run, plot.png here for
+    several. A suffix matplotlib cannot write is a ConfigError naming ``--out``."""
+    if not out:
+        return Path(run_dirs[0]) / "plot.png" if len(run_dirs) == 1 else Path("plot.png")
+    target = Path(out)
+    if target.is_dir():
+        return target / "plot.png"
+    if not target.suffix:
+        return target.with_suffix(".png")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    formats = sorted(FigureCanvasAgg.get_supported_filetypes())
+    if target.suffix[1:].lower() not in formats:
+        raise ConfigError("--out", f"a file ending in one of .{', .'.join(formats)} (or no suffix "
+                          "for .png)", out)
+    return target
+
+
 def plot_main(run_dirs: Sequence[str], out: str | None = None) -> int:
-    """``regulator plot``: writes OUT (default RUN_DIR/plot.png for one run, plot.png here for
-    several) and prints its path."""
-    target = Path(out) if out else (Path(run_dirs[0]) / "plot.png" if len(run_dirs) == 1
-                                   else Path("plot.png"))
+    """``regulator plot``: writes the plot where ``output_path`` says and prints that path."""
+    target = output_path(run_dirs, out)
     plot_runs(run_dirs, target)
     print(f"regulator plot: {len(run_dirs)} run(s) -> {target}")
     return 0

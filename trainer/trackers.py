@@ -82,29 +82,38 @@ def check_backends(value: Any, key: str = "log.backends") -> list[Any]:
     return list(value)
 
 
+def _summary(e: BaseException) -> str:
+    """One line of a tracker's complaint: a pydantic-style error's first ``loc: msg`` (wandb's
+    Settings), else the message's first non-empty line."""
+    try:
+        first = e.errors()[0]  # type: ignore[attr-defined]
+        return f"{'.'.join(str(x) for x in first['loc'])}: {first['msg']}"
+    except Exception:  # not a pydantic-style error
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        return lines[0] if lines else type(e).__name__
+
+
 def make_trackers(backends: list[Any], *, run_dir: Path, config: Mapping[str, Any],
                   start_step: int, key: str = "log.backends") -> list[Tracker]:
-    """Build every tracker; a missing package or a bad option is a ConfigError naming the entry."""
+    """Build every tracker; a missing package or a bad option is a one-line ConfigError naming
+    the entry (the trackers already built are closed)."""
     out: list[Tracker] = []
     for i, entry in enumerate(backends):
         name, options = _spec(entry, f"{key}[{i}]")
         try:
             cls = TRACKERS.get(name, f"{key}[{i}]")
             out.append(cls(run_dir=run_dir, config=config, start_step=start_step, **options))
-        except ConfigError:
+        except (ConfigError, ImportError, TypeError, ValueError, AttributeError) as e:
             for t in out:
                 t.close()
-            raise
-        except ImportError as e:
-            for t in out:
-                t.close()
-            extra = " (pip install 'entropy-regulator[track]')" if name == "wandb" else ""
-            raise ConfigError(f"{key}[{i}]", f"an importable tracker{extra}", name,
-                              hint=str(e)) from None
-        except (TypeError, ValueError, AttributeError) as e:
-            for t in out:
-                t.close()
-            raise ConfigError(f"{key}[{i}]", "options the tracker accepts", entry, hint=str(e)) from None
+            if isinstance(e, ConfigError):
+                raise
+            if isinstance(e, ImportError):
+                extra = " (pip install 'entropy-regulator[track]')" if name == "wandb" else ""
+                raise ConfigError(f"{key}[{i}]", f"an importable tracker{extra}", name,
+                                  hint=_summary(e)) from None
+            raise ConfigError(f"{key}[{i}]", "options the tracker accepts", entry,
+                              hint=_summary(e)) from None
     return out
 
 
