@@ -4,15 +4,13 @@ the models' field docstrings: ``python -m envs.config_docs --markdown``."""
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Sequence
 
 from envs.bench_config import BenchConfig, ControlDefaults, ControllerEntry
 from envs.plant_config import PlantConfig
 from envs.sim_env_args import SimEnvArgs, TrainEnvArgs
 from envs.tune import SimTuneConfig, TuneSettings
-from regulator.schema_docs import model_section
+from regulator.schema_docs import markdown_main, model_section
 
 INTRO = """\
 # Config reference: bench, tune, the simulated plant and the environments
@@ -46,13 +44,9 @@ def markdown() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m envs.config_docs", description=__doc__)
-    p.add_argument("--markdown", action="store_true", help="print docs/envs_config.md")
-    if not p.parse_args(argv).markdown:
-        p.print_help()
-        return 2
-    sys.stdout.write(markdown())
-    return 0
+    return markdown_main(
+        argv, prog="python -m envs.config_docs",
+        description=__doc__, page="docs/envs_config.md", markdown=markdown)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@ Markdown tables, for the generated config references and ``regulator config --ex
 
 from __future__ import annotations
 
+import argparse
 import re
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import yaml
@@ -68,3 +70,15 @@ def model_section(title: str, model: type[Schema], intro: str = "") -> str:
     """``## title``, the model's docstring (or ``intro``) and the table of its keys."""
     about = intro or " ".join((model.__doc__ or "").split())
     return "\n\n".join([f"## {title}", about, table(list(entries(model)))])
+
+
+def markdown_main(argv: Sequence[str] | None, *, prog: str, description: str | None, page: str,
+                  markdown: Callable[[], str]) -> int:
+    """``python -m PROG --markdown``: print a generated reference page (``page`` names it)."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--markdown", action="store_true", help=f"print {page}")
+    if not p.parse_args(argv).markdown:
+        p.print_help()
+        return 2
+    sys.stdout.write(markdown())
+    return 0

@@ -8,9 +8,7 @@ trainer.config_docs --markdown`` writes docs/config.md from the same field docst
 
 from __future__ import annotations
 
-import argparse
 import inspect
-import sys
 import textwrap
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -23,7 +21,7 @@ from regulator.errors import ConfigError, unknown_name_error
 from regulator.knobs import KNOB_NAMES
 from regulator.registry import get_controller_class, list_controllers
 from regulator.schema import Schema
-from regulator.schema_docs import Entry, show, table
+from regulator.schema_docs import Entry, markdown_main, show, table
 from regulator.schema_docs import entries as schema_entries
 from trainer.config import TrainConfig
 
@@ -246,14 +244,9 @@ def config_main(config: str | None, overrides: Sequence[str] = (), explain: str 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m trainer.config_docs", description=__doc__)
-    p.add_argument("--markdown", action="store_true", help="print docs/config.md")
-    args = p.parse_args(argv)
-    if not args.markdown:
-        p.print_help()
-        return 2
-    sys.stdout.write(markdown())
-    return 0
+    return markdown_main(
+        argv, prog="python -m trainer.config_docs",
+        description=__doc__, page="docs/config.md", markdown=markdown)
 
 
 if __name__ == "__main__":
