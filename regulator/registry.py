@@ -8,9 +8,7 @@ pyproject, plugins by theirs), then ``package.module:ClassName``.
 from __future__ import annotations
 
 import inspect
-import sys
 from collections.abc import Callable, Mapping
-from importlib import metadata
 from typing import Any, TypeVar
 
 from regulator.controller import Controller
@@ -28,21 +26,8 @@ def _is_controller(obj: Any) -> str:
         "a subclass of regulator.Controller"
 
 
-class _CachedEntryPoints(Registry[type[Controller]]):
-    """A Registry that reads the installed entry points once per ``sys.path`` (a scan of every
-    distribution costs milliseconds, and a bench builds a controller per run)."""
-
-    _seen: tuple[tuple[str, ...], dict[str, metadata.EntryPoint]] | None = None
-
-    def entry_points(self) -> dict[str, metadata.EntryPoint]:
-        path = tuple(sys.path)
-        if self._seen is None or self._seen[0] != path:
-            self._seen = (path, super().entry_points())
-        return dict(self._seen[1])
-
-
 #: every controller class by name
-CONTROLLERS: Registry[type[Controller]] = _CachedEntryPoints(
+CONTROLLERS: Registry[type[Controller]] = Registry(
     "registered controllers", group=ENTRY_POINT_GROUP, paths=True, check=_is_controller)
 
 _OTHER_CONTROLLER = ("control.params are the controller's own; after changing control.controller, "
@@ -79,10 +64,9 @@ def parameter_names(cls: type[Controller]) -> list[str] | None:
     return [p for p in sig.parameters if p != "self"]
 
 
-def resolve_params(name: str, params: Mapping[str, Any], key: str = "control.params") -> dict[str, Any]:
-    """``params`` checked against controller ``name`` and, when it declares ``Params``, with
-    every default filled in (what a run's config.yaml records); a ConfigError under ``key``."""
-    cls = get_controller_class(name)
+def _check_names(cls: type[Controller], name: str, params: Mapping[str, Any], key: str) -> None:
+    """Every key of ``params`` is one of ``cls``'s parameters (did-you-mean, or the hint that
+    params written for another controller were left behind)."""
     accepted = parameter_names(cls)
     for k in params if accepted is not None else ():
         if k not in accepted:
@@ -90,15 +74,23 @@ def resolve_params(name: str, params: Mapping[str, Any], key: str = "control.par
             if not err.hint:  # most likely params written for another controller
                 err = ConfigError(err.key, err.expected, k, hint=_OTHER_CONTROLLER)
             raise err
+
+
+def resolve_params(name: str, params: Mapping[str, Any], key: str = "control.params") -> dict[str, Any]:
+    """``params`` checked against controller ``name`` and, when it declares ``Params``, with
+    every default filled in (what a run's config.yaml records); a ConfigError under ``key``."""
+    cls = get_controller_class(name)
+    _check_names(cls, name, params, key)
     if cls.Params is None:
         return dict(params)
     return parse(cls.Params, params, key).resolved()
 
 
 def make_controller(name: str, /, **params: Any) -> Controller:
-    """Instantiate a controller by name with its parameters (``control.params`` in a config)."""
+    """Instantiate a controller by name with its parameters (``control.params`` in a config);
+    the constructor validates them (``Controller.__init__`` parses ``Params``)."""
     cls = get_controller_class(name)
-    resolve_params(name, params)
+    _check_names(cls, name, params, "control.params")
     try:
         return cls(**params)
     except ConfigError as e:

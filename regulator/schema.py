@@ -13,7 +13,6 @@ relative to the field being validated (``""`` for the field itself).
 
 from __future__ import annotations
 
-import math
 import types
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
@@ -49,8 +48,6 @@ def _plain(v: Any) -> Any:
         return {str(k): _plain(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
         return [_plain(x) for x in v]
-    if isinstance(v, float) and math.isinf(v):
-        return v
     return v
 
 
@@ -142,7 +139,6 @@ _EXPECTED = {
     "bool_type": "true or false", "bool_parsing": "true or false",
     "string_type": "a string", "dict_type": "a mapping", "model_type": "a mapping",
     "model_attributes_type": "a mapping", "list_type": "a list", "tuple_type": "a list",
-    "missing": "a value (required)",
 }
 
 
@@ -263,6 +259,3 @@ def resolve(path: str, key: str, *, what: str = "an importable 'package.module:a
     except (ImportError, AttributeError, ValueError) as e:
         raise ConfigError(key, what, path, hint=str(e)) from None
 
-
-# Field is re-exported so schema modules import everything from one place.
-_ = Field

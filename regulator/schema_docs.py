@@ -4,7 +4,6 @@ Markdown tables, for the generated config references and ``regulator config --ex
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -25,25 +24,10 @@ _TYPES = {
 }
 
 
-def _type(name: str) -> str:
-    m = re.fullmatch(r"Literal\[(.*)\]", name)
-    if m:
-        return " | ".join(v.strip(" '\"") for v in m.group(1).split(","))
-    return _TYPES.get(name, name)
-
-
-def _default(v: Any) -> Any:
-    if hasattr(v, "as_config"):  # KnobBounds
-        return v.as_config()
-    if hasattr(v, "as_dict"):  # Knobs
-        return v.as_dict()
-    return v
-
-
 def entries(model: type[Schema], prefix: str = "") -> Iterator[Entry]:
     """Every key of ``model`` with its readable type, default and one-line description."""
     for key, kind, default, doc in field_docs(model, prefix):
-        yield key, _type(kind), _default(default), " ".join(doc.split())
+        yield key, _TYPES.get(kind, kind), default, " ".join(doc.split())
 
 
 def show(v: Any) -> str:
