@@ -73,10 +73,6 @@ def score_run(cfg: BenchConfig, run: GridPoint, rows: Sequence[dict[str, float]]
             "seed": seed, **s}
 
 
-def _write_rows(path: Path, rows: Sequence[dict[str, float]]) -> None:
-    write_metrics(path / "metrics.jsonl", rows)
-
-
 class _BarTicks:
     """The progress queue's ``put`` for runs in this process: straight onto the bar."""
 
@@ -132,7 +128,7 @@ def _sim_chunk(cfg: BenchConfig, out: str, regime: str, runs: list[GridPoint],
     out_path = Path(out)
     summaries = []
     for run, rows in zip(runs, all_rows):
-        _write_rows(run_dir(out_path, cfg, run), rows)
+        write_metrics(run_dir(out_path, cfg, run) / "metrics.jsonl", rows)
         summaries.append(score_run(cfg, run, rows, bands.get((regime, run[3]))))
     return summaries
 
@@ -155,7 +151,7 @@ def _train(cfg: BenchConfig, regime: str, seed: int, rd: Path, entry: Controller
         rd.mkdir(parents=True)
         (rd / "config.yaml").write_text(yaml.safe_dump(train.raw, sort_keys=False))
         rows = run_loop(TrainerPlant(train), [regulator], on_step=_tick)[0]
-        _write_rows(rd, rows)
+        write_metrics(rd / "metrics.jsonl", rows)
         (rd / _SPEC_FILE).write_text(json.dumps(spec))  # written last: marks the run finished
     return rows
 
@@ -201,10 +197,6 @@ def run_spec(cfg: BenchConfig, regime: str, seed: int, rd: Path, entry: Controll
             "overrides": overrides}
 
 
-def _read_rows(rd: Path) -> list[dict[str, Any]]:
-    return read_metrics(rd / "metrics.jsonl")
-
-
 def _placeless(spec: dict[str, Any]) -> dict[str, Any]:
     """A run spec without its run directory: a bench directory moved or copied elsewhere holds
     the same runs (the directory is where the run is found, not a setting of it)."""
@@ -216,7 +208,7 @@ def _finished_run(rd: Path, spec: dict[str, Any], horizon: int) -> list[dict[str
     try:
         if _placeless(json.loads((rd / _SPEC_FILE).read_text())) != _placeless(spec):
             return None
-        rows = _read_rows(rd)
+        rows = read_metrics(rd / "metrics.jsonl")
     except (OSError, ValueError):
         return None
     return rows if len(rows) == horizon else None
@@ -261,7 +253,7 @@ def _trainer_run(cfg: BenchConfig, out: str, runs: list[GridPoint],
     out_rows = [rows]
     for run in runs[1:]:
         out_rows.append(_retarget(rows, cfg.target_specs[run[1]], cfg.horizon))
-        _write_rows(run_dir(Path(out), cfg, run), out_rows[-1])
+        write_metrics(run_dir(Path(out), cfg, run) / "metrics.jsonl", out_rows[-1])
     return [score_run(cfg, run, r, bands.get((regime, seed))) for run, r in zip(runs, out_rows)]
 
 

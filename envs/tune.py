@@ -45,7 +45,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import PlainValidator, field_validator, model_validator
+from pydantic import PlainValidator, model_validator
 
 from envs.config_types import BoundValues, KnobValues, MaybeActuate, TuneSeeds, check_out_dir
 from envs.identify import (
@@ -180,16 +180,10 @@ class TuneSettings(Schema):
     """Also probe all knobs moved together; default: true with 2+ knobs (and false with one)."""
     relative: bool = True
     """Recommend ``relative_error`` gains (scaled at the probed entropy level)."""
-    out_dir: str | None = None
+    out_dir: str | None = Field(None, min_length=1)
     """Output folder; default: ``runs/tune`` for a sim-plant spec, ``train.out_dir``/tune for a
     training config."""
 
-    @field_validator("out_dir")
-    @classmethod
-    def _out_dir(cls, v: str | None) -> str | None:
-        if v == "":
-            raise ConfigError("", "a directory path", v)
-        return v
 
 
 class SimTuneConfig(TuneSettings):
