@@ -33,6 +33,12 @@ v = sum_j m_j D_j / max |m_j| (a direction whose effect is unknown is not used) 
   (mixed-group fraction below ``min_mixed``) and while the error closes at least at half the
   designed rate; it leaks while the target stays out of reach. kp grows as authority fades.
 
+- Ratio moves (``controllers.ratio_moves``): under Adam only the ratio of the weights sets the
+  update, so turning every weight up descends no faster than GRPO. While the command is pinned
+  descending and the aim is still far, the weight that raises entropy (w_neg until the balance
+  estimate says otherwise) is cut; with ``ascent_level`` > 0, a braked loop below its aim tries
+  the raising side and stops at the first sign that it lowers entropy instead.
+
 Weight bounds default to [0, 2] (``DEFAULT_BOUNDS``): a one-sided [0, 1] range can only slow the
 collapse. With every actuated weight at its minimum the policy learns nothing; the Regulator
 reports it (``control/frozen``), and the lower bounds are the user's floor on learning.
@@ -47,6 +53,7 @@ from pydantic import Field, Strict, StrictFloat, field_validator
 
 from controllers import _params as P
 from controllers.dither import DitherIVEstimator, paired_dither
+from controllers.ratio_moves import RatioMoves
 from regulator.controller import Controller
 from regulator.errors import ConfigError
 from regulator.knobs import KnobBounds, Knobs
@@ -116,6 +123,21 @@ class AutoParams(Schema):
     sign_lock: float = Field(4.0, gt=0)
     """A z-score this large makes the estimate's sign the direction's prior, so forgetting the
     data later does not fall back to a sign they refuted."""
+    descent_tilt: float = Field(1.0, ge=0, le=1)
+    """Share of the entropy-raising weight cut while the loop descends at its limit
+    (``controllers.ratio_moves``; 0 = no tilt)."""
+    tilt_z: float = Field(2.0, ge=0)
+    """|z| of the balance estimate beyond which the data, not the first-order prior (w_neg),
+    name the weight that raises entropy."""
+    ascent_level: float = Field(0.0, ge=0)
+    """Weight given to the entropy-raising side in an ascent trial, while entropy sits below its
+    aim with every weight braked (0 = no trials: on a plant where nothing raises entropy, from
+    scratch or late in training, a trial costs a fall it cannot undo)."""
+    ascent_z: float = Field(2.0, ge=0)
+    """Fall (filtered noise deviations) below the trial's start that refutes an ascent trial."""
+    ascent_retry: int = Field(100, ge=1)
+    """Steps before an ascent trial is tried again after its first refutation (doubling after
+    each one)."""
     preview: int | None = Field(None, ge=0)
     """Half-width (steps) of the centred window through which the target is aimed at; None =
     tau_c + lag rounded, the loop's designed response time (0 = aim at the target itself)."""
@@ -152,6 +174,8 @@ class AutoController(Controller):
         self.preview_steps = self.preview + 1
         self.dirs: dict[str, dict[str, float]] = {}
         self.estimator: DitherIVEstimator | None = None
+        self.ratio = RatioMoves(p.descent_tilt, p.tilt_z, p.ascent_level, p.ascent_z, p.ascent_retry,
+                                lead=p.lag + 2.0)
         self._clear()
 
     # --- state -------------------------------------------------------------------------------
@@ -170,6 +194,7 @@ class AutoController(Controller):
         self.learned: dict[str, float] = {}
         self.past: list[float] = []  # the last ``preview`` targets
         self.aim = math.nan
+        self.ratio.clear()
 
     def reset(self, initial: Knobs, bounds: KnobBounds, actuate: tuple[str, ...] = WEIGHTS) -> None:
         super().reset(initial, bounds, actuate)
@@ -192,6 +217,7 @@ class AutoController(Controller):
                 "e_pinned": self.e_pinned,
                 "last_dither": dict(self.last_dither), "shares": dict(self.shares), "kp": self.kp,
                 "learned": dict(self.learned), "past": list(self.past),
+                "ratio": self.ratio.state_dict(),
                 "estimator": None if est is None else est.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -206,17 +232,21 @@ class AutoController(Controller):
         self.kp = float(state["kp"])
         self.learned = {k: float(v) for k, v in state.get("learned", {}).items()}
         self.past = [float(x) for x in state.get("past", [])]
+        if "ratio" in state:
+            self.ratio.load_state_dict(state["ratio"])
         if self.estimator is not None and state.get("estimator") is not None:
             self.estimator.load_state_dict(state["estimator"])
 
     def metrics(self) -> dict[str, float]:
         """Per direction: ``control/gain_est/<d>`` (nats/step/unit), ``control/gain_z/<d>`` and
-        ``control/share/<d>`` (its part of the move, signed); plus ``control/u``, ``control/kp``
-        and ``control/aim`` (the target seen through the preview window, ``_aim``)."""
+        ``control/share/<d>`` (its part of the move, signed); plus ``control/u``, ``control/kp``,
+        ``control/aim`` (the target seen through the preview window, ``_aim``) and the ratio
+        moves' ``control/tilt`` and ``control/ascent`` (0..1, ``controllers.ratio_moves``)."""
         est = self.estimator
         if est is None:
             return {}
-        out = {"control/u": self.u, "control/kp": self.kp, "control/aim": self.aim}
+        out = {"control/u": self.u, "control/kp": self.kp, "control/aim": self.aim,
+               "control/tilt": self.ratio.tilt, "control/ascent": self.ratio.ascent}
         for d in self.dirs:
             out[f"control/gain_est/{d}"] = est.gain(d)
             out[f"control/gain_z/{d}"] = est.zscore(d)
@@ -381,11 +411,16 @@ class AutoController(Controller):
         else:
             self.integral = candidate
         self.u = min(max(u_raw, lo), hi)
+        self.ratio.update(obs.step, self.h_filt, -self.deriv * scale, aim + lift, aim, sigma_f,
+                          descend_pinned=e < 0 and self.u <= lo + 1e-9,
+                          brake_pinned=self.u >= hi - 1e-9 and self.saturated >= 3)
         # 6. knobs = initial + u v, plus the dither inside the bounds (``_dither_fit``)
         values = {}
         for k, g in v.items():
             b_lo, b_hi = self.bounds.range(k)
             values[k] = min(max(getattr(self.initial, k) + g * self.u, b_lo), b_hi)
+        if "balance" in self.dirs:  # both weights actuated: the ratio moves
+            self.ratio.apply(values, self.ratio.raising_weight(est.gain("balance"), est.zscore("balance")))
         self.last_dither = {}
         for j, (d, vec) in enumerate(self.dirs.items()):
             amp = self.params.excite * (0.35 if abs(est.zscore(d)) >= 3.0 else 1.0)

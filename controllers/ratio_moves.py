@@ -1,0 +1,111 @@
+"""Moves of the weights' *ratio*: the faster descent and the ascent that ``auto``'s law cannot make.
+
+Under Adam (and every optimiser that divides the gradient by its running scale) the size of the
+loss weights barely matters once the optimiser has adapted: scaling w_pos and w_neg by c scales
+the gradient by c, and Adam divides it out. What sets the update is their ratio. So turning every
+weight *up* cannot descend faster than plain GRPO (measured on the simulated pretrained plant:
+(w_pos, w_neg) = (1, 1) and (2, 2) give the same path), and turning every weight down holds
+entropy still but cannot raise it. Only a tilt of the ratio does either:
+
+- **descent tilt**: while the loop asks for a faster descent than it has (its command pinned at
+  the "lower" limit, entropy above its aim and not due to reach it within ``lag + 2`` steps at
+  the current rate), the weight that raises entropy is cut by ``descent_tilt`` of its value,
+  ramped in over 4 steps and released by halves as the aim comes near. A wrong side only slows
+  the descent it was meant to speed up.
+- **ascent trial**: while entropy sits below its aim with every weight braked (the law cannot do
+  more), the raising weight is given ``ascent_level``. If the filtered entropy falls
+  ``ascent_z`` noise deviations below where the trial began, the plant has no ascent there (from
+  scratch, late in training: nothing raises entropy); the trial ends at once and is not tried
+  again for ``ascent_retry`` x 2^k steps after the k-th refutation.
+
+Which weight raises entropy: the data's, once the balance direction's estimate (w_pos down,
+w_neg up) reaches ``tilt_z`` standard errors; until then w_neg, from the first-order picture of
+policy-gradient entropy dynamics: a positive-advantage update concentrates probability on the
+tokens sampled (mostly the likely ones), a negative one spreads it away from them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+TILT_RAMP = 0.25  # tilt added per step while it is wanted (full after 4 steps)
+
+
+class RatioMoves:
+    """The state of the descent tilt and the ascent trial (one per ``auto`` run)."""
+
+    def __init__(self, descent_tilt: float, tilt_z: float, ascent_level: float, ascent_z: float,
+                 ascent_retry: int, lead: float) -> None:
+        self.descent_tilt = descent_tilt
+        self.tilt_z = tilt_z
+        self.ascent_level = ascent_level
+        self.ascent_z = ascent_z
+        self.ascent_retry = ascent_retry
+        self.lead = lead  # steps ahead at which an approach counts as arriving
+        self.clear()
+
+    def clear(self) -> None:
+        self.tilt = 0.0  # share of descent_tilt applied, 0..1
+        self.ascent = 0.0  # share of ascent_level applied, 0..1
+        self.ascent_h0 = math.nan  # filtered entropy when the trial began
+        self.ascent_t0 = 0
+        self.ascent_block = -1  # no trial starts before this step
+        self.refutations = 0
+
+    @staticmethod
+    def _release(x: float) -> float:
+        return 0.5 * x if x > 0.02 else 0.0
+
+    def raising_weight(self, gain: float, z: float) -> str:
+        """The weight whose share raises entropy: the balance estimate's once |z| >= tilt_z
+        (``gain``: entropy change per unit of w_pos down / w_neg up), else w_neg."""
+        if abs(z) >= self.tilt_z:
+            return "w_neg" if gain > 0 else "w_pos"
+        return "w_neg"
+
+    def update(self, step: int, h: float, rate: float, high_aim: float, aim: float, sigma: float,
+               descend_pinned: bool, brake_pinned: bool) -> None:
+        """One step. ``h``: filtered entropy; ``rate``: its smoothed change per step;
+        ``high_aim``: the level an approach from above aims at; ``aim``: the target seen
+        through the preview; ``sigma``: the filtered noise deviation; ``descend_pinned`` /
+        ``brake_pinned``: the law's command sits at its descending / braking limit."""
+        arriving_down = h + self.lead * min(rate, 0.0) <= high_aim
+        if self.descent_tilt > 0 and descend_pinned and h > high_aim and not arriving_down:
+            self.tilt = min(1.0, self.tilt + TILT_RAMP)
+        else:
+            self.tilt = self._release(self.tilt)
+        if self.ascent_level <= 0:
+            return
+        below = h < aim - 2.0 * sigma
+        if self.ascent > 0:
+            if step > self.ascent_t0 and h < self.ascent_h0 - self.ascent_z * sigma:  # refuted
+                self.ascent = 0.0
+                self.ascent_block = step + self.ascent_retry * 2**self.refutations
+                self.refutations += 1
+            elif not below or h + self.lead * max(rate, 0.0) >= aim:
+                self.ascent = self._release(self.ascent)
+            else:
+                self.ascent = min(1.0, self.ascent + TILT_RAMP)
+        elif below and brake_pinned and step >= self.ascent_block:
+            self.ascent, self.ascent_h0, self.ascent_t0 = TILT_RAMP, h, step
+
+    def apply(self, values: dict[str, float], raising: str) -> None:
+        """Tilt the knob values (w_pos, w_neg present) in place."""
+        if self.tilt > 0:
+            values[raising] *= 1.0 - self.descent_tilt * self.tilt
+        if self.ascent > 0:
+            values[raising] = max(values[raising], self.ascent * self.ascent_level)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"tilt": self.tilt, "ascent": self.ascent, "ascent_h0": self.ascent_h0,
+                "ascent_t0": self.ascent_t0, "ascent_block": self.ascent_block,
+                "refutations": self.refutations}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.tilt = float(state["tilt"])
+        self.ascent = float(state["ascent"])
+        self.ascent_h0 = float(state["ascent_h0"])
+        self.ascent_t0 = int(state["ascent_t0"])
+        self.ascent_block = int(state["ascent_block"])
+        self.refutations = int(state["refutations"])
