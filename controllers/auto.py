@@ -28,7 +28,9 @@ v = sum_j m_j D_j / max |m_j| (a direction whose effect is unknown is not used) 
   sign; another direction's sign is the data's once |z| reaches ``sign_lock``, and is reversed
   when the knobs sit pinned the way the error pushes while the error keeps growing. A dither is
   moved inward from a ceiling (never off a weight's floor) so a wrongly pinned knob still
-  excites the plant.
+  excites the plant. A learned sign steers only descents: below the aim the knobs move along
+  the brake alone (a direction that raised entropy in one phase of training can lower it in the
+  next, and on a one-sided plant that fall is never undone).
 - Anti-windup: the integral holds while u is saturated, while the knobs have no authority
   (mixed-group fraction below ``min_mixed``) and while the error closes at least at half the
   designed rate; it leaks while the target stays out of reach. kp grows as authority fades.
@@ -332,8 +334,22 @@ class AutoController(Controller):
             self.noise2 = innov * innov if self.noise2 is None else 0.9 * self.noise2 + 0.1 * innov * innov
             self.h_filt = self.params.ema * prev + (1.0 - self.params.ema) * h
         sigma_f = math.sqrt(self.noise2 or 0.0) * math.sqrt((1 - self.params.ema) / (1 + self.params.ema))
-        # 3. the move direction v and the plant gain along it
+        # 3. the reference governor: approach from above aims `margin` noise deviations high
+        aim, aim_next = self._aim(obs)
+        self.aim = aim
+        self.past = [*self.past, obs.target][-self.preview:] if self.preview else []
+        scale = max(abs(aim), 1e-3)
+        band = self.params.margin * sigma_f
+        above = self.h_filt - aim
+        lift = band if above >= 0 else max(0.0, band + above)
+        e = (aim + lift - self.h_filt) / scale
+        # 4. the move direction v and the plant gain along it. Below the aim only the brake
+        # moves: its sign is physics, while a learned direction that raised entropy earlier can
+        # lower it now (late from scratch, w_neg alone collapses fastest) and nothing undoes
+        # that fall; the guarded way up is the ascent trial (``controllers.ratio_moves``)
         m = self._posterior(self.h_filt)
+        if e > 0 and self.full_brake:
+            m = {d: (x if self._is_brake(d) else 0.0) for d, x in m.items()}
         top = max(abs(x) for x in m.values()) or 1.0
         self.shares = {d: x / top for d, x in m.items()}
         v: dict[str, float] = {}
@@ -343,21 +359,12 @@ class AutoController(Controller):
         gain = sum(x * x for x in m.values()) / top  # nats per step per unit u
         level = max(self.h_filt, 1e-3)
         g_rel = max(gain / level, 1e-6)
-        # 4. gains: SIMC for an integrating plant, scaled up as authority fades
+        # 5. gains: SIMC for an integrating plant, scaled up as authority fades
         mixed = obs.extras.get("mixed_groups", math.nan)
         auth = 1.0 if not math.isfinite(mixed) else min(max(mixed / 0.5, 0.25), 1.0)
         kp_lo, kp_hi = self.params.kp_limits
         self.kp = min(max(1.0 / (g_rel * (self.params.tau_c + self.params.lag)), kp_lo), kp_hi) / auth
         t_i = 4.0 * (self.params.tau_c + self.params.lag)
-        # 5. the reference governor: approach from above aims `margin` noise deviations high
-        aim, aim_next = self._aim(obs)
-        self.aim = aim
-        self.past = [*self.past, obs.target][-self.preview:] if self.preview else []
-        scale = max(abs(aim), 1e-3)
-        band = self.params.margin * sigma_f
-        above = self.h_filt - aim
-        lift = band if above >= 0 else max(0.0, band + above)
-        e = (aim + lift - self.h_filt) / scale
         d_raw = 0.0 if prev is None else -(self.h_filt - prev) / scale
         self.deriv = 0.5 * self.deriv + 0.5 * d_raw
         u_ff = ((aim_next - aim) / scale) / g_rel

@@ -132,6 +132,28 @@ def test_a_brake_on_every_weight_keeps_its_sign_and_a_learned_sign_survives_a_re
     assert fresh.learned == ctrl.learned
 
 
+def test_below_its_aim_the_default_raises_entropy_only_with_the_brake():
+    """A balance sign held with confidence (here a prior: w_neg up raises entropy) is used to
+    descend, but not to climb: below the aim the knobs move along the brake alone. On the tiny
+    trainer (parity, from scratch) a sign learned early sent w_neg up while entropy sat below a
+    late target, and entropy fell 0.6 -> 0.06 nats; nothing raises it again there."""
+    def knobs_at(entropy: float) -> tuple[Knobs, dict[str, float]]:
+        ctrl = make_controller("auto", prior={"balance": 2.0}, excite=0.0, probe_steps=0)
+        reg = Regulator(ctrl, {"kind": "constant", "value": 1.0}, initial=Knobs(),
+                        actuate=("w_pos", "w_neg"), bounds=KnobBounds(w_pos=(0.0, 2.0), w_neg=(0.0, 2.0)),
+                        total_steps=100)
+        for t in range(10):
+            k = reg.step(t, entropy, mixed_groups=0.5)
+        return k, ctrl.metrics()
+
+    low, low_m = knobs_at(0.6)
+    assert low_m["control/share/balance"] == 0.0
+    assert low.w_pos == 0.0 and low.w_neg == 0.0  # the full brake, w_neg not raised
+    high, high_m = knobs_at(1.6)
+    assert high_m["control/share/balance"] == 1.0  # the same sign carries the descent
+    assert high.w_pos > high.w_neg
+
+
 def test_a_frozen_policy_is_reported():
     reg = Regulator(make_controller("static", knobs={"w_pos": 0.0, "w_neg": 0.0}), 0.3,
                     actuate=("w_pos", "w_neg"), total_steps=5)
