@@ -13,10 +13,15 @@ regression credits the collapse to the knobs), shrunk towards a Gaussian prior p
 v = sum_j m_j D_j / max |m_j| (a direction whose effect is unknown is not used) by one command:
 
     knobs = initial + u v + dither
-    u = kp (e + I / T_i + T_d de) + u_ff + u_hold,    e = (T' - H_f) / T     (relative error)
+    u = kp (e + I / T_i + F) + u_ff + u_hold,    e = (T' - H_f) / T     (relative error)
+    F = coast r r^2 / (r^2 + sd^2),    r = max(smoothed fall rate of H_f / T, 0)
 
 - Gains: SIMC for an integrating plant from the identified gain along v: kp = 1 / (G_rel
-  (tau_c + lag)), T_i = 4 (tau_c + lag), T_d = ``lag``; u_ff = slope(T') / G_rel.
+  (tau_c + lag)), T_i = 4 (tau_c + lag); u_ff = slope(T') / G_rel.
+- Coast forecast F: after the weights brake, the optimiser's momentum carries the policy on for
+  about ``coast`` steps of its current rate (1 / (1 - beta1) for Adam), so the loop brakes that
+  far ahead; weighted by the rate's signal-to-noise ratio (sd: its noise deviation) so a noisy
+  sensor does not brake every descent.
 - Preview: the loop aims at the mean of the target over a centred window (``_aim``), so a step
   becomes the ramp a rate-limited plant can follow with the least squared error.
 - Hold: u_hold = max(-drift / G, 0) cancels the drift the knobs do not explain, so the loop
@@ -91,7 +96,11 @@ class AutoParams(Schema):
     tau_c: float = Field(10.0, gt=0)
     """Closed-loop time constant (steps) the self-tuned gains aim for."""
     lag: float = Field(4.0, ge=0)
-    """Plant lag (steps; the optimiser's momentum), also the derivative time."""
+    """Plant lag (steps) in the self-tuned gains and the ratio moves' arrival check."""
+    coast: float = Field(10.0, ge=0)
+    """Steps the policy keeps moving after the weights brake (the optimiser's momentum: about
+    1 / (1 - beta1), 10 for Adam's 0.9); the derivative's horizon, so the loop brakes before it
+    arrives (``benchmarks/coast.py`` measures it)."""
     prior_gain: float = Field(0.02, gt=0)
     """Prior |effect| of the throttle: relative entropy change per step per unit move."""
     ema: float = Field(0.5, ge=0, lt=1)
@@ -183,7 +192,8 @@ class AutoController(Controller):
     # --- state -------------------------------------------------------------------------------
     def _clear(self) -> None:
         self.h_filt: float | None = None
-        self.noise2: float | None = None  # EWMA of the squared innovation H - H_f,prev
+        self.noise2: float | None = None  # EWMA of the centred squared innovation H - H_f,prev
+        self.innov_mean = 0.0  # EWMA of the innovation: the motion, taken out of the noise
         self.integral = 0.0
         self.hold = 0.0
         self.deriv = 0.0
@@ -213,7 +223,8 @@ class AutoController(Controller):
 
     def state_dict(self) -> dict[str, Any]:
         est = self.estimator
-        return {"h_filt": self.h_filt, "noise2": self.noise2, "integral": self.integral,
+        return {"h_filt": self.h_filt, "noise2": self.noise2, "innov_mean": self.innov_mean,
+                "integral": self.integral,
                 "hold": self.hold,
                 "deriv": self.deriv, "u": self.u, "saturated": self.saturated,
                 "e_pinned": self.e_pinned,
@@ -227,6 +238,7 @@ class AutoController(Controller):
         self.noise2 = None if state["noise2"] is None else float(state["noise2"])
         self.integral, self.deriv, self.u = (float(state[k]) for k in ("integral", "deriv", "u"))
         self.hold = float(state.get("hold", 0.0))
+        self.innov_mean = float(state.get("innov_mean", 0.0))
         self.saturated = int(state["saturated"])
         self.e_pinned = float(state.get("e_pinned", 0.0))
         self.last_dither = {k: float(v) for k, v in state["last_dither"].items()}
@@ -330,8 +342,13 @@ class AutoController(Controller):
         if prev is None:
             self.h_filt = h
         else:
+            # the noise is the innovation's spread about its mean (a fast descent is not noise)
             innov = h - prev
-            self.noise2 = innov * innov if self.noise2 is None else 0.9 * self.noise2 + 0.1 * innov * innov
+            if self.noise2 is None:
+                self.innov_mean, self.noise2 = innov, 0.0
+            dev2 = (innov - self.innov_mean) ** 2
+            self.innov_mean = 0.9 * self.innov_mean + 0.1 * innov
+            self.noise2 = 0.9 * self.noise2 + 0.1 * dev2
             self.h_filt = self.params.ema * prev + (1.0 - self.params.ema) * h
         sigma_f = math.sqrt(self.noise2 or 0.0) * math.sqrt((1 - self.params.ema) / (1 + self.params.ema))
         # 3. the reference governor: approach from above aims `margin` noise deviations high
@@ -343,12 +360,13 @@ class AutoController(Controller):
         above = self.h_filt - aim
         lift = band if above >= 0 else max(0.0, band + above)
         e = (aim + lift - self.h_filt) / scale
-        # 4. the move direction v and the plant gain along it. Below the aim only the brake
-        # moves: its sign is physics, while a learned direction that raised entropy earlier can
-        # lower it now (late from scratch, w_neg alone collapses fastest) and nothing undoes
-        # that fall; the guarded way up is the ascent trial (``controllers.ratio_moves``)
+        # 4. the move direction v and the plant gain along it. Below the aim, or while the
+        # command brakes (u > 0 last step), only the brake moves: its sign is physics, while a
+        # learned direction that raised entropy earlier can lower it now (late from scratch,
+        # w_neg alone collapses fastest) and nothing undoes that fall; the guarded way up is
+        # the ascent trial (``controllers.ratio_moves``). At u = 0 both give the initial knobs.
         m = self._posterior(self.h_filt)
-        if e > 0 and self.full_brake:
+        if (e > 0 or self.u > 0) and self.full_brake:
             m = {d: (x if self._is_brake(d) else 0.0) for d, x in m.items()}
         top = max(abs(x) for x in m.values()) or 1.0
         self.shares = {d: x / top for d, x in m.items()}
@@ -383,9 +401,16 @@ class AutoController(Controller):
             self.hold = max(min(max(-drift / max(gain, 1e-9), 0.0), hi), release * self.hold)
             u_ff += self.hold
 
-        # the derivative only brakes (the noise ratchet, module doc)
+        # the derivative only brakes (the noise ratchet, module doc). It forecasts the fall
+        # still to come once the weights brake, ``coast`` steps of the current rate, weighted by
+        # its signal-to-noise ratio r^2 / (r^2 + sd^2): sd is the noise deviation of the smoothed
+        # rate, so a noisy sensor does not brake every descent on noise.
+        sd2 = (1.0 - self.params.ema) ** 2 * (self.noise2 or 0.0) / 3.0 / scale**2
+        rate = max(self.deriv, 0.0)
+        forecast = self.params.coast * rate * rate**2 / (rate**2 + sd2) if rate > 0 else 0.0
+
         def law(integral: float) -> float:
-            return self.kp * (e + integral / t_i + self.params.lag * max(self.deriv, 0.0)) + u_ff
+            return self.kp * (e + integral / t_i + forecast) + u_ff
 
         candidate = self.integral + e
         u_raw = law(candidate)
@@ -395,7 +420,8 @@ class AutoController(Controller):
         # proportional path is doing the work and integrating the transient would only wind up
         # (an overshoot on a one-sided plant is never undone)
         de = self.deriv + (aim_next - aim) / scale  # smoothed change of e per step
-        closing = e * de < 0 and abs(de) >= 0.5 * abs(e) / (self.params.tau_c + self.params.lag)
+        response = self.params.tau_c + self.params.lag + self.params.coast  # braking starts a coast early
+        closing = e * de < 0 and abs(de) >= 0.5 * abs(e) / response
         self.saturated = self.saturated + 1 if pinned else 0
         stretch = max(round(2 * (self.params.tau_c + self.params.lag)), 2)  # steps per pinned-stretch check
         if self.saturated == 1:

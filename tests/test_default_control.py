@@ -102,6 +102,35 @@ def test_no_windup_overshoot_beyond_the_noise_band_on_a_one_sided_plant():
             assert abs(np.mean(hs[-50:]) - target) < 0.1 * target
 
 
+def _momentum_plant(steps: int, target: float, seed: int, **params) -> np.ndarray:
+    """A one-sided plant with Adam-like momentum: the fall rate follows the mean weight through
+    an EWMA with beta1 = 0.9, so after a full brake entropy keeps falling about 10 steps' worth
+    of its rate. Returns the true entropy path."""
+    rng = np.random.default_rng(seed)
+    reg = Regulator(make_controller("auto", **params), target, initial=Knobs(), actuate=("w_pos", "w_neg"),
+                    bounds=KnobBounds(w_pos=(0.0, 2.0), w_neg=(0.0, 2.0)), total_steps=steps)
+    h, m, hs = 2.5, 0.0, []
+    for t in range(steps):
+        k = reg.step(t, h + 0.02 * rng.normal(), mixed_groups=0.5)
+        m = 0.9 * m + 0.1 * 0.02 * (k.w_pos + k.w_neg) / 2
+        h -= m
+        hs.append(h)
+    return np.asarray(hs)
+
+
+def test_the_derivative_looks_a_coast_ahead_on_a_plant_with_momentum():
+    """Braking on arrival lands a coast below the target. Mean undershoot over 3 targets x 6
+    seeds: 0.150 nats with no forecast (coast 0), 0.077 with 4 steps, 0.032 with the default 10
+    (= 1 / (1 - beta1)); the median lands inside the 3-sigma noise band (0.06)."""
+    def undershoots(coast: float) -> np.ndarray:
+        return np.array([target - _momentum_plant(300, target, seed, coast=coast).min()
+                         for target in (1.5, 1.0, 0.5) for seed in range(6)])
+
+    short, default = undershoots(4.0), undershoots(10.0)
+    assert default.mean() < 0.6 * short.mean(), (default.mean(), short.mean())
+    assert np.median(default) < 3 * 0.02, np.median(default)
+
+
 def test_the_default_finds_a_reversed_sign_from_a_knob_saturated_the_wrong_way():
     """Either sign of the plant, the knob at the wrong bound: the default control tracks within
     2x of a fixed PID given the right sign (the bench suites' gains). With w_pos alone the

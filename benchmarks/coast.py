@@ -1,0 +1,89 @@
+"""How far entropy keeps moving after the weights brake: the plant's coast.
+
+    python benchmarks/coast.py [--seeds 16] [--trainer-seeds 2] [--no-trainer]
+
+Open loop: train at (w_pos, w_neg) = (2, 0) or (1, 1) until step T0, then set both weights to 0
+(the full brake: no gradient at all). Under a momentum optimiser the policy keeps moving for a
+while: Adam's first moment decays by beta1 per step, so the updates after the brake sum to about
+1 / (1 - beta1) = 10 of the last one. The script prints, per plant and switch step, the rate of
+change before the brake (nats per step over the last 5 steps), the further fall after it (the
+mean over steps T0+20..T0+40 against the level at T0) and their ratio, the *coast* in steps. A
+controller that brakes only on arrival lands that many steps' worth of motion below its target;
+``auto``'s derivative looks ``coast`` steps ahead for that reason.
+
+Plants: the simulated plant in both regimes (``--seeds`` seeds each) and the tiny trainer
+(``configs/default.yaml``, max5, and ``configs/paper/base_parity.yaml``, ``--trainer-seeds``
+seeds each; about 5 s per short run on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import yaml
+
+from envs.plant import SimPlant
+from envs.plant_config import PlantConfig
+from envs.sim_loop import SimPlants
+from envs.tune import trainer_runner
+from regulator.knobs import Knobs
+from regulator.plant import run_open_loop
+
+BEFORE = {"tilted (2,0)": (2.0, 0.0), "plain (1,1)": (1.0, 1.0)}
+
+
+def schedules(t0: int, steps: int) -> list[list[Knobs]]:
+    """One schedule per entry of BEFORE: its weights until t0, then the full brake."""
+    base, brake = Knobs(), Knobs(w_pos=0.0, w_neg=0.0)
+    return [[base.replace(w_pos=a, w_neg=b)] * t0 + [brake] * (steps - t0) for a, b in BEFORE.values()]
+
+
+def coast(path: np.ndarray, t0: int) -> tuple[float, float, float]:
+    """(rate before the brake, fall after it, fall / -rate in steps) of a mean entropy path."""
+    rate = (path[t0] - path[t0 - 5]) / 5.0
+    fall = path[t0] - path[t0 + 20:t0 + 40].mean()
+    return rate, fall, fall / -rate if rate < 0 else float("nan")
+
+
+def report(name: str, t0: int, paths: np.ndarray) -> None:
+    """paths: (schedules, seeds, steps)."""
+    for label, mean in zip(BEFORE, paths.mean(axis=1)):
+        rate, fall, steps = coast(mean, t0)
+        print(f"{name:18s} T0={t0:3d} {label:13s} H={mean[t0]:.3f}  rate={rate:+.4f}/step  "
+              f"fall after={fall:+.3f}  coast={steps:5.1f} steps")
+
+
+def sim(regime: str, t0: int, seeds: int) -> np.ndarray:
+    steps = t0 + 40
+    sch = schedules(t0, steps)
+    plant = SimPlants(SimPlant(PlantConfig(regime=regime), len(sch) * seeds,
+                               seeds=[s for _ in sch for s in range(seeds)]), steps)
+    paths = run_open_loop(plant, [s for s in sch for _ in range(seeds)], steps)
+    return np.asarray(paths, dtype=float).reshape(len(sch), seeds, steps)
+
+
+def trainer(config: str, t0: int, seeds: int) -> np.ndarray:
+    with open(config) as f:
+        raw = yaml.safe_load(f)
+    return trainer_runner(raw, progress=False)(schedules(t0, t0 + 40), list(range(seeds)), t0 + 40)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=16, help="seeds per simulated plant")
+    ap.add_argument("--trainer-seeds", type=int, default=2, help="seeds per tiny-trainer task")
+    ap.add_argument("--no-trainer", action="store_true", help="the simulated plant only")
+    a = ap.parse_args()
+    for regime, t0s in (("scratch", (40, 80)), ("pretrained", (30, 60))):
+        for t0 in t0s:
+            report(f"sim {regime}", t0, sim(regime, t0, a.seeds))
+    if a.no_trainer:
+        return
+    for task, config in (("max5", "configs/default.yaml"), ("parity", "configs/paper/base_parity.yaml")):
+        for t0 in (40, 80):
+            report(f"trainer {task}", t0, trainer(config, t0, a.trainer_seeds))
+
+
+if __name__ == "__main__":
+    main()
