@@ -21,14 +21,10 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-import yaml
 
-from envs.plant import SimPlant
-from envs.plant_config import PlantConfig
-from envs.sim_loop import SimPlants
-from envs.tune import trainer_runner
+from envs.tune import Runner, sim_runner, trainer_runner
+from regulator.config import load_yaml
 from regulator.knobs import Knobs
-from regulator.plant import run_open_loop
 
 BEFORE = {"tilted (2,0)": (2.0, 0.0), "plain (1,1)": (1.0, 1.0)}
 
@@ -54,19 +50,9 @@ def report(name: str, t0: int, paths: np.ndarray) -> None:
               f"fall after={fall:+.3f}  coast={steps:5.1f} steps")
 
 
-def sim(regime: str, t0: int, seeds: int) -> np.ndarray:
-    steps = t0 + 40
-    sch = schedules(t0, steps)
-    plant = SimPlants(SimPlant(PlantConfig(regime=regime), len(sch) * seeds,
-                               seeds=[s for _ in sch for s in range(seeds)]), steps)
-    paths = run_open_loop(plant, [s for s in sch for _ in range(seeds)], steps)
-    return np.asarray(paths, dtype=float).reshape(len(sch), seeds, steps)
-
-
-def trainer(config: str, t0: int, seeds: int) -> np.ndarray:
-    with open(config) as f:
-        raw = yaml.safe_load(f)
-    return trainer_runner(raw, progress=False)(schedules(t0, t0 + 40), list(range(seeds)), t0 + 40)
+def measure(runner: Runner, t0: int, seeds: int) -> np.ndarray:
+    """(schedules, seeds, steps) entropy paths of ``schedules(t0, t0 + 40)`` on ``runner``."""
+    return runner(schedules(t0, t0 + 40), list(range(seeds)), t0 + 40)
 
 
 def main() -> None:
@@ -77,12 +63,13 @@ def main() -> None:
     a = ap.parse_args()
     for regime, t0s in (("scratch", (40, 80)), ("pretrained", (30, 60))):
         for t0 in t0s:
-            report(f"sim {regime}", t0, sim(regime, t0, a.seeds))
+            report(f"sim {regime}", t0, measure(sim_runner({"regime": regime}, progress=False), t0, a.seeds))
     if a.no_trainer:
         return
     for task, config in (("max5", "configs/default.yaml"), ("parity", "configs/paper/base_parity.yaml")):
         for t0 in (40, 80):
-            report(f"trainer {task}", t0, trainer(config, t0, a.trainer_seeds))
+            report(f"trainer {task}", t0, measure(trainer_runner(load_yaml(config), progress=False), t0,
+                                                  a.trainer_seeds))
 
 
 if __name__ == "__main__":
