@@ -33,9 +33,9 @@ v = sum_j m_j D_j / max |m_j| (a direction whose effect is unknown is not used) 
   sign; another direction's sign is the data's once |z| reaches ``sign_lock``, and is reversed
   when the knobs sit pinned the way the error pushes while the error keeps growing. A dither is
   moved inward from a ceiling (never off a weight's floor) so a wrongly pinned knob still
-  excites the plant. A learned sign steers only descents: below the aim the knobs move along
-  the brake alone (a direction that raised entropy in one phase of training can lower it in the
-  next, and on a one-sided plant that fall is never undone).
+  excites the plant. A learned sign steers only descents: below the aim, or while the command
+  brakes, the knobs move along the brake alone (a direction that raised entropy in one phase
+  of training can lower it in the next, and on a one-sided plant that fall is never undone).
 - Anti-windup: the integral holds while u is saturated, while the knobs have no authority
   (mixed-group fraction below ``min_mixed``) and while the error closes at least at half the
   designed rate; it leaks while the target stays out of reach. kp grows as authority fades.
@@ -405,6 +405,7 @@ class AutoController(Controller):
         # still to come once the weights brake, ``coast`` steps of the current rate, weighted by
         # its signal-to-noise ratio r^2 / (r^2 + sd^2): sd is the noise deviation of the smoothed
         # rate, so a noisy sensor does not brake every descent on noise.
+        # (H_f moves by (1 - ema) x the innovation; the rate's 0.5 EMA keeps 1/3 of its variance)
         sd2 = (1.0 - self.params.ema) ** 2 * (self.noise2 or 0.0) / 3.0 / scale**2
         rate = max(self.deriv, 0.0)
         forecast = self.params.coast * rate * rate**2 / (rate**2 + sd2) if rate > 0 else 0.0

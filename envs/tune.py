@@ -185,7 +185,6 @@ class TuneSettings(Schema):
     training config."""
 
 
-
 class SimTuneConfig(TuneSettings):
     """A sim-plant spec: the probe settings at the top level, on a simulated plant."""
 
