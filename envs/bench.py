@@ -53,7 +53,8 @@ def run_dir(out: Path, cfg: BenchConfig, run: GridPoint) -> Path:
 
 def score_run(cfg: BenchConfig, run: GridPoint, rows: Sequence[dict[str, float]],
               band: Band | None = None) -> dict[str, Any]:
-    """Tracking figures of one run (regulator.tracking) plus final accuracy and faults; with the
+    """Tracking figures of one run (regulator.tracking) plus final batch and held-out greedy
+    accuracy (the latter on the trainer, where the config evaluates) and faults; with the
     reachable ``band``, the tracking error against the target projected into it."""
     regime, target, i, seed = run
     h = [r["entropy/measured"] for r in rows]
@@ -65,6 +66,7 @@ def score_run(cfg: BenchConfig, run: GridPoint, rows: Sequence[dict[str, float]]
     acc = [r["reward/accuracy"] for r in rows[-tail:]]
     s["final_accuracy"] = sum(acc) / len(acc)
     s["final_entropy"] = sum(h[-tail:]) / tail
+    s["final_eval_accuracy"] = float(rows[-1].get("eval/accuracy", math.nan)) if rows else math.nan
     s["faults"] = float(rows[-1].get("control/faults", 0.0)) if rows else 0.0
     nan = {"rmse_feasible": math.nan, "rmse_feasible_rel": math.nan, "out_of_reach": math.nan}
     s.update(nan if band is None else feasible_tracking(h, t, band[0], band[1], burn_in=cfg.burn_in,
@@ -150,7 +152,10 @@ def _train(cfg: BenchConfig, regime: str, seed: int, rd: Path, entry: Controller
         shutil.rmtree(rd, ignore_errors=True)  # an unfinished or outdated run of this grid point
         rd.mkdir(parents=True)
         (rd / "config.yaml").write_text(yaml.safe_dump(train.raw, sort_keys=False))
-        rows = run_loop(TrainerPlant(train), [regulator], on_step=_tick)[0]
+        plant = TrainerPlant(train)
+        rows = run_loop(plant, [regulator], on_step=_tick)[0]
+        if train.train.eval_every and rows:  # held-out greedy accuracy of the final policy
+            rows[-1]["eval/accuracy"] = plant.evaluate()
         write_metrics(rd / "metrics.jsonl", rows)
         (rd / _SPEC_FILE).write_text(json.dumps(spec))  # written last: marks the run finished
     return rows

@@ -17,7 +17,7 @@ from regulator.metrics_io import read_metrics
 METRICS = ("rmse_feasible_rel", "out_of_reach", "rmse_feasible", "rmse_ema_rel", "rmse", "rmse_ema", "mae",
            "overshoot",
            "settling_step", "knob_tv", "final_accuracy",
-           "final_entropy")
+           "final_eval_accuracy", "final_entropy")
 #: leaderboard.csv columns
 COLUMNS = ("regime", "target", "rank", "controller", "seeds", "settled",
            *(f"{m}_{s}" for m in METRICS for s in ("mean", "std")), "faults")
@@ -26,7 +26,7 @@ _TITLES = {"rmse_feasible_rel": "feasible RMSE (EMA, rel.)", "out_of_reach": "ou
            "rmse_ema": "RMSE (EMA)", "mae": "MAE",
            "overshoot": "overshoot",
            "settling_step": "settling step", "knob_tv": "knob TV", "final_accuracy": "final acc.",
-           "final_entropy": "final H"}
+           "final_eval_accuracy": "held-out greedy", "final_entropy": "final H"}
 
 
 def _stats(values: Sequence[float]) -> tuple[float, float]:

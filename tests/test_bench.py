@@ -83,6 +83,9 @@ def test_tiny_bench_writes_documented_outputs(tmp_path, workers):
         for m in METRICS:
             if m == "settling_step":
                 continue  # NaN (empty) when no seed settles: documented
+            if m == "final_eval_accuracy":  # held-out prompts exist on the trainer only
+                assert r[f"{m}_mean"] in ("", "nan")
+                continue
             assert math.isfinite(float(r[f"{m}_mean"])) and math.isfinite(float(r[f"{m}_std"])), (m, r)
         assert float(r["knob_tv_mean"]) >= 0
     half = [r for r in rows if r["controller"] == "half"]
@@ -245,6 +248,32 @@ def test_bench_on_the_real_trainer(tmp_path):
     with pytest.raises(ConfigError) as e:
         parse_bench_config({**cfg, "regimes": ["scratch"]})
     assert e.value.key == "regimes"
+
+
+def test_trainer_bench_scores_the_final_policy_greedy_on_held_out_prompts(tmp_path):
+    """With evaluation on in the training config, each trainer run ends with the held-out
+    greedy accuracy of its final policy, in the run's metrics and the leaderboard; without it the
+    column stays empty."""
+    from _train_helpers import tiny_config, write_config
+
+    def bench(train: dict, name: str) -> tuple[list[dict], dict]:
+        trainer_cfg = write_config(tmp_path, tiny_config(tmp_path, train=train), f"{name}.yaml")
+        out = tmp_path / name
+        cfg = {"out_dir": str(out), "plant": "trainer", "trainer_config": str(trainer_cfg),
+               "horizon": 3, "seeds": [0], "burn_in": 0, "workers": 1,
+               "targets": {"c": {"kind": "constant", "value": 1.5}},
+               "controllers": [{"label": "grpo", "controller": "static"}]}
+        assert cli_main(["bench", _write(tmp_path, cfg)]) == 0
+        rows = list(csv.DictReader(open(out / "leaderboard.csv")))
+        last = [json.loads(x) for x in open(out / "runs/trainer/c/grpo/seed0/metrics.jsonl")][-1]
+        return rows, last
+
+    rows, last = bench({"eval_every": 2, "eval_prompts": 8}, "on")
+    acc = float(rows[0]["final_eval_accuracy_mean"])
+    assert 0.0 <= acc <= 1.0 and acc == last["eval/accuracy"]
+    assert acc * 8 == round(acc * 8)  # a share of the 8 held-out prompts
+    rows, last = bench({"eval_every": 0}, "off")
+    assert "eval/accuracy" not in last and rows[0]["final_eval_accuracy_mean"] in ("", "nan")
 
 
 def test_trainer_bench_in_worker_processes_equals_in_process(tmp_path):
