@@ -2,18 +2,20 @@
 
     python benchmarks/coast.py [--seeds 16] [--trainer-seeds 2] [--no-trainer]
 
-Open loop: train at (w_pos, w_neg) = (2, 0) or (1, 1) until step T0, then set both weights to 0
-(the full brake: no gradient at all). Under a momentum optimiser the policy keeps moving for a
-while: Adam's first moment decays by beta1 per step, so the updates after the brake sum to about
-1 / (1 - beta1) = 10 of the last one. The script prints, per plant and switch step, the rate of
-change before the brake (nats per step over the last 5 steps), the further fall after it (the
-mean over steps T0+20..T0+40 against the level at T0) and their ratio, the *coast* in steps. A
-controller that brakes only on arrival lands that many steps' worth of motion below its target;
-``auto``'s derivative looks ``coast`` steps ahead for that reason.
+Open loop: train at (w_pos, w_neg) = (2, 0) or (1, 1) until step T0, then brake: either both
+weights to 0 (the full brake) or both to a tenth of their value (a partial brake). A full brake
+leaves no gradient, and both plants then skip the optimiser step, so the policy stops at once.
+A partial brake still steps a momentum optimiser: Adam's first moment decays by beta1 per step,
+so the updates after the brake keep about 1 / (1 - beta1) = 10 of the last one's size before
+they shrink. The script prints, per plant, switch step and brake, the rate of change before
+the brake (nats per step over the last 5 steps), the further fall after it (the mean over steps
+T0+20..T0+40 against the level at T0) and their ratio, the *coast* in steps. A controller that
+eases off only on arrival lands that many steps' worth of motion below its target; ``auto``'s
+derivative looks ``coast`` steps ahead for that reason.
 
 Plants: the simulated plant in both regimes (``--seeds`` seeds each) and the tiny trainer
 (``configs/default.yaml``, max5, and ``configs/paper/base_parity.yaml``, ``--trainer-seeds``
-seeds each: 16 short trainings at the default 2 seeds).
+seeds each: 32 short trainings at the default 2 seeds).
 """
 
 from __future__ import annotations
@@ -27,12 +29,15 @@ from regulator.config import load_yaml
 from regulator.knobs import Knobs
 
 BEFORE = {"tilted (2,0)": (2.0, 0.0), "plain (1,1)": (1.0, 1.0)}
+BRAKES = {"full": 0.0, "a tenth": 0.1}  # the weights after T0, as a share of those before
+LABELS = [f"{b} {k} brake" for b in BEFORE for k in BRAKES]
 
 
 def schedules(t0: int, steps: int) -> list[list[Knobs]]:
-    """One schedule per entry of BEFORE: its weights until t0, then the full brake."""
-    base, brake = Knobs(), Knobs(w_pos=0.0, w_neg=0.0)
-    return [[base.replace(w_pos=a, w_neg=b)] * t0 + [brake] * (steps - t0) for a, b in BEFORE.values()]
+    """One schedule per (BEFORE, BRAKES) pair: its weights until t0, then the brake."""
+    base = Knobs()
+    return [[base.replace(w_pos=a, w_neg=b)] * t0 + [base.replace(w_pos=a * f, w_neg=b * f)] * (steps - t0)
+            for a, b in BEFORE.values() for f in BRAKES.values()]
 
 
 def coast(path: np.ndarray, t0: int) -> tuple[float, float, float]:
@@ -44,9 +49,9 @@ def coast(path: np.ndarray, t0: int) -> tuple[float, float, float]:
 
 def report(name: str, t0: int, paths: np.ndarray) -> None:
     """paths: (schedules, seeds, steps)."""
-    for label, mean in zip(BEFORE, paths.mean(axis=1)):
+    for label, mean in zip(LABELS, paths.mean(axis=1)):
         rate, fall, steps = coast(mean, t0)
-        print(f"{name:18s} T0={t0:3d} {label:13s} H={mean[t0]:.3f}  rate={rate:+.4f}/step  "
+        print(f"{name:18s} T0={t0:3d} {label:27s} H={mean[t0]:.3f}  rate={rate:+.4f}/step  "
               f"fall after={fall:+.3f}  coast={steps:5.1f} steps")
 
 

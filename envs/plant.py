@@ -272,6 +272,9 @@ class SimPlant:
             pos, neg = A.clamp(min=0).sign(), (-A).clamp(min=0).sign()
             parts.append((actions[m::M], old_lp[m::M], A, pos, neg, pos * w_pos + neg * w_neg))
         loss_acc, clip_lo, clip_hi = torch.zeros(B), torch.zeros(B), torch.zeros(B)
+        # a braked plant (both weights 0) has no gradient and takes no Adam step, as in the
+        # trainer: stepping would replay its momentum along stale gradients
+        live = (kt[:, 0] != 0) | (kt[:, 1] != 0)
         for _ in range(c.epochs):
             for acts, olp, A, pos, neg, w in parts:
                 logp, p = self._softmax(self._logits(idx, self.theta, self.W))  # [V, B, P, L]
@@ -289,30 +292,38 @@ class SimPlant:
                 if c.rank:  # z += (U W) reshaped: dL/dW[b] = U[b]^T dz[b]
                     u = self.U.view(B * c.prompts, -1).index_select(0, flat).view(B, P, -1)
                     grads.append(torch.bmm(u.transpose(1, 2), dz.permute(1, 2, 3, 0).reshape(B, P, L * V)))
-                self._adam_step(self._params(), grads)
+                self._adam_step(self._params(), grads, live)
         n = float(c.updates_per_step)
         self.batch = None
         self.steps_done += 1
         return {"loss": loss_acc / n, "clip_frac_low": clip_lo / n, "clip_frac_high": clip_hi / n}
 
-    def _adam_step(self, params: dict[str, torch.Tensor], grads: Sequence[torch.Tensor]) -> None:
+    def _adam_step(self, params: dict[str, torch.Tensor], grads: Sequence[torch.Tensor],
+                   live: torch.Tensor | None = None) -> None:
         """Adam (Kingma & Ba) with a per-plant step counter, so single plants can restart:
-        m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2, p -= lr m_hat / (sqrt(v_hat) + eps)."""
+        m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2, p -= lr m_hat / (sqrt(v_hat) + eps).
+        Only the ``live`` plants (default: all) step: the others (braked, so their g is 0) keep
+        parameters, moments and step count as they are."""
         c = self.config
         b1, b2 = c.betas
-        self.t += 1
-        self.b1t.mul_(b1)
-        self.b2t.mul_(b2)
+        if live is None:
+            live = torch.ones(self.num_plants, dtype=torch.bool)
+        one = torch.ones(())
+        b1s, b2s = torch.where(live, b1, one), torch.where(live, b2, one)  # per plant: 1 = hold
+        self.t += live.float()
+        self.b1t.mul_(b1s)
+        self.b2t.mul_(b2s)
         bc1, bc2 = 1 - self.b1t, 1 - self.b2t  # bias corrections 1 - beta^t, per plant
         # PyTorch's form: p -= (lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps)
         #                    = (lr sqrt(bc2) / bc1) m / (sqrt(v) + eps sqrt(bc2))
-        step, eps = c.lr * bc2.sqrt() / bc1, c.adam_eps * bc2.sqrt()
+        step = torch.where(live, c.lr * bc2.sqrt() / bc1.clamp(min=1e-30), 0.0)
+        eps = c.adam_eps * bc2.sqrt()
         for (name, p), g in zip(params.items(), grads):
             m, v = self._adam[name]
             shape = [1] * p.dim()
             shape[self._plant_axis(p)] = -1
-            m.lerp_(g, 1 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            m.mul_(b1s.view(shape)).add_(g, alpha=1 - b1)
+            v.mul_(b2s.view(shape)).addcmul_(g, g, value=1 - b2)
             # sqrt(v + 1e-30): identical to sqrt(v) at float32 precision next to eps, but it
             # keeps exact zeros (rows never sampled) out of sqrt, which is much slower on them
             p.sub_(m.div(v.add(1e-30).sqrt_().add_(eps.view(shape))).mul_(step.view(shape)))

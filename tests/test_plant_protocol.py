@@ -200,3 +200,46 @@ def test_the_sim_env_reports_under_the_loop_names():
     _, _, _, _, info = env.step(np.zeros(1, np.float32))
     assert CORE - {"time/step_s", "time/control_s", "control/faults", "control/clamped"} <= set(info)
     assert not any(k.startswith("control/dh") for k in info)
+
+
+def test_a_braked_step_moves_neither_policy_nor_optimiser(tmp_path):
+    """With both weights at 0 the loss has no gradient, and neither plant steps its optimiser:
+    Adam would otherwise keep moving the policy on its momentum for ~1/(1 - beta1) steps, so a
+    brake would not stop learning. Training resumes where it stopped."""
+    import torch
+
+    from trainer.config import TrainConfig
+    from trainer.plant import TrainerPlant
+
+    brake, go = Knobs(w_pos=0.0, w_neg=0.0), Knobs()
+    # one-token answers to one-bit parity: mixed groups (a gradient) from the first step
+    cfg = tiny_config(tmp_path, task={"kind": "parity", "k": 1}, train={"steps": 6},
+                      rollout={"prompts": 8, "group_size": 4, "max_new_tokens": 1})
+    trainer = TrainerPlant(TrainConfig.from_mapping(cfg))
+    snapshot = lambda: {k: v.clone() for k, v in trainer.engine.module.state_dict().items()}
+    for _ in range(2):  # momentum builds up
+        trainer.measure()
+        trainer.update([go])
+    before = snapshot()
+    for _ in range(2):
+        trainer.measure()
+        (out,) = trainer.update([brake])
+        assert out["loss/policy"] == 0.0
+    after = snapshot()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    trainer.measure()
+    trainer.update([go])
+    assert any(not torch.equal(after[k], v) for k, v in trainer.engine.module.state_dict().items())
+
+    sim = SimPlant(SMALL, 2, seeds=[0, 1])
+    for _ in range(2):
+        sim.rollout()
+        sim.update(go)
+    state = lambda b: [sim._plant_slice(p, b).clone() for p in sim._params().values()] + [
+        sim._plant_slice(x, b).clone() for name in sim._params() for x in sim._adam[name]] + [
+        sim.t[b].clone(), sim.b1t[b].clone(), sim.b2t[b].clone()]
+    held, moving = state(1), state(0)
+    sim.rollout()
+    sim.update([go, brake])
+    assert all(torch.equal(x, y) for x, y in zip(held, state(1)))
+    assert not all(torch.equal(x, y) for x, y in zip(moving, state(0)))

@@ -247,6 +247,13 @@ class TrainerPlant:
                      "time/update_s": 0.0}]
         (k,) = knobs
         k = broadcast_knobs(k)
+        if k.w_pos == 0.0 and k.w_neg == 0.0:
+            # a braked step: every token's weight is 0, so the loss has no gradient. Stepping the
+            # optimizer anyway would replay its momentum (Adam keeps moving ~1/(1 - beta1) steps
+            # along stale gradients), so a brake would not stop the policy; skip the update
+            self.step += 1
+            return [{"loss/policy": 0.0, "clip/frac_low": 0.0, "clip/frac_high": 0.0,
+                     "time/update_s": time.perf_counter() - t1}]
         cfg, self.updating = self.cfg, True
         upd = update(self.engine, b.rollout, b.measured, b.adv, b.loss_mask, k,
                      temperature=cfg.rollout.temperature, mini_batches=cfg.optim.mini_batches,
