@@ -18,9 +18,10 @@ v = sum_j m_j D_j / max |m_j| (a direction whose effect is unknown is not used) 
 
 - Gains: SIMC for an integrating plant from the identified gain along v: kp = 1 / (G_rel
   (tau_c + lag)), T_i = 4 (tau_c + lag); u_ff = slope(T') / G_rel.
-- Coast forecast F: after the weights brake, the optimiser's momentum carries the policy on for
-  about ``coast`` steps of its current rate (1 / (1 - beta1) for Adam), so the loop brakes that
-  far ahead; weighted by the rate's signal-to-noise ratio (sd: its noise deviation) so a noisy
+- Coast forecast F: after the weights ease off, the optimiser's momentum carries the policy on
+  for about ``coast`` steps of its current rate (1 / (1 - beta1) for Adam; only the full brake,
+  every weight 0, stops it at once, as the plants then skip the optimiser step), so the loop
+  brakes that far ahead; weighted by the rate's signal-to-noise ratio (sd: its noise deviation) so a noisy
   sensor does not brake every descent.
 - Preview: the loop aims at the mean of the target over a centred window (``_aim``), so a step
   becomes the ramp a rate-limited plant can follow with the least squared error.
@@ -98,9 +99,9 @@ class AutoParams(Schema):
     lag: float = Field(4.0, ge=0)
     """Plant lag (steps) in the self-tuned gains and the ratio moves' arrival check."""
     coast: float = Field(10.0, ge=0)
-    """Steps the policy keeps moving after the weights brake (the optimiser's momentum: about
-    1 / (1 - beta1), 10 for Adam's 0.9); the derivative's horizon, so the loop brakes before it
-    arrives (``benchmarks/coast.py`` measures it)."""
+    """Steps the policy keeps moving after the weights ease off (the optimiser's momentum: about
+    1 / (1 - beta1), 10 for Adam's 0.9; the full brake stops it at once); the derivative's
+    horizon, so the loop brakes before it arrives (``benchmarks/coast.py`` measures it)."""
     prior_gain: float = Field(0.02, gt=0)
     """Prior |effect| of the throttle: relative entropy change per step per unit move."""
     ema: float = Field(0.5, ge=0, lt=1)
