@@ -408,11 +408,21 @@ def run_bench(cfg: BenchConfig, progress_bar: bool = True) -> list[dict[str, Any
     return summaries
 
 
-def bench_main(config_path: str, overrides: Sequence[str] = (), resume: bool = False) -> int:
+def bench_main(config_path: str, overrides: Sequence[str] = (), resume: bool = False,
+               overwrite: bool = False) -> int:
     """Entry point of ``regulator bench``: 0 on success, 1 on a failure during the runs
     (a ConfigError propagates to the CLI, which exits 2). ``resume``: trainer runs already
-    finished in the output folder with the same settings are read back, not trained again."""
+    finished in the output folder with the same settings are read back, not trained again.
+    An output folder that holds an earlier bench's leaderboard is replaced only with
+    ``overwrite`` (or added to with ``resume``), so no result is lost by a repeated command."""
     cfg = parse_bench_config(apply_overrides(load_yaml(config_path), list(overrides)))
+    if resume and overwrite:
+        raise ConfigError("--overwrite", "either --resume or --overwrite, not both", True)
+    earlier = Path(cfg.out_dir) / "leaderboard.csv"
+    if earlier.exists() and not (resume or overwrite):
+        raise ConfigError("out_dir", "a folder without an earlier bench's results", str(cfg.out_dir),
+                          hint="it holds leaderboard.csv; pass --overwrite to replace them, "
+                          "--resume to keep its finished trainer runs, or --set out_dir=...")
     cfg.resume = resume
     t0 = time.perf_counter()
     # hundreds of runs: per-step control warnings (frozen, faults) stay in each run's metrics

@@ -13,12 +13,14 @@ def _bench_arguments(b: argparse.ArgumentParser) -> None:
                    help="override a config value (repeatable)")
     b.add_argument("--resume", action="store_true", help="plant: trainer: keep the runs already "
                    "finished in out_dir with the same settings, train the rest")
+    b.add_argument("--overwrite", action="store_true",
+                   help="replace the results of an earlier bench in out_dir")
 
 
 def _bench(args: argparse.Namespace) -> int:
     from envs.bench import bench_main
 
-    return bench_main(args.config, overrides=args.set, resume=args.resume)
+    return bench_main(args.config, overrides=args.set, resume=args.resume, overwrite=args.overwrite)
 
 
 def _tune_arguments(t: argparse.ArgumentParser) -> None:

@@ -70,6 +70,26 @@ def _write(tmp_path: Path, cfg: dict) -> str:
     return str(p)
 
 
+def test_a_repeated_bench_keeps_the_earlier_results_unless_told(tmp_path, capsys):
+    """A second bench into the same out_dir exits 2 and changes nothing; --overwrite replaces
+    the results; --resume and --overwrite together are refused."""
+    out = tmp_path / "out"
+    path = _write(tmp_path, _tiny(out))
+    assert cli_main(["bench", path]) == 0
+    first = (out / "leaderboard.csv").read_bytes()
+    stamp = (out / "leaderboard.csv").stat().st_mtime_ns
+    capsys.readouterr()
+    assert cli_main(["bench", path, "--set", "seeds=1"]) == 2
+    err = capsys.readouterr().err
+    assert "out_dir" in err and "--overwrite" in err and str(out) in err
+    assert (out / "leaderboard.csv").read_bytes() == first
+    assert (out / "leaderboard.csv").stat().st_mtime_ns == stamp
+    assert cli_main(["bench", path, "--resume", "--overwrite"]) == 2
+    assert cli_main(["bench", path, "--set", "seeds=1", "--overwrite"]) == 0
+    rows = list(csv.DictReader(open(out / "leaderboard.csv")))
+    assert {r["seeds"] for r in rows} == {"1"}
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_tiny_bench_writes_documented_outputs(tmp_path, workers):
     out = tmp_path / "out"
