@@ -136,10 +136,12 @@ def _sim_chunk(cfg: BenchConfig, out: str, regime: str, runs: list[GridPoint],
 
 
 def _train(cfg: BenchConfig, regime: str, seed: int, rd: Path, entry: ControllerEntry,
-           target: Any) -> list[dict[str, Any]]:
+           target: Any, evaluate: bool = True) -> list[dict[str, Any]]:
     """One run of the real trainer (a TrainerPlant under its config's Regulator, through
-    ``run_loop``); its metrics rows. With ``cfg.resume`` a finished run of the same spec in
-    ``rd`` is read back instead (a reused run is counted in the bar's start: _reused_steps)."""
+    ``run_loop``); its metrics rows, the last with the final policy's held-out greedy accuracy
+    when ``evaluate`` and the config evaluates. With ``cfg.resume`` a finished run of the same
+    spec in ``rd`` is read back instead (a reused run is counted in the bar's start:
+    _reused_steps)."""
     spec = run_spec(cfg, regime, seed, rd, entry, target)
     rows = _finished_run(rd, spec, cfg.horizon) if cfg.resume else None
     if rows is None:
@@ -154,7 +156,7 @@ def _train(cfg: BenchConfig, regime: str, seed: int, rd: Path, entry: Controller
         (rd / "config.yaml").write_text(yaml.safe_dump(train.raw, sort_keys=False))
         plant = TrainerPlant(train)
         rows = run_loop(plant, [regulator], on_step=_tick)[0]
-        if train.train.eval_every and rows:  # held-out greedy accuracy of the final policy
+        if evaluate and train.train.eval_every and rows:
             rows[-1]["eval/accuracy"] = plant.evaluate()
         write_metrics(rd / "metrics.jsonl", rows)
         (rd / _SPEC_FILE).write_text(json.dumps(spec))  # written last: marks the run finished
@@ -282,7 +284,7 @@ def _band_dir(out: Path, regime: str, seed: int, j: int) -> Path:
 
 def _band_run(cfg: BenchConfig, regime: str, seed: int, rd: Path, entry: ControllerEntry) -> list[float]:
     """One open-loop trainer run at a corner of the knob box: its entropy path."""
-    return [r["entropy/measured"] for r in _train(cfg, regime, seed, rd, entry, _BAND_TARGET)]
+    return [r["entropy/measured"] for r in _train(cfg, regime, seed, rd, entry, _BAND_TARGET, evaluate=False)]
 
 
 def measure_bands(cfg: BenchConfig, out: Path, progress_bar: bool = True) -> dict[tuple[str, int], Band]:

@@ -280,7 +280,7 @@ def test_trainer_bench_scores_the_final_policy_greedy_on_held_out_prompts(tmp_pa
         trainer_cfg = write_config(tmp_path, tiny_config(tmp_path, train=train), f"{name}.yaml")
         out = tmp_path / name
         cfg = {"out_dir": str(out), "plant": "trainer", "trainer_config": str(trainer_cfg),
-               "horizon": 3, "seeds": [0], "burn_in": 0, "workers": 1,
+               "horizon": 3, "seeds": [0], "burn_in": 0, "workers": 1, "band": True,
                "targets": {"c": {"kind": "constant", "value": 1.5}},
                "controllers": [{"label": "grpo", "controller": "static"}]}
         assert cli_main(["bench", _write(tmp_path, cfg)]) == 0
@@ -292,6 +292,8 @@ def test_trainer_bench_scores_the_final_policy_greedy_on_held_out_prompts(tmp_pa
     acc = float(rows[0]["final_eval_accuracy_mean"])
     assert 0.0 <= acc <= 1.0 and acc == last["eval/accuracy"]
     assert acc * 8 == round(acc * 8)  # a share of the 8 held-out prompts
+    corners = list((tmp_path / "on" / "band").rglob("metrics.jsonl"))
+    assert corners and not any("eval/accuracy" in json.loads(open(f).readlines()[-1]) for f in corners)
     rows, last = bench({"eval_every": 0}, "off")
     assert "eval/accuracy" not in last and rows[0]["final_eval_accuracy_mean"] in ("", "nan")
 

@@ -211,15 +211,18 @@ def test_a_braked_step_moves_neither_policy_nor_optimiser(tmp_path):
     from trainer.config import TrainConfig
     from trainer.plant import TrainerPlant
 
-    brake, go = Knobs(w_pos=0.0, w_neg=0.0), Knobs()
+    # tight clip bounds and 2 epochs: the live updates clip some tokens
+    brake, go = Knobs(w_pos=0.0, w_neg=0.0), Knobs(eps_low=0.001, eps_high=0.001)
     # one-token answers to one-bit parity: mixed groups (a gradient) from the first step
     cfg = tiny_config(tmp_path, task={"kind": "parity", "k": 1}, train={"steps": 6},
-                      rollout={"prompts": 8, "group_size": 4, "max_new_tokens": 1})
+                      rollout={"prompts": 8, "group_size": 4, "max_new_tokens": 1},
+                      optim={"lr": 3e-3, "epochs": 2})
     trainer = TrainerPlant(TrainConfig.from_mapping(cfg))
     snapshot = lambda: {k: v.clone() for k, v in trainer.engine.module.state_dict().items()}
     for _ in range(2):  # momentum builds up
         trainer.measure()
-        trainer.update([go])
+        (live,) = trainer.update([go])
+    assert live["clip/frac_low"] + live["clip/frac_high"] > 0
     before = snapshot()
     for _ in range(2):
         trainer.measure()
@@ -227,7 +230,8 @@ def test_a_braked_step_moves_neither_policy_nor_optimiser(tmp_path):
         assert out["loss/policy"] == 0.0
     after = snapshot()
     assert all(torch.equal(before[k], after[k]) for k in before)
-    trainer.measure()
+    (m,) = trainer.measure()  # the controller sees the braked step's clip fractions, as logged
+    assert (m.signals["clip_frac_low"], m.signals["clip_frac_high"]) == (0.0, 0.0)
     trainer.update([go])
     assert any(not torch.equal(after[k], v) for k, v in trainer.engine.module.state_dict().items())
 

@@ -252,6 +252,7 @@ class TrainerPlant:
             # optimizer anyway would replay its momentum (Adam keeps moving ~1/(1 - beta1) steps
             # along stale gradients), so a brake would not stop the policy; skip the update
             self.step += 1
+            self.last_clip = {"clip_frac_low": 0.0, "clip_frac_high": 0.0}  # as logged: none clipped
             return [{"loss/policy": 0.0, "clip/frac_low": 0.0, "clip/frac_high": 0.0,
                      "time/update_s": time.perf_counter() - t1}]
         cfg, self.updating = self.cfg, True
