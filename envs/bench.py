@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from envs.band import band_corners, band_from_paths, sim_bands
+from envs.band import Band, band_corners, band_from_paths, sim_bands
 from envs.bench_config import BenchConfig, ControllerEntry, parse_bench_config
 from envs.bench_report import top_lines, write_reports
 from regulator.config import apply_overrides, load_yaml
@@ -42,7 +42,6 @@ from regulator.tracking import feasible_tracking, tracking_summary
 log = logging.getLogger(__name__)
 
 GridPoint = tuple[str, str, int, int]  # one run of the grid: regime, target name, controller index, seed
-Band = tuple[list[float], list[float]]  # lowest and highest reachable (smoothed) entropy per step
 _PROGRESS: Any = None  # a worker's progress queue (set by the pool initialiser)
 
 
@@ -69,8 +68,8 @@ def score_run(cfg: BenchConfig, run: GridPoint, rows: Sequence[dict[str, float]]
     s["final_eval_accuracy"] = float(rows[-1].get("eval/accuracy", math.nan)) if rows else math.nan
     s["faults"] = float(rows[-1].get("control/faults", 0.0)) if rows else 0.0
     nan = {"rmse_feasible": math.nan, "rmse_feasible_rel": math.nan, "out_of_reach": math.nan}
-    s.update(nan if band is None else feasible_tracking(h, t, band[0], band[1], burn_in=cfg.burn_in,
-                                                        ema_alpha=cfg.ema_alpha))
+    s.update(nan if band is None else feasible_tracking(h, t, band.lo, band.hi, burn_in=cfg.burn_in,
+                                                        ema_alpha=cfg.ema_alpha, rises=band.rises))
     return {"regime": regime, "target": target, "controller": cfg.controllers[i].label,
             "seed": seed, **s}
 
@@ -319,7 +318,8 @@ def measure_bands(cfg: BenchConfig, out: Path, progress_bar: bool = True) -> dic
     for (regime, seed), band in bands.items():
         path = out / "band" / regime / f"seed{seed}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"lo": band[0], "hi": band[1], "corners": [c.as_dict() for c in corners]}))
+        path.write_text(json.dumps({"lo": band.lo, "hi": band.hi, "rises": band.rises,
+                                    "corners": [c.as_dict() for c in corners]}))
     return bands
 
 

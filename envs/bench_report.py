@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from regulator.metrics_io import read_metrics
+from regulator.tracking import project_into_band
 
 #: leaderboard figures, each reported as <name>_mean and <name>_std over seeds
 METRICS = ("rmse_feasible_rel", "out_of_reach", "rmse_feasible", "rmse_ema_rel", "rmse", "rmse_ema", "mae",
@@ -124,19 +125,23 @@ def _trajectories(cfg: Any, out: Path) -> dict[tuple[str, str, str], tuple[np.nd
             for k, v in acc.items()}
 
 
-def _mean_band(out: Path, regime: str, seeds: Sequence[int]) -> tuple[np.ndarray, np.ndarray] | None:
+def _mean_band(out: Path, regime: str, seeds: Sequence[int]) -> tuple[np.ndarray, np.ndarray, list] | None:
+    """(lo, hi) averaged over the seeds, and every seed's climbing paths."""
     files = [out / "band" / regime / f"seed{s}.json" for s in seeds]
     if not all(f.is_file() for f in files):
         return None
     data = [json.loads(f.read_text()) for f in files]
-    return (np.mean([d["lo"] for d in data], axis=0), np.mean([d["hi"] for d in data], axis=0))
+    return (np.mean([d["lo"] for d in data], axis=0), np.mean([d["hi"] for d in data], axis=0),
+            [r for d in data for r in d.get("rises", [])])
 
 
 def plot_tracking(cfg: Any, out: Path, path: Path | None = None, labels: Sequence[str] | None = None,
                   targets: Sequence[str] | None = None) -> None:
     """tracking.png: mean entropy over seeds vs the target, one panel per (regime, target), the
-    reachable band (mean over seeds) shaded. ``labels`` / ``targets`` keep only those
-    controllers / targets (a figure for the docs); ``path`` defaults to ``out/tracking.png``."""
+    reachable band (mean over seeds) shaded and the feasible reference the score uses drawn
+    dotted (``regulator.tracking.project_into_band``, on the mean band). ``labels`` /
+    ``targets`` keep only those controllers / targets (a figure for the docs); ``path``
+    defaults to ``out/tracking.png``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -167,6 +172,10 @@ def plot_tracking(cfg: Any, out: Path, path: Path | None = None, labels: Sequenc
                 ax.plot(h, lw=1.3, color=cmap(i % cmap.N), ls=styles[i % len(styles)], label=e.label)
             if tgt is not None:
                 ax.plot(tgt, "k--", lw=1.6, label="target")
+                if band is not None:
+                    n = min(len(tgt), len(band[0]))
+                    ref = project_into_band(tgt[:n], band[0][:n], band[1][:n], rises=band[2])
+                    ax.plot(ref, "k:", lw=1.4, label="feasible reference")
             ax.set_title(f"{regime} / {target}", fontsize=10)
             ax.set_xlabel("step")
             ax.set_ylabel("entropy (nats)")

@@ -10,6 +10,13 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+#: a target counts as out of reach where the feasible reference differs from it by more than
+#: this share of it (the reference's rate limits come from noisy paths: finer lags are noise)
+OUT_OF_REACH_TOL = 0.01
+#: steps over which a measured path's rate at either end is averaged (its noise, not its
+#: motion, sets a single step's slope)
+EDGE_RATE_STEPS = 20.0
+
 
 def ema(x: Sequence[float], alpha: float = 0.6) -> np.ndarray:
     """Exponential moving average y_t = alpha y_{t-1} + (1 - alpha) x_t, y_0 = x_0.
@@ -80,36 +87,118 @@ def tracking_summary(
     return out
 
 
-def project_into_band(target: Sequence[float], lo: Sequence[float], hi: Sequence[float]) -> np.ndarray:
-    """The target clipped, step by step, into the reachable band [lo, hi] (NaN bounds: no limit)."""
+def _monotone_curve(path: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The least-squares non-decreasing fit of ``path`` (pool adjacent violators), as a
+    piecewise-linear curve through its blocks' centres: (centre steps, levels), the levels
+    strictly increasing. Noise averages out instead of ratcheting a running maximum up."""
+    blocks: list[list[float]] = []  # [sum, count, first step]
+    for i, y in enumerate(path):
+        blocks.append([float(y), 1.0, float(i)])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] >= blocks[-1][0] / blocks[-1][1]:
+            total, count, _ = blocks.pop()
+            blocks[-1][0] += total
+            blocks[-1][1] += count
+    centres = np.array([b[2] + (b[1] - 1) / 2 for b in blocks])
+    return centres, np.array([b[0] / b[1] for b in blocks])
+
+
+def _one_step_on(curve: tuple[np.ndarray, np.ndarray], level: float) -> tuple[float, float]:
+    """(distance from ``level`` to the levels the curve covers, the level one step later).
+
+    Inside the covered range the step follows the curve (a time shift); outside it, the
+    curve's mean slope over ``EDGE_RATE_STEPS`` at the nearer end (a plant seen rising nowhere
+    rises 0)."""
+    centres, values = curve
+    if len(values) < 2:
+        return abs(level - values[0]), level
+    span = min(EDGE_RATE_STEPS, centres[-1] - centres[0])  # edge rates: mean slope over a span
+    first = (float(np.interp(centres[0] + span, centres, values)) - values[0]) / span
+    last = (values[-1] - float(np.interp(centres[-1] - span, centres, values))) / span
+    if level < values[0]:
+        return values[0] - level, level + first
+    if level > values[-1]:
+        return level - values[-1], level + last
+    tau = float(np.interp(level, values, centres)) + 1.0
+    if tau <= centres[-1]:
+        return 0.0, float(np.interp(tau, centres, values))
+    return 0.0, float(values[-1] + (tau - centres[-1]) * last)
+
+
+def _furthest_step(curves: Sequence[tuple[np.ndarray, np.ndarray]], level: float) -> float:
+    """The furthest level one step from ``level`` along the curves measured nearest to it (the
+    fastest of those that cover it)."""
+    steps = [_one_step_on(c, level) for c in curves]
+    nearest = min(d for d, _ in steps)
+    return max(x for d, x in steps if d == nearest)
+
+
+def project_into_band(target: Sequence[float], lo: Sequence[float], hi: Sequence[float],
+                      rate_limited: bool = True, rises: Sequence[Sequence[float]] = (),
+                      falls: Sequence[Sequence[float]] = ()) -> np.ndarray:
+    """The closest path to ``target`` that the knobs can produce: the feasible reference.
+
+    Each step the target is clipped into the reachable band [lo, hi] (NaN bounds: no limit).
+    With ``rate_limited``, the reference also moves no faster than the plant did at the same
+    level: from level r it falls at most as far in one step as the fastest path (``lo``, and
+    any of ``falls``) fell where it passed r, and rises at most as far as the highest path
+    (``hi``, and any of ``rises``: paths that climb from lower levels, e.g. after a descent)
+    rose there. A step in the target thus becomes the fastest move the plant showed, not a
+    jump no controller can make. Each path's rate is read off its monotone fit (noise
+    averages out); a level no path passed takes the rate of the nearest level one did.
+    """
     t = np.asarray(target, dtype=float)
     lo_a = np.nan_to_num(np.asarray(lo, dtype=float), nan=-np.inf)
     hi_a = np.nan_to_num(np.asarray(hi, dtype=float), nan=np.inf)
-    return np.minimum(np.maximum(t, lo_a), hi_a)
+    proj = np.minimum(np.maximum(t, lo_a), hi_a)
+    if not rate_limited or len(proj) < 2 or not (np.isfinite(lo_a).all() and np.isfinite(hi_a).all()):
+        return proj
+
+    def curves(paths: Sequence[Sequence[float]], sign: float) -> list[tuple[np.ndarray, np.ndarray]]:
+        arrays = [sign * np.asarray(p, dtype=float) for p in paths]
+        return [_monotone_curve(a[np.isfinite(a)]) for a in arrays if np.isfinite(a).any()]
+
+    down = curves([lo_a, *falls], -1.0)  # descents, negated into rises
+    up = curves([hi_a, *rises], 1.0)
+    ref = proj.copy()
+    for i in range(1, len(ref)):
+        floor, ceiling = -_furthest_step(down, -ref[i - 1]), _furthest_step(up, ref[i - 1])
+        ref[i] = min(max(min(max(proj[i], floor), ceiling), lo_a[i]), hi_a[i])
+    return ref
 
 
 def feasible_tracking(entropy: Sequence[float], target: Sequence[float], lo: Sequence[float],
-                      hi: Sequence[float], burn_in: int = 0, ema_alpha: float = 0.6) -> dict[str, float]:
+                      hi: Sequence[float], burn_in: int = 0, ema_alpha: float = 0.6,
+                      rate_limited: bool = True, rises: Sequence[Sequence[float]] = (),
+                      falls: Sequence[Sequence[float]] = ()) -> dict[str, float]:
     """Tracking scored against what the knobs can reach.
 
     ``lo`` / ``hi`` are the fastest and slowest open-loop entropy paths under the knob bounds
-    (``envs.band``). The target is projected into [lo, hi]; ``rmse_feasible`` is the RMSE of the
-    EMA-smoothed entropy against that projection after ``burn_in``, ``rmse_feasible_rel`` the same
-    over the mean projected target, and ``out_of_reach`` the share of those steps whose target lay
-    outside the band (no controller is blamed for physics; no infeasible target counts as tracked).
+    (``envs.band``); ``rises`` / ``falls`` further open-loop paths that measured how fast
+    entropy moves from other levels. The target is projected into them (``project_into_band``:
+    into [lo, hi] at each step, and with ``rate_limited`` moving no faster than the plant did
+    at the same level). The rate limit is an estimate (a policy held at a level for a while can
+    move faster than the open-loop path did there), so a step where the entropy lies between
+    the rate-limited reference and the band's own projection of the target counts as on track:
+    the error is the distance to that interval. ``rmse_feasible`` is the RMSE of that error of
+    the EMA-smoothed entropy after ``burn_in``, ``rmse_feasible_rel`` the same over the mean
+    reference, and ``out_of_reach`` the share of those steps whose target the reference moved
+    by more than ``OUT_OF_REACH_TOL`` of it (no controller is blamed for physics; no
+    infeasible target counts as tracked).
     """
     h = np.asarray(entropy, dtype=float)
     n = min(len(h), len(target), len(lo), len(hi))
     h, t = h[:n], np.asarray(target, dtype=float)[:n]
-    proj = project_into_band(t, lo[:n], hi[:n])
+    ref = project_into_band(t, lo[:n], hi[:n], rate_limited, rises, falls)
+    level = project_into_band(t, lo[:n], hi[:n], rate_limited=False)
     sl = slice(min(burn_in, max(n - 1, 0)), None)
-    err = (ema(h, ema_alpha) - proj)[sl]
+    sm = ema(h, ema_alpha)
+    err = (sm - np.clip(sm, np.minimum(ref, level), np.maximum(ref, level)))[sl]
     ok = np.isfinite(err)
     rmse = float(np.sqrt(np.mean(err[ok] ** 2))) if ok.any() else math.nan
-    mean_proj = float(np.nanmean(proj[sl])) if n else math.nan
-    outside = np.abs(t[sl] - proj[sl]) > 1e-12
+    mean_ref = float(np.nanmean(ref[sl])) if n else math.nan
+    outside = np.abs(t[sl] - ref[sl]) > OUT_OF_REACH_TOL * np.abs(t[sl])
     return {
         "rmse_feasible": rmse,
-        "rmse_feasible_rel": rmse / mean_proj if mean_proj and math.isfinite(mean_proj) else math.nan,
+        "rmse_feasible_rel": rmse / mean_ref if mean_ref and math.isfinite(mean_ref) else math.nan,
         "out_of_reach": float(np.mean(outside)) if outside.size else math.nan,
     }

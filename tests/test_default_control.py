@@ -11,11 +11,11 @@ import pytest
 import yaml
 
 from controllers.dither import DitherIVEstimator, paired_dither
-from envs.band import band_corners, band_from_paths
+from envs.band import band_corners, band_from_paths, switch_plan
 from envs.bench_config import parse_bench_config
 from regulator import KnobBounds, Knobs, Regulator, make_controller
 from regulator.config import ControlConfig
-from regulator.tracking import feasible_tracking, tracking_summary
+from regulator.tracking import feasible_tracking, project_into_band, tracking_summary
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from wrong_sign import integrating_plant
@@ -122,8 +122,8 @@ def test_the_derivative_looks_a_coast_ahead_on_a_plant_with_momentum():
     """Braking on arrival lands a coast below the target. Mean undershoot over 3 targets x 6
     seeds: 0.150 nats with no forecast (coast 0), 0.077 with 4 steps, 0.032 with the default 10
     (= 1 / (1 - beta1)); the median lands inside the 3-sigma noise band (0.06)."""
-    def undershoots(coast: float) -> np.ndarray:
-        return np.array([target - _momentum_plant(300, target, seed, coast=coast).min()
+    def undershoots(coast: float) -> np.ndarray:  # the approach alone: no ascent trials after it
+        return np.array([target - _momentum_plant(300, target, seed, coast=coast, ascent_level=0.0).min()
                          for target in (1.5, 1.0, 0.5) for seed in range(6)])
 
     short, default = undershoots(4.0), undershoots(10.0)
@@ -167,7 +167,8 @@ def test_below_its_aim_the_default_raises_entropy_only_with_the_brake():
     trainer (parity, from scratch) a sign learned early sent w_neg up while entropy sat below a
     late target, and entropy fell 0.6 -> 0.06 nats; nothing raises it again there."""
     def knobs_at(entropy: float) -> tuple[Knobs, dict[str, float]]:
-        ctrl = make_controller("auto", prior={"balance": 2.0}, excite=0.0, probe_steps=0)
+        # the law alone (an ascent trial, tests/test_ratio_moves.py, is the guarded way up)
+        ctrl = make_controller("auto", prior={"balance": 2.0}, excite=0.0, probe_steps=0, ascent_level=0.0)
         reg = Regulator(ctrl, {"kind": "constant", "value": 1.0}, initial=Knobs(),
                         actuate=("w_pos", "w_neg"), bounds=KnobBounds(w_pos=(0.0, 2.0), w_neg=(0.0, 2.0)),
                         total_steps=100)
@@ -203,7 +204,7 @@ def test_the_band_of_a_synthetic_plant_with_known_limits():
     assert sorted((c.w_pos, c.w_neg) for c in corners) == [(0, 0), (0, 2), (2, 0), (2, 2)]
     # plant: H_t = 2 - t * rate(corner); rates 0 .. 0.02 -> the band is [2 - 0.02 t, 2]
     paths = [[2.0 - t * 0.005 * (c.w_pos + c.w_neg) for t in range(100)] for c in corners]
-    lo, hi = band_from_paths(paths, ema_alpha=0.0)
+    lo, hi = band_from_paths(paths, ema_alpha=0.0)[:2]
     assert lo[50] == pytest.approx(1.0) and hi[50] == pytest.approx(2.0)
     # a target below the fastest path is out of reach there and scored against the band's edge
     entropy = np.maximum(lo, 0.5)  # the best any controller can do
@@ -329,3 +330,70 @@ def test_a_fast_loop_setting_does_not_fault():
     for t in range(100):
         reg.step(t, 2.0, mixed_groups=0.5)  # far above the target: u pinned throughout
     assert reg.faults == 0
+
+
+def test_a_step_faster_than_the_plant_is_scored_against_the_plant_s_fastest_descent():
+    """A step 1.6 -> 0.9 on a plant whose fastest path falls 0.01 nats per step from 2.0: the
+    feasible reference falls from 1.6 at that rate (the best any controller can do scores 0),
+    and the descent counts as out of reach; per step alone, the band would demand the jump."""
+    steps = np.arange(200)
+    lo, hi = 2.0 - 0.01 * steps, np.full(200, 2.0)
+    target = np.where(steps < 60, 1.6, 0.9)
+    best = np.where(steps < 60, np.maximum(lo, 1.6), np.maximum(1.6 - 0.01 * (steps - 59), 0.9))
+    ref = project_into_band(target, lo, hi)
+    assert ref == pytest.approx(best)
+    f = feasible_tracking(best, target, lo, hi, burn_in=0, ema_alpha=0.0)
+    assert f["rmse_feasible"] == pytest.approx(0.0, abs=1e-9)
+    # out of reach (by more than 1 % of the target): steps 0..38 (above the band), 60..128
+    assert f["out_of_reach"] == pytest.approx((39 + 69) / 200)
+    per_step = feasible_tracking(best, target, lo, hi, burn_in=0, ema_alpha=0.0, rate_limited=False)
+    assert per_step["rmse_feasible"] > 0.05  # the jump it demands costs ~0.1 nats RMSE
+    # the rate is an estimate: a policy that descends faster than it (here: jumps with the
+    # target) is not blamed for it; one that lags the reference is
+    jump = feasible_tracking(np.maximum(lo, target), target, lo, hi, burn_in=0, ema_alpha=0.0)
+    assert jump["rmse_feasible"] == pytest.approx(0.0, abs=1e-9)
+    late = np.where(steps < 80, np.maximum(lo, 1.6), np.maximum(1.6 - 0.01 * (steps - 79), 0.9))
+    lagging = feasible_tracking(late, target, lo, hi, burn_in=0, ema_alpha=0.0)
+    # 20 steps late: 0.01 .. 0.2 nats behind while the reference starts and ends its descent,
+    # 0.2 for the 49 steps between
+    sq = 2 * sum((0.01 * k) ** 2 for k in range(1, 21)) + 49 * 0.2**2
+    assert lagging["rmse_feasible"] == pytest.approx(math.sqrt(sq / 200), rel=1e-6)
+
+
+def test_a_rise_is_limited_by_the_rate_measured_nearest_its_level():
+    steps = np.arange(100)
+    lo, hi = np.full(100, 0.5), 1.0 + 0.01 * steps  # from 1.0 entropy rises 0.01 per step
+    up = project_into_band(np.where(steps < 50, 1.2, 1.5), lo, hi)
+    assert up[50] == pytest.approx(1.21) and up[60] == pytest.approx(1.31) and up[80] == 1.5
+    # below 1.0 the highest path measured nothing: the rise borrows its rate at 1.0
+    below = np.where(steps < 50, 0.8, 0.95)
+    assert project_into_band(below, lo, hi)[50] == pytest.approx(0.81)
+    # a path that climbed from 0.7 after a descent measured a slower rise there: that rate wins
+    climb = 0.7 + 0.002 * steps
+    slow = project_into_band(below, lo, hi, rises=[climb])
+    assert slow[50] == pytest.approx(0.802) and slow[60] == pytest.approx(0.822)
+    # without the rate limit the band alone allows the jump
+    assert project_into_band(below, lo, hi, rate_limited=False)[50] == 0.95
+
+
+def test_switch_paths_descend_to_shares_of_the_initial_entropy_then_climb():
+    steps = np.arange(120)
+    fast, slow, up = 2.0 - 0.02 * steps, 2.0 - 0.005 * steps, 2.0 + 0.001 * steps
+    plan = switch_plan([slow, fast, up], horizon=120, ema_alpha=0.0)
+    # the lowest path (corner 1) reaches 1.5 / 1.0 at steps 25 / 50, 0.5 at 75; then corner 2
+    assert plan == [(25, 1, 2), (50, 1, 2), (75, 1, 2)]
+
+
+def test_the_simulated_band_measures_climbs_from_below_the_initial_entropy():
+    """On the pretrained plant w_neg alone raises entropy, also after a descent: the switch
+    paths start below the initial entropy and rise from there."""
+    from envs.band import sim_bands
+    from envs.plant_config import PlantConfig
+
+    corners = [Knobs(w_pos=p, w_neg=n) for p in (0.0, 2.0) for n in (0.0, 2.0)]
+    band = sim_bands(PlantConfig.from_mapping({"regime": "pretrained"}), [0], corners, 300)[0]
+    h0 = band.lo[0]
+    assert len(band.rises) >= 2
+    for climb in band.rises[:2]:  # from 75 % and 50 % of the initial entropy
+        assert climb[0] < 0.8 * h0
+        assert np.mean(climb[-30:]) > climb[0] + 0.05
