@@ -125,21 +125,26 @@ def _trajectories(cfg: Any, out: Path) -> dict[tuple[str, str, str], tuple[np.nd
             for k, v in acc.items()}
 
 
-def _mean_band(out: Path, regime: str, seeds: Sequence[int]) -> tuple[np.ndarray, np.ndarray, list] | None:
-    """(lo, hi) averaged over the seeds, and every seed's climbing paths."""
+def _seed_bands(out: Path, regime: str, seeds: Sequence[int]) -> list[dict[str, Any]] | None:
+    """Every seed's band (``lo``, ``hi``, ``rises``), or None where one is missing."""
     files = [out / "band" / regime / f"seed{s}.json" for s in seeds]
     if not all(f.is_file() for f in files):
         return None
-    data = [json.loads(f.read_text()) for f in files]
-    return (np.mean([d["lo"] for d in data], axis=0), np.mean([d["hi"] for d in data], axis=0),
-            [r for d in data for r in d.get("rises", [])])
+    return [json.loads(f.read_text()) for f in files]
+
+
+def _mean_reference(bands: Sequence[dict[str, Any]], target: np.ndarray) -> np.ndarray:
+    """The feasible reference of ``target``, per seed's band, averaged over the seeds."""
+    n = min(len(target), *(len(b["lo"]) for b in bands))
+    return np.mean([project_into_band(target[:n], b["lo"][:n], b["hi"][:n], rises=b.get("rises", []))
+                    for b in bands], axis=0)
 
 
 def plot_tracking(cfg: Any, out: Path, path: Path | None = None, labels: Sequence[str] | None = None,
                   targets: Sequence[str] | None = None) -> None:
     """tracking.png: mean entropy over seeds vs the target, one panel per (regime, target), the
     reachable band (mean over seeds) shaded and the feasible reference the score uses drawn
-    dotted (``regulator.tracking.project_into_band``, on the mean band). ``labels`` /
+    dotted (``regulator.tracking.project_into_band``, per seed, averaged). ``labels`` /
     ``targets`` keep only those controllers / targets (a figure for the docs); ``path``
     defaults to ``out/tracking.png``."""
     import matplotlib
@@ -158,7 +163,9 @@ def plot_tracking(cfg: Any, out: Path, path: Path | None = None, labels: Sequenc
     styles = ("-", "--", "-.", ":")  # with the colour: curves that coincide stay distinguishable
     cmap = plt.get_cmap("tab10" if len(cfg.controllers) <= 10 else "tab20")
     for a, regime in enumerate(regimes):
-        band = _mean_band(out, regime, cfg.seeds)
+        bands = _seed_bands(out, regime, cfg.seeds)
+        band = None if bands is None else (np.mean([b["lo"] for b in bands], axis=0),
+                                          np.mean([b["hi"] for b in bands], axis=0))
         for ax in axes[a][len(shown[regime]):]:
             ax.axis("off")
         for b, target in enumerate(shown[regime]):
@@ -172,10 +179,8 @@ def plot_tracking(cfg: Any, out: Path, path: Path | None = None, labels: Sequenc
                 ax.plot(h, lw=1.3, color=cmap(i % cmap.N), ls=styles[i % len(styles)], label=e.label)
             if tgt is not None:
                 ax.plot(tgt, "k--", lw=1.6, label="target")
-                if band is not None:
-                    n = min(len(tgt), len(band[0]))
-                    ref = project_into_band(tgt[:n], band[0][:n], band[1][:n], rises=band[2])
-                    ax.plot(ref, "k:", lw=1.4, label="feasible reference")
+                if bands is not None:
+                    ax.plot(_mean_reference(bands, tgt), "k:", lw=1.4, label="feasible reference")
             ax.set_title(f"{regime} / {target}", fontsize=10)
             ax.set_xlabel("step")
             ax.set_ylabel("entropy (nats)")
