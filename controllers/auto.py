@@ -44,8 +44,8 @@ v = sum_j m_j D_j / max |m_j| (a direction whose effect is unknown is not used) 
 - Ratio moves (``controllers.ratio_moves``): under Adam only the ratio of the weights sets the
   update, so turning every weight up descends no faster than GRPO. While the command is pinned
   descending and the aim is still far, the weight that raises entropy (w_neg until the balance
-  estimate says otherwise) is cut; with ``ascent_level`` > 0, a braked loop below its aim tries
-  the raising side and stops at the first sign that it lowers entropy instead.
+  estimate says otherwise) is cut; a braked loop far below its aim tries the raising side
+  (``ascent_level``) and stops once the trial's mean shows that it lowers entropy instead.
 
 Weight bounds default to [0, 2] (``DEFAULT_BOUNDS``): a one-sided [0, 1] range can only slow the
 collapse. With every actuated weight at its minimum the policy learns nothing; the Regulator
@@ -141,12 +141,13 @@ class AutoParams(Schema):
     tilt_z: float = Field(2.0, ge=0)
     """|z| of the balance estimate beyond which the data, not the first-order prior (w_neg),
     name the weight that raises entropy."""
-    ascent_level: float = Field(0.0, ge=0)
-    """Weight given to the entropy-raising side in an ascent trial, while entropy sits below its
-    aim with every weight braked (0 = no trials: on a plant where nothing raises entropy, from
-    scratch or late in training, a trial costs a fall it cannot undo)."""
+    ascent_level: float = Field(1.0, ge=0)
+    """Weight given to the entropy-raising side in an ascent trial, while entropy sits more than
+    10 % below its aim with every weight braked (0 = no trials; on a plant where nothing raises
+    entropy, from scratch or late in training, a refuted trial costs a fall it cannot undo)."""
     ascent_z: float = Field(2.0, ge=0)
-    """Fall (filtered noise deviations) below the trial's start that refutes an ascent trial."""
+    """Fall of the trial's mean entropy below the mean before it, in standard errors, that
+    refutes an ascent trial."""
     ascent_retry: int = Field(100, ge=1)
     """Steps before an ascent trial is tried again after its first refutation (doubling after
     each one)."""

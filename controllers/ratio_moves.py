@@ -12,11 +12,16 @@ entropy still but cannot raise it. Only a tilt of the ratio does either:
   the current rate), the weight that raises entropy is cut by ``descent_tilt`` of its value,
   ramped in over 4 steps and released by halves as the aim comes near. A wrong side only slows
   the descent it was meant to speed up.
-- **ascent trial**: while entropy sits below its aim with every weight braked (the law cannot do
-  more), the raising weight is given ``ascent_level``. If the filtered entropy falls
-  ``ascent_z`` noise deviations below where the trial began, the plant has no ascent there (from
+- **ascent trial**: while entropy sits below its aim by more than ``ASCENT_GAP`` of it plus two
+  noise deviations, with every weight braked (the law cannot do more), the raising weight is
+  given ``ascent_level``. If the mean filtered entropy over the trial falls ``ascent_z``
+  standard errors below its mean over the ``BASELINE`` steps before it, or one filtered sample
+  falls ``FAST_REFUTE_Z`` noise deviations below that mean, the plant has no ascent there (from
   scratch, late in training: nothing raises entropy); the trial ends at once and is not tried
-  again for ``ascent_retry`` x 2^k steps after the k-th refutation.
+  again for ``ascent_retry`` x 2^k steps after the k-th refutation. Judging the mean keeps a
+  slow climb (the plant's lag, the sensor's noise) from being refuted by one low sample; the
+  fast test ends a steep fall before the mean catches up. A smaller shortfall is not worth a
+  trial: where nothing raises entropy the failed trial's fall is never undone.
 
 Which weight raises entropy: the data's, once the balance direction's estimate (w_pos down,
 w_neg up) reaches ``tilt_z`` standard errors; until then w_neg, from the first-order picture of
@@ -30,6 +35,9 @@ import math
 from typing import Any
 
 TILT_RAMP = 0.25  # tilt added per step while it is wanted (full after 4 steps)
+BASELINE = 8  # steps before an ascent trial whose mean entropy it is judged against
+ASCENT_GAP = 0.1  # relative shortfall below the aim (beyond 2 noise deviations) worth a trial
+FAST_REFUTE_Z = 4.0  # a filtered sample this many noise deviations below the baseline refutes
 
 
 class RatioMoves:
@@ -48,10 +56,12 @@ class RatioMoves:
     def clear(self) -> None:
         self.tilt = 0.0  # share of descent_tilt applied, 0..1
         self.ascent = 0.0  # share of ascent_level applied, 0..1
-        self.ascent_h0 = math.nan  # filtered entropy when the trial began
-        self.ascent_t0 = 0
         self.ascent_block = -1  # no trial starts before this step
         self.refutations = 0
+        self.recent: list[float] = []  # the filtered entropy of the last BASELINE steps
+        self.trial_sum = 0.0  # sum of the filtered entropy over the trial so far
+        self.trial_n = 0
+        self.base = math.nan  # mean filtered entropy over the BASELINE steps before the trial
 
     @staticmethod
     def _release(x: float) -> float:
@@ -78,8 +88,15 @@ class RatioMoves:
         if self.ascent_level <= 0:
             return
         below = h < aim - 2.0 * sigma
+        far_below = h < (1.0 - ASCENT_GAP) * aim - 2.0 * sigma  # beyond the gap and the noise
         if self.ascent > 0:
-            if step > self.ascent_t0 and h < self.ascent_h0 - self.ascent_z * sigma:  # refuted
+            self.trial_sum += h
+            self.trial_n += 1
+            # refuted: the trial's mean lies ascent_z standard errors below the mean before it
+            # (a filtered sample carries about a third of an independent one)
+            se = sigma * math.sqrt(3.0 / self.trial_n + 3.0 / BASELINE)
+            falling = h < self.base - FAST_REFUTE_Z * sigma  # a fast fall, before the mean shows it
+            if falling or self.trial_sum / self.trial_n < self.base - self.ascent_z * se:
                 self.ascent = 0.0
                 self.ascent_block = step + self.ascent_retry * 2**self.refutations
                 self.refutations += 1
@@ -87,8 +104,10 @@ class RatioMoves:
                 self.ascent = self._release(self.ascent)
             else:
                 self.ascent = min(1.0, self.ascent + TILT_RAMP)
-        elif below and brake_pinned and step >= self.ascent_block:
-            self.ascent, self.ascent_h0, self.ascent_t0 = TILT_RAMP, h, step
+        elif far_below and brake_pinned and step >= self.ascent_block and len(self.recent) == BASELINE:
+            self.ascent = TILT_RAMP
+            self.base, self.trial_sum, self.trial_n = sum(self.recent) / BASELINE, 0.0, 0
+        self.recent = [*self.recent, h][-BASELINE:]
 
     def apply(self, values: dict[str, float], raising: str) -> None:
         """Tilt the knob values (w_pos, w_neg present) in place."""
@@ -98,14 +117,16 @@ class RatioMoves:
             values[raising] = max(values[raising], self.ascent * self.ascent_level)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"tilt": self.tilt, "ascent": self.ascent, "ascent_h0": self.ascent_h0,
-                "ascent_t0": self.ascent_t0, "ascent_block": self.ascent_block,
-                "refutations": self.refutations}
+        return {"tilt": self.tilt, "ascent": self.ascent, "ascent_block": self.ascent_block,
+                "refutations": self.refutations, "recent": list(self.recent),
+                "trial_sum": self.trial_sum, "trial_n": self.trial_n, "base": self.base}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.tilt = float(state["tilt"])
         self.ascent = float(state["ascent"])
-        self.ascent_h0 = float(state["ascent_h0"])
-        self.ascent_t0 = int(state["ascent_t0"])
         self.ascent_block = int(state["ascent_block"])
         self.refutations = int(state["refutations"])
+        self.recent = [float(x) for x in state.get("recent", [])]
+        self.trial_sum = float(state.get("trial_sum", 0.0))
+        self.trial_n = int(state.get("trial_n", 0))
+        self.base = float(state.get("base", math.nan))

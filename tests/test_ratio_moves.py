@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pytest
 
-from controllers.ratio_moves import RatioMoves
+from controllers.ratio_moves import BASELINE, RatioMoves
 from envs.plant import SimPlant
 from envs.plant_config import PlantConfig
 from envs.sim_loop import run_regulated
@@ -49,18 +49,64 @@ def test_the_raising_weight_is_the_first_order_prior_until_the_data_are_confiden
 
 def test_a_refuted_ascent_trial_ends_at_once_and_backs_off_doubling():
     m = _moves(ascent_retry=10)
-    for refutation, start in enumerate((0, 11, 32)):
-        m.update(start, 0.3, 0.0, 0.5, 0.5, 0.01, descend_pinned=False, brake_pinned=True)
-        assert m.ascent > 0
-        m.update(start + 1, 0.27, -0.03, 0.5, 0.5, 0.01, descend_pinned=False, brake_pinned=True)
+    t = 0
+    for _ in range(BASELINE):  # the baseline: steady at 0.3, not yet braked
+        m.update(t, 0.3, 0.0, 0.5, 0.5, 0.01, descend_pinned=False, brake_pinned=False)
+        t += 1
+    for refutation in range(3):
+        while m.ascent == 0.0:  # blocked until ascent_block, then a trial starts
+            m.update(t, 0.3, 0.0, 0.5, 0.5, 0.01, descend_pinned=False, brake_pinned=True)
+            t += 1
+        start = t - 1
+        assert start == (0 if refutation == 0 else m.ascent_block) + BASELINE * (refutation == 0)
+        # a fall of 5 noise deviations: beyond 2 standard errors of a one-step mean at once
+        m.update(t, 0.25, -0.05, 0.5, 0.5, 0.01, descend_pinned=False, brake_pinned=True)
         assert m.ascent == 0.0
-        assert m.ascent_block == start + 1 + 10 * 2**refutation
-        m.update(start + 2, 0.27, 0.0, 0.5, 0.5, 0.01, descend_pinned=False, brake_pinned=True)
+        assert m.ascent_block == t + 10 * 2**refutation
+        t += 1
+        m.update(t, 0.3, 0.0, 0.5, 0.5, 0.01, descend_pinned=False, brake_pinned=True)
         assert m.ascent == 0.0  # blocked
+        t += 1
     state = m.state_dict()
     m2 = _moves()
     m2.load_state_dict(state)
     assert m2.state_dict() == state
+
+
+def test_an_ascent_trial_is_judged_on_its_mean_not_on_one_low_sample():
+    m = _moves()
+    for t in range(BASELINE + 1):  # the baseline, then the trial starts
+        m.update(t, 0.3, 0.0, 0.5, 0.5, 0.01, descend_pinned=False, brake_pinned=True)
+    assert m.ascent > 0
+    # one sample 3 noise deviations low, then back: the old per-sample rule (2 deviations below
+    # the start) refuted this; the mean over the trial does not
+    for t, h in enumerate([0.27, 0.3, 0.31, 0.3], start=BASELINE + 1):
+        m.update(t, h, 0.0, 0.5, 0.5, 0.01, descend_pinned=False, brake_pinned=True)
+        assert m.ascent > 0 and m.refutations == 0
+
+
+def test_a_steep_fall_ends_the_trial_before_its_mean_shows_it():
+    m = _moves()
+    for t in range(BASELINE + 1):
+        m.update(t, 0.3, 0.0, 0.5, 0.5, 0.01, descend_pinned=False, brake_pinned=True)
+    for t, h in enumerate([0.295, 0.285], start=BASELINE + 1):
+        m.update(t, h, 0.0, 0.5, 0.5, 0.01, descend_pinned=False, brake_pinned=True)
+        assert m.ascent > 0
+    # 4.5 noise deviations below the baseline; the mean (0.278) is not yet 2 standard errors low
+    m.update(BASELINE + 3, 0.255, 0.0, 0.5, 0.5, 0.01, descend_pinned=False, brake_pinned=True)
+    assert m.ascent == 0.0 and m.refutations == 1
+
+
+def test_no_ascent_trial_for_a_shortfall_below_the_gap():
+    m = _moves()
+    for t in range(3 * BASELINE):  # 5 % below the aim, 5 noise deviations: not worth a trial
+        m.update(t, 0.475, 0.0, 0.5, 0.5, 0.005, descend_pinned=False, brake_pinned=True)
+    assert m.ascent == 0.0
+    for t in range(3 * BASELINE, 4 * BASELINE):  # 12 % below, but within the gap plus 2 noise deviations
+        m.update(t, 0.44, 0.0, 0.5, 0.5, 0.03, descend_pinned=False, brake_pinned=True)
+    assert m.ascent == 0.0
+    m.update(4 * BASELINE, 0.4, 0.0, 0.5, 0.5, 0.005, descend_pinned=False, brake_pinned=True)
+    assert m.ascent > 0  # 20 % below: a trial
 
 
 def _sim_run(target: float, regime: str, steps: int, seeds: list[int], **params) -> np.ndarray:
