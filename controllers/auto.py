@@ -17,7 +17,8 @@ v = sum_j m_j D_j / max |m_j| (a direction whose effect is unknown is not used) 
     F = coast r r^2 / (r^2 + sd^2),    r = max(smoothed fall rate of H_f / T, 0)
 
 - Gains: SIMC for an integrating plant from the identified gain along v: kp = 1 / (G_rel
-  (tau_c + lag)), T_i = 4 (tau_c + lag); u_ff = slope(T') / G_rel.
+  (tau_c + lag)), T_i = 4 (tau_c + lag); u_ff = slope(T') / G_rel, except that a falling
+  target is not followed down from below it (the target comes to the entropy).
 - Coast forecast F: after the weights ease off, the optimiser's momentum carries the policy on
   for about ``coast`` steps of its current rate (1 / (1 - beta1) for Adam; only the full brake,
   every weight 0, stops it at once, as the plants then skip the optimiser step), so the loop
@@ -388,6 +389,11 @@ class AutoController(Controller):
         d_raw = 0.0 if prev is None else -(self.h_filt - prev) / scale
         self.deriv = 0.5 * self.deriv + 0.5 * d_raw
         u_ff = ((aim_next - aim) / scale) / g_rel
+        if u_ff < 0 and self.h_filt < aim - 2.0 * sigma_f:
+            # below the aim a falling target comes to the entropy; descending to keep pace would
+            # only widen an undershoot that nothing undoes (and late in a run, divided by a
+            # vanishing gain, it turned every weight to its ceiling)
+            u_ff = 0.0
         lo, hi = P.u_range(v, self.initial, self.bounds)
         # u_hold: the command that holds entropy still against the identified drift. At the
         # target u = u_hold brakes the collapse at once instead of waiting for an integral to

@@ -397,3 +397,16 @@ def test_the_simulated_band_measures_climbs_from_below_the_initial_entropy():
     for climb in band.rises[:2]:  # from 75 % and 50 % of the initial entropy
         assert climb[0] < 0.8 * h0
         assert np.mean(climb[-30:]) > climb[0] + 0.05
+
+
+def test_below_its_aim_a_falling_target_does_not_feed_forward_a_descent():
+    """Entropy far below a steep falling target: the target comes to it. The feed-forward of the
+    target's slope used to drive both weights to their ceiling from step 7 on (divided by a small
+    gain it outweighed the error), widening an undershoot that nothing undoes."""
+    ctrl = make_controller("auto", excite=0.0, probe_steps=0, ascent_level=0.0)
+    reg = Regulator(ctrl, {"kind": "linear", "start": 2.0, "end": 0.2}, initial=Knobs(),
+                    actuate=("w_pos", "w_neg"), bounds=KnobBounds(w_pos=(0.0, 2.0), w_neg=(0.0, 2.0)),
+                    total_steps=30)
+    knobs = [reg.step(t, 0.3 + 0.001 * (t % 2), mixed_groups=0.5) for t in range(30)]
+    assert all(k.w_pos == 0.0 and k.w_neg == 0.0 for k in knobs[:24])  # braked while below
+    assert knobs[-1].w_pos > 0.5  # the target has passed below the entropy: descend
