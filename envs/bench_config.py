@@ -212,8 +212,10 @@ class BenchConfig(Schema):
     workers: int = Field(2, ge=1)
     """Worker processes (1 = in-process)."""
     band: bool = True
-    """Measure the reachable band (open-loop runs at the corners of the knob box) and score
-    each run against its target projected into it (``envs.band``)."""
+    """Measure the reachable band (open-loop runs at the corners of the knob box, plus climbs
+    from lower levels on the simulated plant) and score each run against the feasible
+    reference: its target projected into the band, moving no faster than the plant did
+    (``envs.band``, ``regulator.tracking.feasible_tracking``)."""
     control: ControlDefaults = Field(default_factory=ControlDefaults)
     """Defaults of every controller entry."""
     targets: dict[str, Any]
