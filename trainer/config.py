@@ -120,7 +120,8 @@ class DeepSpeedConfig(Schema):
     zero_stage: int = Field(0, ge=0, le=3)
     """DeepSpeed ZeRO stage (0 = plain data parallel)."""
     bf16: bool = False
-    """Train in bfloat16."""
+    """Train in bfloat16: faster on GPUs and on CPUs with AVX512-BF16 or AMX; a CPU without them
+    emulates it, several times slower than fp32 (the trainer warns)."""
     extra: dict[str, Any] = Field(default_factory=dict)
     """Merged into the DeepSpeed JSON config as is (batch sizes and the optimizer are set here,
     from rollout and optim)."""

@@ -138,7 +138,7 @@ class TrainerPlant:
         task = make_task(cfg.task, key="task")
         self.reward_fn = make_reward(cfg.reward, key="reward")
 
-        from trainer.engine import build_engine, ds_config, init_distributed
+        from trainer.engine import build_engine, ds_config, init_distributed, warn_slow_cpu_bf16
         from trainer.models import build_policy, format_prompt
         from trainer.rollout import make_backend
 
@@ -152,6 +152,7 @@ class TrainerPlant:
         ds = ds_config(vars(cfg.deepspeed), micro_batch=self.micro_batch,
                        grad_accum=mini // self.micro_batch, world_size=self.world,
                        grad_clip=cfg.optim.grad_clip)
+        warn_slow_cpu_bf16(cfg.deepspeed.bf16)
         self.engine, _ = build_engine(model, vars(cfg.optim), ds)
         self.backend = make_backend(cfg.rollout, self.engine.module, self.tokenizer,
                                     model_path=cfg.model.get("path"), seed=cfg.train.seed)
