@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -87,10 +88,23 @@ def tracking_summary(
     return out
 
 
-def _monotone_curve(path: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+class _Curve(NamedTuple):
+    """A path's monotone fit: a piecewise-linear curve through its blocks' centres."""
+
+    centres: np.ndarray
+    """Step of each block's centre."""
+    values: np.ndarray
+    """Each block's mean level, strictly increasing."""
+    first: float
+    """Mean slope over the first ``EDGE_RATE_STEPS`` (the rate below the covered levels)."""
+    last: float
+    """Mean slope over the last ``EDGE_RATE_STEPS`` (the rate above them)."""
+
+
+def _monotone_curve(path: np.ndarray) -> _Curve:
     """The least-squares non-decreasing fit of ``path`` (pool adjacent violators), as a
-    piecewise-linear curve through its blocks' centres: (centre steps, levels), the levels
-    strictly increasing. Noise averages out instead of ratcheting a running maximum up."""
+    piecewise-linear curve through its blocks' centres, with the slopes at its two ends.
+    Noise averages out instead of ratcheting a running maximum up."""
     blocks: list[list[float]] = []  # [sum, count, first step]
     for i, y in enumerate(path):
         blocks.append([float(y), 1.0, float(i)])
@@ -99,32 +113,34 @@ def _monotone_curve(path: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             blocks[-1][0] += total
             blocks[-1][1] += count
     centres = np.array([b[2] + (b[1] - 1) / 2 for b in blocks])
-    return centres, np.array([b[0] / b[1] for b in blocks])
+    values = np.array([b[0] / b[1] for b in blocks])
+    if len(values) < 2:  # a plant seen rising nowhere rises 0
+        return _Curve(centres, values, 0.0, 0.0)
+    span = min(EDGE_RATE_STEPS, centres[-1] - centres[0])
+    first = (float(np.interp(centres[0] + span, centres, values)) - values[0]) / span
+    last = (values[-1] - float(np.interp(centres[-1] - span, centres, values))) / span
+    return _Curve(centres, values, first, last)
 
 
-def _one_step_on(curve: tuple[np.ndarray, np.ndarray], level: float) -> tuple[float, float]:
+def _one_step_on(curve: _Curve, level: float) -> tuple[float, float]:
     """(distance from ``level`` to the levels the curve covers, the level one step later).
 
     Inside the covered range the step follows the curve (a time shift); outside it, the
-    curve's mean slope over ``EDGE_RATE_STEPS`` at the nearer end (a plant seen rising nowhere
-    rises 0)."""
-    centres, values = curve
-    if len(values) < 2:
-        return abs(level - values[0]), level
-    span = min(EDGE_RATE_STEPS, centres[-1] - centres[0])  # edge rates: mean slope over a span
-    first = (float(np.interp(centres[0] + span, centres, values)) - values[0]) / span
-    last = (values[-1] - float(np.interp(centres[-1] - span, centres, values))) / span
+    curve's slope at the nearer end."""
+    centres, values = curve.centres, curve.values
     if level < values[0]:
-        return values[0] - level, level + first
+        return values[0] - level, level + curve.first
     if level > values[-1]:
-        return level - values[-1], level + last
+        return level - values[-1], level + curve.last
+    if len(values) < 2:
+        return 0.0, level
     tau = float(np.interp(level, values, centres)) + 1.0
     if tau <= centres[-1]:
         return 0.0, float(np.interp(tau, centres, values))
-    return 0.0, float(values[-1] + (tau - centres[-1]) * last)
+    return 0.0, float(values[-1] + (tau - centres[-1]) * curve.last)
 
 
-def _furthest_step(curves: Sequence[tuple[np.ndarray, np.ndarray]], level: float) -> float:
+def _furthest_step(curves: Sequence[_Curve], level: float) -> float:
     """The furthest level one step from ``level`` along the curves measured nearest to it (the
     fastest of those that cover it)."""
     steps = [_one_step_on(c, level) for c in curves]
@@ -153,7 +169,7 @@ def project_into_band(target: Sequence[float], lo: Sequence[float], hi: Sequence
     if not rate_limited or len(proj) < 2 or not (np.isfinite(lo_a).all() and np.isfinite(hi_a).all()):
         return proj
 
-    def curves(paths: Sequence[Sequence[float]], sign: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    def curves(paths: Sequence[Sequence[float]], sign: float) -> list[_Curve]:
         arrays = [sign * np.asarray(p, dtype=float) for p in paths]
         return [_monotone_curve(a[np.isfinite(a)]) for a in arrays if np.isfinite(a).any()]
 
