@@ -18,7 +18,8 @@ v = sum_j m_j D_j / max |m_j| (a direction whose effect is unknown is not used) 
 
 - Gains: SIMC for an integrating plant from the identified gain along v: kp = 1 / (G_rel
   (tau_c + lag)), T_i = 4 (tau_c + lag); u_ff = slope(T') / G_rel, except that a falling
-  target is not followed down from below it (the target comes to the entropy).
+  target is followed down from below it only within the noise band (the target comes to the
+  entropy; ``follow_share``).
 - Coast forecast F: after the weights ease off, the optimiser's momentum carries the policy on
   for about ``coast`` steps of its current rate (1 / (1 - beta1) for Adam; only the full brake,
   every weight 0, stops it at once, as the plants then skip the optimiser step), so the loop
@@ -88,6 +89,20 @@ def directions_for(actuate: tuple[str, ...]) -> dict[str, dict[str, float]]:
     return out
 
 
+def follow_share(depth: float, sigma: float) -> float:
+    """Share of a falling target's slope the loop follows down from ``depth`` nats below its aim.
+
+    Below the aim a falling target comes to the entropy; descending to keep pace would only
+    widen an undershoot that nothing undoes (and late in a run, divided by a vanishing gain,
+    the feed-forward turned every weight to its ceiling). Faded out linearly over two noise
+    deviations ``sigma``, so a reading that noise puts just below the aim neither keeps the full
+    descent nor switches it off.
+    """
+    if depth <= 0:
+        return 1.0
+    return max(0.0, 1.0 - depth / (2.0 * sigma)) if sigma > 0 else 0.0
+
+
 #: [min, max] of the self-tuned kp, 0 < min <= max
 KpLimits = Annotated[tuple[Annotated[StrictFloat, Field(gt=0)], StrictFloat], Strict(False)]
 
@@ -126,8 +141,9 @@ class AutoParams(Schema):
     """Prior mean effect per direction (throttle, balance, eps_high, eps_low), in units of
     ``prior_gain`` x H; a partial mapping keeps throttle 1."""
     probe_steps: int = Field(24, ge=0)
-    """Steps at the start with the larger ``probe_amplitude`` dither (identification is cheapest
-    there, inside the usual burn-in)."""
+    """Steps at the start with the larger ``probe_amplitude`` dither while entropy is above its
+    aim (identification is cheapest there, inside the usual burn-in, on a descent the loop makes
+    anyway; below the aim each extra weight is a fall that nothing may undo)."""
     probe_amplitude: float = Field(0.5, ge=0)
     """Dither amplitude during the first ``probe_steps``."""
     evidence_z: float = Field(3.0, ge=0)
@@ -389,11 +405,8 @@ class AutoController(Controller):
         d_raw = 0.0 if prev is None else -(self.h_filt - prev) / scale
         self.deriv = 0.5 * self.deriv + 0.5 * d_raw
         u_ff = ((aim_next - aim) / scale) / g_rel
-        if u_ff < 0 and self.h_filt < aim - 2.0 * sigma_f:
-            # below the aim a falling target comes to the entropy; descending to keep pace would
-            # only widen an undershoot that nothing undoes (and late in a run, divided by a
-            # vanishing gain, it turned every weight to its ceiling)
-            u_ff = 0.0
+        if u_ff < 0:
+            u_ff *= follow_share(aim - self.h_filt, sigma_f)
         lo, hi = P.u_range(v, self.initial, self.bounds)
         # u_hold: the command that holds entropy still against the identified drift. At the
         # target u = u_hold brakes the collapse at once instead of waiting for an integral to
@@ -466,7 +479,7 @@ class AutoController(Controller):
         self.last_dither = {}
         for j, (d, vec) in enumerate(self.dirs.items()):
             amp = self.params.excite * (0.35 if abs(est.zscore(d)) >= 3.0 else 1.0)
-            if est.n <= self.params.probe_steps:
+            if est.n <= self.params.probe_steps and e < 0:  # only above the aim (probe_steps)
                 amp = max(amp, self.params.probe_amplitude)
             offset, amp = self._dither_fit(values, vec, amp)
             sgn = paired_dither(obs.step, self.params.excite_hold, salt=j + 1)

@@ -410,3 +410,35 @@ def test_below_its_aim_a_falling_target_does_not_feed_forward_a_descent():
     knobs = [reg.step(t, 0.3 + 0.001 * (t % 2), mixed_groups=0.5) for t in range(30)]
     assert all(k.w_pos == 0.0 and k.w_neg == 0.0 for k in knobs[:24])  # braked while below
     assert knobs[-1].w_pos > 0.5  # the target has passed below the entropy: descend
+
+
+def test_a_falling_target_is_followed_from_below_only_within_the_noise_band():
+    """The feed-forward's share fades from 1 at the aim to 0 two noise deviations below it: a
+    reading that noise puts just below the aim neither keeps the full descent nor cuts it off."""
+    from controllers.auto import follow_share
+
+    assert follow_share(-0.3, 0.1) == 1.0  # above the aim: the full slope
+    assert follow_share(0.1, 0.1) == pytest.approx(0.5)
+    assert follow_share(0.05, 0.1) > follow_share(0.15, 0.1) > 0.0
+    assert follow_share(0.2, 0.1) == 0.0 and follow_share(0.5, 0.1) == 0.0
+    assert follow_share(0.01, 0.0) == 0.0  # no noise: none below the aim
+
+
+@pytest.mark.parametrize("offset, probed", [(0.1, True), (-0.1, False)])
+def test_the_opening_probe_rides_only_on_a_descent(offset, probed):
+    """The large opening dither identifies the knobs on the descent the loop makes anyway. Below
+    the aim only the small one runs: on a real pretrained model (SmolLM2) the probe's extra
+    weight, one-sided on w_pos, made live steps below the aim, each a fall nothing undid."""
+    ctrl = make_controller("auto", ascent_level=0.0)
+    reg = Regulator(ctrl, {"kind": "constant", "value": 1.0}, initial=Knobs(),
+                    actuate=("w_pos", "w_neg"), bounds=KnobBounds(w_pos=(0.0, 2.0), w_neg=(0.0, 2.0)),
+                    total_steps=100)
+    amps = []
+    for t in range(12):
+        reg.step(t, 1.0 + offset + 0.002 * (t % 2), mixed_groups=0.5)
+        amps.append(max(abs(a) for a in ctrl.last_dither.values()))
+    p = ctrl.params
+    if probed:
+        assert max(amps) == pytest.approx(p.probe_amplitude)
+    else:
+        assert max(amps) <= p.excite + 1e-12
