@@ -192,23 +192,23 @@ def feasible_tracking(entropy: Sequence[float], target: Sequence[float], lo: Seq
     (``envs.band``); ``rises`` / ``falls`` further open-loop paths that measured how fast
     entropy moves from other levels. The target is projected into them (``project_into_band``:
     into [lo, hi] at each step, and with ``rate_limited`` moving no faster than the plant did
-    at the same level). The rate limit is an estimate (a policy held at a level for a while can
-    move faster than the open-loop path did there), so a step where the entropy lies between
-    the rate-limited reference and the band's own projection of the target counts as on track:
-    the error is the distance to that interval. ``rmse_feasible`` is the RMSE of that error of
-    the EMA-smoothed entropy after ``burn_in``, ``rmse_feasible_rel`` the same over the mean
-    reference, and ``out_of_reach`` the share of those steps whose target the reference moved
-    by more than ``OUT_OF_REACH_TOL`` of it (no controller is blamed for physics; no
-    infeasible target counts as tracked).
+    at the same level). Band and rates are estimates from open-loop paths at the corners of the
+    knob box (a policy held at a level for a while, or a closed loop mixing the corners, can move
+    faster than any of them did), so a step where the entropy lies between the reference and
+    the target itself counts as on track: the error is the distance to that interval. Beating
+    the estimate towards the target is never an error; stopping short of the reference is.
+    ``rmse_feasible`` is the RMSE of that error of the EMA-smoothed entropy after ``burn_in``,
+    ``rmse_feasible_rel`` the same over the mean reference, and ``out_of_reach`` the share of
+    those steps whose target the reference moved by more than ``OUT_OF_REACH_TOL`` of it (no
+    controller is blamed for physics; no infeasible target counts as tracked).
     """
     h = np.asarray(entropy, dtype=float)
     n = min(len(h), len(target), len(lo), len(hi))
     h, t = h[:n], np.asarray(target, dtype=float)[:n]
     ref = project_into_band(t, lo[:n], hi[:n], rate_limited, rises, falls)
-    level = project_into_band(t, lo[:n], hi[:n], rate_limited=False)
     sl = slice(min(burn_in, max(n - 1, 0)), None)
     sm = ema(h, ema_alpha)
-    err = (sm - np.clip(sm, np.minimum(ref, level), np.maximum(ref, level)))[sl]
+    err = (sm - np.clip(sm, np.minimum(ref, t), np.maximum(ref, t)))[sl]
     ok = np.isfinite(err)
     rmse = float(np.sqrt(np.mean(err[ok] ** 2))) if ok.any() else math.nan
     mean_ref = float(np.nanmean(ref[sl])) if n else math.nan

@@ -358,6 +358,13 @@ def test_a_step_faster_than_the_plant_is_scored_against_the_plant_s_fastest_desc
     # 0.2 for the 49 steps between
     sq = 2 * sum((0.01 * k) ** 2 for k in range(1, 21)) + 49 * 0.2**2
     assert lagging["rmse_feasible"] == pytest.approx(math.sqrt(sq / 200), rel=1e-6)
+    # the band is an estimate too (open-loop corners; a closed loop can beat them): a policy on
+    # the target itself where the band says it is out of reach (steps 0..38) is not blamed, one
+    # beyond the target is
+    exact = feasible_tracking(target.astype(float), target, lo, hi, burn_in=0, ema_alpha=0.0)
+    assert exact["rmse_feasible"] == pytest.approx(0.0, abs=1e-9)
+    past = feasible_tracking(target - 0.1, target, lo, hi, burn_in=0, ema_alpha=0.0)
+    assert past["rmse_feasible"] == pytest.approx(0.1)
 
 
 def test_a_rise_is_limited_by_the_rate_measured_nearest_its_level():
