@@ -272,8 +272,8 @@ class SimPlant:
             pos, neg = A.clamp(min=0).sign(), (-A).clamp(min=0).sign()
             parts.append((actions[m::M], old_lp[m::M], A, pos, neg, pos * w_pos + neg * w_neg))
         loss_acc, clip_lo, clip_hi = torch.zeros(B), torch.zeros(B), torch.zeros(B)
-        # a braked plant (both weights 0) has no gradient and takes no Adam step, as in the
-        # trainer: stepping would replay its momentum along stale gradients
+        # a braked plant (both weights 0) has no gradient; as in the trainer it takes its Adam
+        # step at zero learning rate: its moments decay and its parameters stay
         live = (kt[:, 0] != 0) | (kt[:, 1] != 0)
         for _ in range(c.epochs):
             for acts, olp, A, pos, neg, w in parts:
@@ -302,17 +302,16 @@ class SimPlant:
                    live: torch.Tensor | None = None) -> None:
         """Adam (Kingma & Ba) with a per-plant step counter, so single plants can restart:
         m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2, p -= lr m_hat / (sqrt(v_hat) + eps).
-        Only the ``live`` plants (default: all) step: the others (braked, so their g is 0) keep
-        parameters, moments and step count as they are."""
+        Plants not ``live`` (default: all are; braked, so their g is 0) step at zero learning
+        rate: their moments decay and their parameters stay (``trainer.engine.drain_momentum``:
+        the brake spends the momentum instead of keeping it for the next live step)."""
         c = self.config
         b1, b2 = c.betas
         if live is None:
             live = torch.ones(self.num_plants, dtype=torch.bool)
-        one = torch.ones(())
-        b1s, b2s = torch.where(live, b1, one), torch.where(live, b2, one)  # per plant: 1 = hold
-        self.t += live.float()
-        self.b1t.mul_(b1s)
-        self.b2t.mul_(b2s)
+        self.t += 1.0
+        self.b1t.mul_(b1)
+        self.b2t.mul_(b2)
         bc1, bc2 = 1 - self.b1t, 1 - self.b2t  # bias corrections 1 - beta^t, per plant
         # PyTorch's form: p -= (lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps)
         #                    = (lr sqrt(bc2) / bc1) m / (sqrt(v) + eps sqrt(bc2))
@@ -322,8 +321,8 @@ class SimPlant:
             m, v = self._adam[name]
             shape = [1] * p.dim()
             shape[self._plant_axis(p)] = -1
-            m.mul_(b1s.view(shape)).add_(g, alpha=1 - b1)
-            v.mul_(b2s.view(shape)).addcmul_(g, g, value=1 - b2)
+            m.mul_(b1).add_(g, alpha=1 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)
             # sqrt(v + 1e-30): identical to sqrt(v) at float32 precision next to eps, but it
             # keeps exact zeros (rows never sampled) out of sqrt, which is much slower on them
             p.sub_(m.div(v.add(1e-30).sqrt_().add_(eps.view(shape))).mul_(step.view(shape)))

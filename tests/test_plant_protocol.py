@@ -202,13 +202,16 @@ def test_the_sim_env_reports_under_the_loop_names():
     assert not any(k.startswith("control/dh") for k in info)
 
 
-def test_a_braked_step_moves_neither_policy_nor_optimiser(tmp_path):
-    """With both weights at 0 the loss has no gradient, and neither plant steps its optimiser:
-    Adam would otherwise keep moving the policy on its momentum for ~1/(1 - beta1) steps, so a
-    brake would not stop learning. Training resumes where it stopped."""
+def test_a_braked_step_stops_the_policy_and_spends_the_optimiser_s_momentum(tmp_path):
+    """With both weights at 0 the loss has no gradient. Stepping Adam on it would keep moving the
+    policy on its momentum for ~1/(1 - beta1) steps, so a brake would not stop learning; keeping
+    the moments frozen would make the next live step replay the last descent whatever its
+    weights. So both plants take the step at zero learning rate: the weights stay, the moments
+    decay by beta1 / beta2 per update. Training resumes where it stopped."""
     import torch
 
     from trainer.config import TrainConfig
+    from trainer.engine import torch_optimizer
     from trainer.plant import TrainerPlant
 
     # tight clip bounds and 2 epochs: the live updates clip some tokens
@@ -218,18 +221,25 @@ def test_a_braked_step_moves_neither_policy_nor_optimiser(tmp_path):
                       rollout={"prompts": 8, "group_size": 4, "max_new_tokens": 1},
                       optim={"lr": 3e-3, "epochs": 2})
     trainer = TrainerPlant(TrainConfig.from_mapping(cfg))
+    opt = torch_optimizer(trainer.engine)
+    b1, b2 = opt.param_groups[0]["betas"]
     snapshot = lambda: {k: v.clone() for k, v in trainer.engine.module.state_dict().items()}
+    moments = lambda: [(s["exp_avg"].clone(), s["exp_avg_sq"].clone(), float(s["step"]))
+                       for s in opt.state.values()]
     for _ in range(2):  # momentum builds up
         trainer.measure()
         (live,) = trainer.update([go])
     assert live["clip/frac_low"] + live["clip/frac_high"] > 0
-    before = snapshot()
+    before, m_before = snapshot(), moments()
+    assert m_before and any(m.abs().sum() > 0 for m, _, _ in m_before)
     for _ in range(2):
         trainer.measure()
         (out,) = trainer.update([brake])
         assert out["loss/policy"] == 0.0
     after = snapshot()
     assert all(torch.equal(before[k], after[k]) for k in before)
+    for (m0, v0, t0), (m1, v1, t1) in zip(m_before, moments()):  # 2 steps x 2 epochs of decay
+        assert torch.allclose(m1, m0 * b1**4) and torch.allclose(v1, v0 * b2**4) and t1 == t0 + 4
     (m,) = trainer.measure()  # the controller sees the braked step's clip fractions, as logged
     assert (m.signals["clip_frac_low"], m.signals["clip_frac_high"]) == (0.0, 0.0)
     trainer.update([go])
@@ -239,11 +249,15 @@ def test_a_braked_step_moves_neither_policy_nor_optimiser(tmp_path):
     for _ in range(2):
         sim.rollout()
         sim.update(go)
-    state = lambda b: [sim._plant_slice(p, b).clone() for p in sim._params().values()] + [
-        sim._plant_slice(x, b).clone() for name in sim._params() for x in sim._adam[name]] + [
-        sim.t[b].clone(), sim.b1t[b].clone(), sim.b2t[b].clone()]
-    held, moving = state(1), state(0)
+    params = lambda b: [sim._plant_slice(p, b).clone() for p in sim._params().values()]
+    adam = lambda b: [sim._plant_slice(x, b).clone() for name in sim._params() for x in sim._adam[name]]
+    held, moving, (m_held, v_held) = params(1), params(0), adam(1)[:2]
+    t_held = float(sim.t[1])
     sim.rollout()
     sim.update([go, brake])
-    assert all(torch.equal(x, y) for x, y in zip(held, state(1)))
-    assert not all(torch.equal(x, y) for x, y in zip(moving, state(0)))
+    n = sim.config.updates_per_step
+    assert all(torch.equal(x, y) for x, y in zip(held, params(1)))
+    m_now, v_now = adam(1)[:2]
+    assert m_held.abs().sum() > 0 and torch.allclose(m_now, m_held * sim.config.betas[0] ** n)
+    assert torch.allclose(v_now, v_held * sim.config.betas[1] ** n) and float(sim.t[1]) == t_held + n
+    assert not all(torch.equal(x, y) for x, y in zip(moving, params(0)))

@@ -148,3 +148,31 @@ def build_engine(model: torch.nn.Module, optim_section: Mapping[str, Any], confi
         raise ConfigError("deepspeed.extra", "settings DeepSpeed accepts", first.get("input"),
                           hint=f"{e.title} {where}: {first['msg']}") from None
     return engine, optimizer
+
+
+def torch_optimizer(engine: Any) -> torch.optim.Optimizer:
+    """The torch optimizer under DeepSpeed's wrappers (the bf16 one holds the fp32 master
+    weights' AdamW as ``.optimizer``)."""
+    opt = engine.optimizer
+    while not isinstance(opt, torch.optim.Optimizer):
+        opt = opt.optimizer
+    return opt
+
+
+@torch.no_grad()
+def drain_momentum(optimizer: torch.optim.Optimizer, updates: int = 1) -> None:
+    """A braked step of AdamW: ``updates`` zero gradients at zero learning rate. The moments
+    decay as on any zero gradient (m <- beta1 m, v <- beta2 v, one more step for the bias
+    correction, each time) and the weights stay. The brake stops the policy at once and spends
+    its momentum: kept frozen, the next live step would replay ~beta1 of the last descent's
+    update whatever its weights were."""
+    for group in optimizer.param_groups:
+        b1, b2 = group["betas"]
+        for p in group["params"]:
+            state = optimizer.state.get(p)
+            if not state or "exp_avg" not in state:
+                continue
+            state["exp_avg"].mul_(b1**updates)
+            state["exp_avg_sq"].mul_(b2**updates)
+            state["step"] += updates
+

@@ -23,6 +23,7 @@ from regulator.errors import ConfigError
 from regulator.knobs import Knobs
 from regulator.plant import Measurement
 from trainer.config import TrainConfig
+from trainer.engine import drain_momentum, torch_optimizer
 from trainer.grpo import all_sum, comm_device, group_advantages, measure, update, world_size
 
 
@@ -251,7 +252,10 @@ class TrainerPlant:
         if k.w_pos == 0.0 and k.w_neg == 0.0:
             # a braked step: every token's weight is 0, so the loss has no gradient. Stepping the
             # optimizer anyway would replay its momentum (Adam keeps moving ~1/(1 - beta1) steps
-            # along stale gradients), so a brake would not stop the policy; skip the update
+            # along stale gradients), so a brake would not stop the policy. No backward, no move:
+            # the moments decay as on a zero gradient (``drain_momentum``), so the next live step
+            # starts from its own weights instead of replaying the last descent
+            drain_momentum(torch_optimizer(self.engine), self.cfg.optim.mini_batches * self.cfg.optim.epochs)
             self.step += 1
             self.last_clip = {"clip_frac_low": 0.0, "clip_frac_high": 0.0}  # as logged: none clipped
             return [{"loss/policy": 0.0, "clip/frac_low": 0.0, "clip/frac_high": 0.0,
