@@ -4,7 +4,8 @@
 
 Open loop: train at (w_pos, w_neg) = (2, 0) or (1, 1) until step T0, then brake: either both
 weights to 0 (the full brake) or both to a tenth of their value (a partial brake). A full brake
-leaves no gradient, and both plants then skip the optimiser step, so the policy stops at once.
+leaves no gradient, and both plants then step the optimiser at zero learning rate (its
+momentum decays, the weights stay), so the policy stops at once.
 A partial brake still steps a momentum optimiser: Adam's first moment decays by beta1 per step,
 so the updates after the brake keep about 1 / (1 - beta1) = 10 of the last one's size before
 they shrink. The script prints, per plant, switch step and brake, the rate of change before

@@ -22,7 +22,7 @@ v = sum_j m_j D_j / max |m_j| (a direction whose effect is unknown is not used) 
   entropy; ``follow_share``).
 - Coast forecast F: after the weights ease off, the optimiser's momentum carries the policy on
   for about ``coast`` steps of its current rate (1 / (1 - beta1) for Adam; only the full brake,
-  every weight 0, stops it at once, as the plants then skip the optimiser step), so the loop
+  every weight 0, stops it at once, as the plants then step at zero learning rate), so the loop
   brakes that far ahead; weighted by the rate's signal-to-noise ratio (sd: its noise deviation) so a noisy
   sensor does not brake every descent.
 - Preview: the loop aims at the mean of the target over a centred window (``_aim``), so a step
