@@ -176,3 +176,17 @@ def drain_momentum(optimizer: torch.optim.Optimizer, updates: int = 1) -> None:
             state["exp_avg_sq"].mul_(b2**updates)
             state["step"] += updates
 
+
+
+def shutdown_distributed(clean: bool) -> None:
+    """End a multi-process run: after a ``clean`` finish wait for every rank, then tear the
+    process group down before the interpreter exits (left to interpreter shutdown, gloo's
+    threads can abort a rank that has already finished). One process: nothing to do (the
+    group stays for the next run in the same process)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return
+    if clean:
+        dist.barrier()
+    dist.destroy_process_group()

@@ -211,6 +211,7 @@ def train_main(config_path: str | Mapping[str, Any] | None, overrides: Sequence[
     ``config_path`` may be a config mapping; ``on_step(row)`` gets every logged metrics row."""
     import os
 
+    from trainer.engine import shutdown_distributed
     from trainer.run_dir import claim_run_dir, holds_run
 
     cfg, saved = _resolve_config(config_path, overrides, resume)
@@ -218,7 +219,9 @@ def train_main(config_path: str | Mapping[str, Any] | None, overrides: Sequence[
     lock = claim_run_dir(run_dir, resume=resume is not None, overwrite=overwrite,
                          rank=int(os.environ.get("RANK", 0)))
     try:
-        return _train(cfg, saved, resume is not None, on_step)
+        code = _train(cfg, saved, resume is not None, on_step)
+        shutdown_distributed(clean=code == EXIT_OK)
+        return code
     except ConfigError:
         if lock is not None and lock.created and not holds_run(run_dir):  # nothing started: leave no trace
             lock.release()
