@@ -25,18 +25,14 @@ from typing import Any
 from regulator.config import apply_overrides, load_yaml
 from regulator.errors import ConfigError
 from regulator.knobs import KNOB_NAMES, Knobs
+from regulator.plant import METRIC_NAMES
 from trainer.config import TrainConfig
 from trainer.logging import read_metrics
-
-#: logged metric -> the signal the trainer hands the Regulator (``trainer.plant.TrainerPlant``)
-SIGNALS = {"reward/accuracy": "accuracy", "reward/mean": "reward_mean",
-           "tokens/pos_frac": "pos_token_frac", "tokens/neg_frac": "neg_token_frac",
-           "entropy/dh_pos": "dh_pos", "entropy/dh_neg": "dh_neg"}
 
 
 def signals_of(row: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, float]:
     """What the trainer handed the Regulator at ``row``'s step (``previous``: the row before)."""
-    out = {name: float(row[k]) for k, name in SIGNALS.items() if row.get(k) is not None}
+    out = {name: float(row[k]) for name, k in METRIC_NAMES.items() if row.get(k) is not None}
     if row.get("groups/zero_var_frac") is not None:
         out["mixed_groups"] = 1.0 - float(row["groups/zero_var_frac"])
     for side in ("low", "high"):  # the clip fractions of the update before this step

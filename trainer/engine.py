@@ -177,7 +177,6 @@ def drain_momentum(optimizer: torch.optim.Optimizer, updates: int = 1) -> None:
             state["step"] += updates
 
 
-
 def shutdown_distributed(clean: bool) -> None:
     """End a multi-process run: after a ``clean`` finish wait for every rank, then tear the
     process group down before the interpreter exits (left to interpreter shutdown, gloo's
