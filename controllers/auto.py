@@ -14,7 +14,7 @@ v = sum_j m_j D_j / max |m_j| (a direction whose effect is unknown is not used) 
 
     knobs = initial + u v + dither
     u = kp (e + I / T_i + F) + u_ff + u_hold,    e = (T' - H_f) / T     (relative error)
-    F = coast r r^2 / (r^2 + sd^2),    r = max(smoothed fall rate of H_f / T, 0)
+    F = coast r r^2 / (r^2 + sd^2),    r = max(smoothed closing rate of e, 0)
 
 - Gains: SIMC for an integrating plant from the identified gain along v: kp = 1 / (G_rel
   (tau_c + lag)), T_i = 4 (tau_c + lag); u_ff = slope(T') / G_rel, except that a falling
@@ -24,14 +24,17 @@ v = sum_j m_j D_j / max |m_j| (a direction whose effect is unknown is not used) 
   for about ``coast`` steps of its current rate (1 / (1 - beta1) for Adam; only the full brake,
   every weight 0, stops it at once, as the plants then step at zero learning rate), so the loop
   brakes that far ahead; weighted by the rate's signal-to-noise ratio (sd: its noise deviation) so a noisy
-  sensor does not brake every descent.
+  sensor does not brake every descent. The rate is the error's: a falling aim moves on too.
 - Preview: the loop aims at the mean of the target over a centred window (``_aim``), so a step
   becomes the ramp a rate-limited plant can follow with the least squared error.
 - Hold: u_hold = max(-drift / G, 0) cancels the drift the knobs do not explain, so the loop
   sits on the target without an integral that winds up during the approach; it is released
-  slowly and only while entropy is above its aim.
+  slowly and only while entropy is above its aim. Until a hold is identified, entropy more
+  than two noise deviations below its aim gets the full brake, not a proportional one: there
+  every live step is a fall, and on a one-sided plant nothing undoes it.
 - Reference governor: an approach from above aims ``margin`` noise deviations high, because on
-  a one-sided plant nothing undoes an undershoot; the derivative only brakes.
+  a one-sided plant nothing undoes an undershoot, less the target's fall over the preview
+  window (a falling target closes an undershoot by itself); the derivative only brakes.
 - Signs: the full throttle is a brake (at all weights 0 the policy does not move) and keeps its
   sign; another direction's sign is the data's once |z| reaches ``sign_lock``, and is reversed
   when the knobs sit pinned the way the error pushes while the error keeps growing. A dither is
@@ -218,6 +221,7 @@ class AutoController(Controller):
         self.deriv = 0.0
         self.u = 0.0
         self.saturated = 0  # consecutive steps with u pinned at a limit
+        self.braked = 0  # consecutive steps at the full brake
         self.e_pinned = 0.0  # the error when the current pinned stretch began
         self.last_dither: dict[str, float] = {}
         self.shares: dict[str, float] = {}
@@ -225,6 +229,7 @@ class AutoController(Controller):
         self.learned: dict[str, float] = {}
         self.past: list[float] = []  # the last ``preview`` targets
         self.aim = math.nan
+        self.reference = math.nan  # the aim plus the governor's margin: what the loop steers to
         self.ratio.clear()
 
     def reset(self, initial: Knobs, bounds: KnobBounds, actuate: tuple[str, ...] = WEIGHTS) -> None:
@@ -245,7 +250,7 @@ class AutoController(Controller):
         return {"h_filt": self.h_filt, "noise2": self.noise2, "innov_mean": self.innov_mean,
                 "integral": self.integral,
                 "hold": self.hold,
-                "deriv": self.deriv, "u": self.u, "saturated": self.saturated,
+                "deriv": self.deriv, "u": self.u, "saturated": self.saturated, "braked": self.braked,
                 "e_pinned": self.e_pinned,
                 "last_dither": dict(self.last_dither), "shares": dict(self.shares), "kp": self.kp,
                 "learned": dict(self.learned), "past": list(self.past),
@@ -259,6 +264,7 @@ class AutoController(Controller):
         self.hold = float(state.get("hold", 0.0))
         self.innov_mean = float(state.get("innov_mean", 0.0))
         self.saturated = int(state["saturated"])
+        self.braked = int(state.get("braked", 0))
         self.e_pinned = float(state.get("e_pinned", 0.0))
         self.last_dither = {k: float(v) for k, v in state["last_dither"].items()}
         self.shares = {k: float(v) for k, v in state["shares"].items()}
@@ -273,12 +279,14 @@ class AutoController(Controller):
     def metrics(self) -> dict[str, float]:
         """Per direction: ``control/gain_est/<d>`` (nats/step/unit), ``control/gain_z/<d>`` and
         ``control/share/<d>`` (its part of the move, signed); plus ``control/u``, ``control/kp``,
-        ``control/aim`` (the target seen through the preview window, ``_aim``) and the ratio
+        ``control/aim`` (the target seen through the preview window, ``_aim``),
+        ``control/reference`` (the aim plus the governor's margin: the level it steers to) and the ratio
         moves' ``control/tilt`` and ``control/ascent`` (0..1, ``controllers.ratio_moves``)."""
         est = self.estimator
         if est is None:
             return {}
         out = {"control/u": self.u, "control/kp": self.kp, "control/aim": self.aim,
+               "control/reference": self.reference,
                "control/tilt": self.ratio.tilt, "control/ascent": self.ratio.ascent}
         for d in self.dirs:
             out[f"control/gain_est/{d}"] = est.gain(d)
@@ -375,10 +383,14 @@ class AutoController(Controller):
         self.aim = aim
         self.past = [*self.past, obs.target][-self.preview:] if self.preview else []
         scale = max(abs(aim), 1e-3)
-        band = self.params.margin * sigma_f
+        # a falling target closes an undershoot by itself: the part of the margin its fall
+        # over the preview (about the loop's response time) covers is not needed
+        closes = max(aim - min(obs.preview or (obs.next_target,)), 0.0)
+        band = max(self.params.margin * sigma_f - closes, 0.0)
         above = self.h_filt - aim
         lift = band if above >= 0 else max(0.0, band + above)
-        e = (aim + lift - self.h_filt) / scale
+        self.reference = aim + lift
+        e = (self.reference - self.h_filt) / scale
         # 4. the move direction v and the plant gain along it. Below the aim, or while the
         # command brakes (u > 0 last step), only the brake moves: its sign is physics, while a
         # learned direction that raised entropy earlier can lower it now (late from scratch,
@@ -428,7 +440,7 @@ class AutoController(Controller):
         # rate, so a noisy sensor does not brake every descent on noise.
         # (H_f moves by (1 - ema) x the innovation; the rate's 0.5 EMA keeps 1/3 of its variance)
         sd2 = (1.0 - self.params.ema) ** 2 * (self.noise2 or 0.0) / 3.0 / scale**2
-        rate = max(self.deriv, 0.0)
+        rate = max(self.deriv + (aim_next - aim) / scale, 0.0)  # closing on the aim (it moves too)
         forecast = self.params.coast * rate * rate**2 / (rate**2 + sd2) if rate > 0 else 0.0
 
         def law(integral: float) -> float:
@@ -465,10 +477,22 @@ class AutoController(Controller):
                 self.integral *= 0.9
         else:
             self.integral = candidate
+        if self.full_brake and self.hold <= 0.0 and self.h_filt < aim - 2.0 * sigma_f:
+            # clearly below the aim with no identified hold: every live step is a fall that
+            # nothing may undo, and a proportional brake still trains (on SmolLM2, 16 % below
+            # the aim gave weights of 0.35 and each such step cost 0.05-0.15 nats); brake fully
+            u_raw = max(u_raw, hi)
         self.u = min(max(u_raw, lo), hi)
+        # an ascent trial starts from a drained optimiser: after enough braked steps that Adam's
+        # first moment is below a quarter (beta1^n with beta1 = 1 - 1 / coast), so the trial's
+        # steps follow its own gradient instead of replaying the last descent's (on SmolLM2 a
+        # trial begun two braked steps after live ones fell 0.4 nats in four steps)
+        at_brake = self.u >= hi - 1e-9
+        drained = at_brake and self.braked >= max(3, math.ceil(self.params.coast * math.log(4.0)))
+        self.braked = self.braked + 1 if at_brake else 0
         self.ratio.update(obs.step, self.h_filt, -self.deriv * scale, aim + lift, aim, sigma_f,
                           descend_pinned=e < 0 and self.u <= lo + 1e-9,
-                          brake_pinned=self.u >= hi - 1e-9 and self.saturated >= 3)
+                          brake_pinned=drained)
         # 6. knobs = initial + u v, plus the dither inside the bounds (``_dither_fit``)
         values = {}
         for k, g in v.items():

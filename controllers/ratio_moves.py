@@ -10,8 +10,11 @@ entropy still but cannot raise it. Only a tilt of the ratio does either:
 - **descent tilt**: while the loop asks for a faster descent than it has (its command pinned at
   the "lower" limit, entropy above its aim and not due to reach it within ``lag + 2`` steps at
   the current rate), the weight that raises entropy is cut by ``descent_tilt`` of its value,
-  ramped in over 4 steps and released by halves as the aim comes near. A wrong side only slows
-  the descent it was meant to speed up.
+  ramped in over 4 steps and released by halves as the aim comes near. A wrong side slows the
+  descent it was meant to speed up, or reverses it: late from scratch, cutting w_neg holds
+  entropy up or raises it. So a tilt that, after ``2 x BASELINE`` steps, has brought the mean
+  entropy no lower than it was before the tilt began ends, and is not tried again for
+  ``ascent_retry`` x 2^k steps after its k-th failure.
 - **ascent trial**: while entropy sits below its aim by more than ``ASCENT_GAP`` of it plus two
   noise deviations, with every weight braked (the law cannot do more), the raising weight is
   given ``ascent_level``. If the mean filtered entropy over the trial falls ``ascent_z``
@@ -62,6 +65,10 @@ class RatioMoves:
         self.trial_sum = 0.0  # sum of the filtered entropy over the trial so far
         self.trial_n = 0
         self.base = math.nan  # mean filtered entropy over the BASELINE steps before the trial
+        self.tilt_seen: list[float] = []  # the filtered entropy since the tilt began
+        self.tilt_before = math.nan  # its mean over the BASELINE steps before the tilt began
+        self.tilt_block = -1  # no tilt starts before this step
+        self.tilt_refutations = 0
 
     @staticmethod
     def _release(x: float) -> float:
@@ -74,18 +81,41 @@ class RatioMoves:
             return "w_neg" if gain > 0 else "w_pos"
         return "w_neg"
 
+    def _tilt_refuted(self, h: float, sigma: float) -> bool:
+        """Whether the running tilt does not descend: entropy rose FAST_REFUTE_Z noise
+        deviations above its mean before the tilt, or, once the tilt has run 2 x BASELINE steps,
+        its last BASELINE steps are no lower on average than the BASELINE before them. Late
+        from scratch the weight that raises entropy is w_pos, not the guess: the tilt then
+        stalls the descent or climbs, where the untilted mix still descends."""
+        seen = self.tilt_seen
+        if len(seen) < 2 * BASELINE or not math.isfinite(self.tilt_before):
+            return False
+        return sum(seen[-BASELINE:]) / BASELINE >= self.tilt_before
+
     def update(self, step: int, h: float, rate: float, high_aim: float, aim: float, sigma: float,
                descend_pinned: bool, brake_pinned: bool) -> None:
         """One step. ``h``: filtered entropy; ``rate``: its smoothed change per step;
         ``high_aim``: the level an approach from above aims at; ``aim``: the target seen
-        through the preview; ``sigma``: the filtered noise deviation; ``descend_pinned`` /
-        ``brake_pinned``: the law's command sits at its descending / braking limit."""
+        through the preview; ``sigma``: the filtered noise deviation; ``descend_pinned``: the
+        law's command sits at its descending limit; ``brake_pinned``: it has held the full brake
+        long enough to drain the optimiser's momentum."""
         arriving_down = h + self.lead * min(rate, 0.0) <= high_aim
-        if self.descent_tilt > 0 and descend_pinned and h > high_aim and not arriving_down:
-            self.tilt = min(1.0, self.tilt + TILT_RAMP)
+        if (self.descent_tilt > 0 and descend_pinned and h > high_aim and not arriving_down
+                and step >= self.tilt_block):
+            if self.tilt == 0.0:
+                self.tilt_seen = []
+                self.tilt_before = sum(self.recent) / len(self.recent) if self.recent else math.nan
+            self.tilt_seen.append(h)
+            if self._tilt_refuted(h, sigma):  # off, and not tried again for a while
+                self.tilt, self.tilt_seen = 0.0, []
+                self.tilt_block = step + self.ascent_retry * 2**self.tilt_refutations
+                self.tilt_refutations += 1
+            else:
+                self.tilt = min(1.0, self.tilt + TILT_RAMP)
         else:
             self.tilt = self._release(self.tilt)
         if self.ascent_level <= 0:
+            self.recent = [*self.recent, h][-BASELINE:]
             return
         below = h < aim - 2.0 * sigma
         far_below = h < (1.0 - ASCENT_GAP) * aim - 2.0 * sigma  # beyond the gap and the noise
@@ -119,7 +149,9 @@ class RatioMoves:
     def state_dict(self) -> dict[str, Any]:
         return {"tilt": self.tilt, "ascent": self.ascent, "ascent_block": self.ascent_block,
                 "refutations": self.refutations, "recent": list(self.recent),
-                "trial_sum": self.trial_sum, "trial_n": self.trial_n, "base": self.base}
+                "trial_sum": self.trial_sum, "trial_n": self.trial_n, "base": self.base,
+                "tilt_seen": list(self.tilt_seen), "tilt_before": self.tilt_before,
+                "tilt_block": self.tilt_block, "tilt_refutations": self.tilt_refutations}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.tilt = float(state["tilt"])
@@ -130,3 +162,7 @@ class RatioMoves:
         self.trial_sum = float(state.get("trial_sum", 0.0))
         self.trial_n = int(state.get("trial_n", 0))
         self.base = float(state.get("base", math.nan))
+        self.tilt_seen = [float(x) for x in state.get("tilt_seen", [])]
+        self.tilt_before = float(state.get("tilt_before", math.nan))
+        self.tilt_block = int(state.get("tilt_block", -1))
+        self.tilt_refutations = int(state.get("tilt_refutations", 0))

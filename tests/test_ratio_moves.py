@@ -40,6 +40,27 @@ def test_the_tilt_ramps_in_while_the_descent_is_pinned_and_releases_on_arrival()
     assert _moves(descent_tilt=0.0).tilt == 0.0 and m.tilt == 0.25
 
 
+def test_a_tilt_that_brings_no_fall_is_dropped_and_not_retried_for_a_while():
+    """Late from scratch the guessed side is wrong: cutting w_neg stalls the descent or raises
+    entropy (tiny trainer, parity: 0.3 -> 0.9 nats under a full tilt). After 2 x BASELINE steps
+    with no fall below the mean before it, the tilt ends and waits ``ascent_retry`` steps."""
+    def run(path: list[float]) -> RatioMoves:
+        m = _moves(ascent_level=0.0)
+        for t, h in enumerate(path):
+            m.update(t, h, -0.001, 0.2, 0.2, 0.01, descend_pinned=t >= BASELINE, brake_pinned=False)
+        return m
+
+    flat = [0.5 + 0.01 * (t % 2) for t in range(3 * BASELINE + 1)]
+    stalled = run(flat)
+    assert stalled.tilt == 0.0 and stalled.tilt_block >= 3 * BASELINE + 100 - 1
+    falling = run([0.5 + 0.01 * (t % 2) - 0.005 * max(t - BASELINE, 0) for t in range(3 * BASELINE + 1)])
+    assert falling.tilt == 1.0 and falling.tilt_block == -1
+    state = stalled.state_dict()
+    again = _moves(ascent_level=0.0)
+    again.load_state_dict(state)
+    assert again.tilt_block == stalled.tilt_block
+
+
 def test_the_raising_weight_is_the_first_order_prior_until_the_data_are_confident():
     m = _moves(tilt_z=2.0)
     assert m.raising_weight(gain=-0.01, z=-1.9) == "w_neg"  # not confident: the prior
