@@ -163,7 +163,8 @@ class AutoParams(Schema):
     name the weight that raises entropy."""
     ascent_level: float = Field(1.0, ge=0)
     """Weight given to the entropy-raising side in an ascent trial, while entropy sits more than
-    10 % below its aim with every weight braked (0 = no trials; on a plant where nothing raises
+    10 % below its aim with every weight braked, for ``coast`` x ln 4 steps or more (the
+    optimiser's momentum drained first; 0 = no trials; on a plant where nothing raises
     entropy, from scratch or late in training, a refuted trial costs a fall it cannot undo)."""
     ascent_z: float = Field(2.0, ge=0)
     """Fall of the trial's mean entropy below the mean before it, in standard errors, that
