@@ -41,6 +41,11 @@ def signals_of(row: dict[str, Any], previous: dict[str, Any] | None) -> dict[str
     return out
 
 
+def same_knobs(a: Knobs, b: Knobs) -> bool:
+    """Whether two knob settings agree on every knob (to 1e-9)."""
+    return all(math.isclose(getattr(a, k), getattr(b, k), abs_tol=1e-9) for k in KNOB_NAMES)
+
+
 def replay(run_dir: Path, overrides: list[str] = ()) -> list[tuple[int, Knobs, Knobs]]:
     """(step, logged knobs, replayed knobs) for every logged step of ``run_dir``."""
     cfg = TrainConfig.from_mapping(apply_overrides(load_yaml(run_dir / "config.yaml"), overrides))
@@ -68,7 +73,7 @@ def main() -> None:
         sys.exit(f"replay_controller: {e}")
     differ = 0
     for step, logged, knobs in steps:
-        same = all(math.isclose(getattr(logged, k), getattr(knobs, k), abs_tol=1e-9) for k in KNOB_NAMES)
+        same = same_knobs(logged, knobs)
         differ += not same
         mark = "" if same else "  <- differs"
         print(f"step {step:4d}  logged w=({logged.w_pos:.2f}, {logged.w_neg:.2f})  "

@@ -491,7 +491,7 @@ class AutoController(Controller):
         at_brake = self.u >= hi - 1e-9
         drained = at_brake and self.braked >= max(3, math.ceil(self.params.coast * math.log(4.0)))
         self.braked = self.braked + 1 if at_brake else 0
-        self.ratio.update(obs.step, self.h_filt, -self.deriv * scale, aim + lift, aim, sigma_f,
+        self.ratio.update(obs.step, self.h_filt, -self.deriv * scale, self.reference, aim, sigma_f,
                           descend_pinned=e < 0 and self.u <= lo + 1e-9,
                           brake_pinned=drained)
         # 6. knobs = initial + u v, plus the dither inside the bounds (``_dither_fit``)

@@ -65,7 +65,8 @@ class RatioMoves:
         self.trial_sum = 0.0  # sum of the filtered entropy over the trial so far
         self.trial_n = 0
         self.base = math.nan  # mean filtered entropy over the BASELINE steps before the trial
-        self.tilt_seen: list[float] = []  # the filtered entropy since the tilt began
+        self.tilt_n = 0  # steps the current tilt has run
+        self.tilt_seen: list[float] = []  # the filtered entropy of its last BASELINE steps
         self.tilt_before = math.nan  # its mean over the BASELINE steps before the tilt began
         self.tilt_block = -1  # no tilt starts before this step
         self.tilt_refutations = 0
@@ -81,16 +82,18 @@ class RatioMoves:
             return "w_neg" if gain > 0 else "w_pos"
         return "w_neg"
 
-    def _tilt_refuted(self, h: float, sigma: float) -> bool:
-        """Whether the running tilt does not descend: entropy rose FAST_REFUTE_Z noise
-        deviations above its mean before the tilt, or, once the tilt has run 2 x BASELINE steps,
-        its last BASELINE steps are no lower on average than the BASELINE before them. Late
+    def _retry_at(self, step: int, failures: int) -> int:
+        """The step from which a move refuted ``failures`` times before may be tried again."""
+        return step + self.ascent_retry * 2**failures
+
+    def _tilt_refuted(self) -> bool:
+        """Whether the running tilt brought no fall: after 2 x BASELINE steps, the mean of its
+        last BASELINE readings is no lower than the mean of the BASELINE before it began. Late
         from scratch the weight that raises entropy is w_pos, not the guess: the tilt then
         stalls the descent or climbs, where the untilted mix still descends."""
-        seen = self.tilt_seen
-        if len(seen) < 2 * BASELINE or not math.isfinite(self.tilt_before):
+        if self.tilt_n < 2 * BASELINE or not math.isfinite(self.tilt_before):
             return False
-        return sum(seen[-BASELINE:]) / BASELINE >= self.tilt_before
+        return sum(self.tilt_seen) / len(self.tilt_seen) >= self.tilt_before
 
     def update(self, step: int, h: float, rate: float, high_aim: float, aim: float, sigma: float,
                descend_pinned: bool, brake_pinned: bool) -> None:
@@ -103,20 +106,25 @@ class RatioMoves:
         if (self.descent_tilt > 0 and descend_pinned and h > high_aim and not arriving_down
                 and step >= self.tilt_block):
             if self.tilt == 0.0:
-                self.tilt_seen = []
+                self.tilt_n, self.tilt_seen = 0, []
                 self.tilt_before = sum(self.recent) / len(self.recent) if self.recent else math.nan
-            self.tilt_seen.append(h)
-            if self._tilt_refuted(h, sigma):  # off, and not tried again for a while
-                self.tilt, self.tilt_seen = 0.0, []
-                self.tilt_block = step + self.ascent_retry * 2**self.tilt_refutations
+            self.tilt_n += 1
+            self.tilt_seen = [*self.tilt_seen, h][-BASELINE:]
+            if self._tilt_refuted():  # off, and not tried again for a while
+                self.tilt, self.tilt_n, self.tilt_seen = 0.0, 0, []
+                self.tilt_block = self._retry_at(step, self.tilt_refutations)
                 self.tilt_refutations += 1
             else:
                 self.tilt = min(1.0, self.tilt + TILT_RAMP)
         else:
             self.tilt = self._release(self.tilt)
-        if self.ascent_level <= 0:
-            self.recent = [*self.recent, h][-BASELINE:]
-            return
+        if self.ascent_level > 0:
+            self._ascent_step(step, h, rate, aim, sigma, brake_pinned)
+        self.recent = [*self.recent, h][-BASELINE:]
+
+    def _ascent_step(self, step: int, h: float, rate: float, aim: float, sigma: float,
+                     brake_pinned: bool) -> None:
+        """The ascent trial's part of ``update`` (``recent`` still holds the steps before)."""
         below = h < aim - 2.0 * sigma
         far_below = h < (1.0 - ASCENT_GAP) * aim - 2.0 * sigma  # beyond the gap and the noise
         if self.ascent > 0:
@@ -128,7 +136,7 @@ class RatioMoves:
             falling = h < self.base - FAST_REFUTE_Z * sigma  # a fast fall, before the mean shows it
             if falling or self.trial_sum / self.trial_n < self.base - self.ascent_z * se:
                 self.ascent = 0.0
-                self.ascent_block = step + self.ascent_retry * 2**self.refutations
+                self.ascent_block = self._retry_at(step, self.refutations)
                 self.refutations += 1
             elif not below or h + self.lead * max(rate, 0.0) >= aim:
                 self.ascent = self._release(self.ascent)
@@ -137,7 +145,6 @@ class RatioMoves:
         elif far_below and brake_pinned and step >= self.ascent_block and len(self.recent) == BASELINE:
             self.ascent = TILT_RAMP
             self.base, self.trial_sum, self.trial_n = sum(self.recent) / BASELINE, 0.0, 0
-        self.recent = [*self.recent, h][-BASELINE:]
 
     def apply(self, values: dict[str, float], raising: str) -> None:
         """Tilt the knob values (w_pos, w_neg present) in place."""
@@ -150,7 +157,7 @@ class RatioMoves:
         return {"tilt": self.tilt, "ascent": self.ascent, "ascent_block": self.ascent_block,
                 "refutations": self.refutations, "recent": list(self.recent),
                 "trial_sum": self.trial_sum, "trial_n": self.trial_n, "base": self.base,
-                "tilt_seen": list(self.tilt_seen), "tilt_before": self.tilt_before,
+                "tilt_n": self.tilt_n, "tilt_seen": list(self.tilt_seen), "tilt_before": self.tilt_before,
                 "tilt_block": self.tilt_block, "tilt_refutations": self.tilt_refutations}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -162,7 +169,8 @@ class RatioMoves:
         self.trial_sum = float(state.get("trial_sum", 0.0))
         self.trial_n = int(state.get("trial_n", 0))
         self.base = float(state.get("base", math.nan))
-        self.tilt_seen = [float(x) for x in state.get("tilt_seen", [])]
+        self.tilt_n = int(state.get("tilt_n", 0))
+        self.tilt_seen = [float(x) for x in state.get("tilt_seen", [])][-BASELINE:]
         self.tilt_before = float(state.get("tilt_before", math.nan))
         self.tilt_block = int(state.get("tilt_block", -1))
         self.tilt_refutations = int(state.get("tilt_refutations", 0))

@@ -3,21 +3,15 @@ logged knobs; a changed controller, fed the same readings, acts differently."""
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 
 from _train_helpers import tiny_config, write_config
 
 from regulator.cli import main
-from regulator.knobs import KNOB_NAMES
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from replay_controller import replay
-
-
-def _same(a, b) -> bool:
-    return all(math.isclose(getattr(a, k), getattr(b, k), abs_tol=1e-9) for k in KNOB_NAMES)
+from replay_controller import replay, same_knobs
 
 
 def test_a_replay_gives_the_logged_knobs_and_a_changed_rule_differs(tmp_path):
@@ -27,8 +21,8 @@ def test_a_replay_gives_the_logged_knobs_and_a_changed_rule_differs(tmp_path):
     assert main(["train", str(write_config(tmp_path, cfg))]) == 0
     steps = replay(tmp_path / "run")
     assert [s for s, _, _ in steps] == list(range(8))
-    assert all(_same(logged, knobs) for _, logged, knobs in steps)
+    assert all(same_knobs(logged, knobs) for _, logged, knobs in steps)
     assert len({round(logged.w_pos, 6) for _, logged, _ in steps}) > 2  # the controller acted
     # without its dither the same readings give other knobs
     quiet = replay(tmp_path / "run", ["control.params.probe_amplitude=0.0", "control.params.excite=0.0"])
-    assert any(not _same(logged, knobs) for _, logged, knobs in quiet)
+    assert any(not same_knobs(logged, knobs) for _, logged, knobs in quiet)
