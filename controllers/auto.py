@@ -355,129 +355,29 @@ class AutoController(Controller):
 
     # --- the law -----------------------------------------------------------------------------
     def act(self, obs: Observation) -> Knobs:
-        est = self.estimator
-        assert est is not None, "reset() first"
-        h = obs.entropy
-        # 1. identification: the previous step's applied knobs and dither, along each direction
-        dith = [self.last_dither.get(d, 0.0) for d in self.dirs]
-        est.update(obs.step, h, self._coordinates(obs.knobs), dith)
-        for d in self.dirs:  # a sign the data have confirmed replaces the prior (hysteresis)
-            z = est.zscore(d)
-            if abs(z) >= self.params.sign_lock and not self._is_brake(d):
-                self.learned[d] = math.copysign(max(abs(self.params.prior.get(d, 0.0)), 1.0), z)
-        # 2. measurement filter and its noise band
-        prev = self.h_filt
-        if prev is None:
-            self.h_filt = h
-        else:
-            # the noise is the innovation's spread about its mean (a fast descent is not noise)
-            innov = h - prev
-            if self.noise2 is None:
-                self.innov_mean, self.noise2 = innov, 0.0
-            dev2 = (innov - self.innov_mean) ** 2
-            self.innov_mean = 0.9 * self.innov_mean + 0.1 * innov
-            self.noise2 = 0.9 * self.noise2 + 0.1 * dev2
-            self.h_filt = self.params.ema * prev + (1.0 - self.params.ema) * h
-        sigma_f = math.sqrt(self.noise2 or 0.0) * math.sqrt((1 - self.params.ema) / (1 + self.params.ema))
-        # 3. the reference governor: approach from above aims `margin` noise deviations high
+        assert self.estimator is not None, "reset() first"
+        self._identify(obs)
+        prev, sigma_f = self._filter(obs.entropy)
         aim, aim_next = self._aim(obs)
         self.aim = aim
         self.past = [*self.past, obs.target][-self.preview:] if self.preview else []
         scale = max(abs(aim), 1e-3)
-        # a falling target closes an undershoot by itself: the part of the margin its fall
-        # over the preview (about the loop's response time) covers is not needed
-        closes = max(aim - min(obs.preview or (obs.next_target,)), 0.0)
-        band = max(self.params.margin * sigma_f - closes, 0.0)
-        above = self.h_filt - aim
-        lift = band if above >= 0 else max(0.0, band + above)
-        self.reference = aim + lift
-        e = (self.reference - self.h_filt) / scale
-        # 4. the move direction v and the plant gain along it. Below the aim, or while the
-        # command brakes (u > 0 last step), only the brake moves: its sign is physics, while a
-        # learned direction that raised entropy earlier can lower it now (late from scratch,
-        # w_neg alone collapses fastest) and nothing undoes that fall; the guarded way up is
-        # the ascent trial (``controllers.ratio_moves``). At u = 0 both give the initial knobs.
-        m = self._posterior(self.h_filt)
-        if (e > 0 or self.u > 0) and self.full_brake:
-            m = {d: (x if self._is_brake(d) else 0.0) for d, x in m.items()}
-        top = max(abs(x) for x in m.values()) or 1.0
-        self.shares = {d: x / top for d, x in m.items()}
-        v: dict[str, float] = {}
-        for d, vec in self.dirs.items():
-            for k, c in vec.items():
-                v[k] = v.get(k, 0.0) + self.shares[d] * c
-        gain = sum(x * x for x in m.values()) / top  # nats per step per unit u
-        level = max(self.h_filt, 1e-3)
-        g_rel = max(gain / level, 1e-6)
+        e = self._governed_error(obs, aim, sigma_f, scale)
+        v, gain = self._move_direction(e)
+        g_rel = max(gain / max(self.h_filt, 1e-3), 1e-6)
         # 5. gains: SIMC for an integrating plant, scaled up as authority fades
         mixed = obs.extras.get("mixed_groups", math.nan)
         auth = 1.0 if not math.isfinite(mixed) else min(max(mixed / 0.5, 0.25), 1.0)
         kp_lo, kp_hi = self.params.kp_limits
         self.kp = min(max(1.0 / (g_rel * (self.params.tau_c + self.params.lag)), kp_lo), kp_hi) / auth
-        t_i = 4.0 * (self.params.tau_c + self.params.lag)
         d_raw = 0.0 if prev is None else -(self.h_filt - prev) / scale
         self.deriv = 0.5 * self.deriv + 0.5 * d_raw
-        u_ff = ((aim_next - aim) / scale) / g_rel
-        if u_ff < 0:
-            u_ff *= follow_share(aim - self.h_filt, sigma_f)
+        closing_rate = self.deriv + (aim_next - aim) / scale  # smoothed change of e per step
         lo, hi = P.u_range(v, self.initial, self.bounds)
-        # u_hold: the command that holds entropy still against the identified drift. At the
-        # target u = u_hold brakes the collapse at once instead of waiting for an integral to
-        # wind up (which on a one-sided plant arrives after the overshoot that nothing undoes).
-        # Brake-only (>= 0): RLVR's drift is a collapse, the one trusted prior.
-        # The hold is released slowly (a 5 % decay per step at most): while the brake sits at
-        # its bound nothing excites the plant, drift and gain are then confounded, and a noisy
-        # drift estimate would otherwise drop the brake at once.
-        if est.n >= est.warmup:
-            tau = (obs.step - (est.t0 or 0)) / 100.0
-            drift = float(est.theta[1] + 2.0 * est.theta[2] * tau) / 100.0  # nats per step at u = 0
-            release = 0.95 if e < 0 else 1.0  # released only while entropy is above its aim
-            self.hold = max(min(max(-drift / max(gain, 1e-9), 0.0), hi), release * self.hold)
-            u_ff += self.hold
-
-        # the derivative only brakes (the noise ratchet, module doc). It forecasts the fall
-        # still to come once the weights brake, ``coast`` steps of the current rate, weighted by
-        # its signal-to-noise ratio r^2 / (r^2 + sd^2): sd is the noise deviation of the smoothed
-        # rate, so a noisy sensor does not brake every descent on noise.
-        # (H_f moves by (1 - ema) x the innovation; the rate's 0.5 EMA keeps 1/3 of its variance)
-        sd2 = (1.0 - self.params.ema) ** 2 * (self.noise2 or 0.0) / 3.0 / scale**2
-        rate = max(self.deriv + (aim_next - aim) / scale, 0.0)  # closing on the aim (it moves too)
-        forecast = self.params.coast * rate * rate**2 / (rate**2 + sd2) if rate > 0 else 0.0
-
-        def law(integral: float) -> float:
-            return self.kp * (e + integral / t_i + forecast) + u_ff
-
-        candidate = self.integral + e
-        u_raw = law(candidate)
-        pinned = (u_raw > hi and e > 0) or (u_raw < lo and e < 0)
-        powerless = math.isfinite(mixed) and mixed < self.params.min_mixed
-        # closing in: the error shrinks at least at half the designed closed-loop rate, so the
-        # proportional path is doing the work and integrating the transient would only wind up
-        # (an overshoot on a one-sided plant is never undone)
-        de = self.deriv + (aim_next - aim) / scale  # smoothed change of e per step
-        response = self.params.tau_c + self.params.lag + self.params.coast  # braking starts a coast early
-        closing = e * de < 0 and abs(de) >= 0.5 * abs(e) / response
-        self.saturated = self.saturated + 1 if pinned else 0
-        stretch = max(round(2 * (self.params.tau_c + self.params.lag)), 2)  # steps per pinned-stretch check
-        if self.saturated == 1:
-            self.e_pinned = e
-        elif self.saturated % stretch == 1:
-            # pinned the way the error pushes for a window, and the error still growing: the
-            # directions in use do not act as assumed; a sign the data have not established
-            # is reversed (the knob's integrated move is collinear with the drift terms, so
-            # the estimator alone cannot refute it, and the hold would read it as drift)
-            if abs(e) > abs(self.e_pinned) + 3.0 * sigma_f / scale:
-                for d, sh in self.shares.items():  # the directions carrying the move
-                    locked = abs(est.zscore(d)) >= self.params.sign_lock
-                    if abs(sh) >= 0.5 and not self._is_brake(d) and not locked:
-                        self.learned[d] = -math.copysign(max(abs(self.params.prior.get(d, 0.0)), 1.0), sh)
-            self.e_pinned = e
-        if pinned or powerless or closing:
-            u_raw = law(self.integral)
-            if self.saturated > self.params.tau_c:  # out of reach for a while: forget the backlog
-                self.integral *= 0.9
-        else:
-            self.integral = candidate
+        u_ff = self._feed_forward(obs.step, (aim_next - aim) / scale / g_rel, aim - self.h_filt, sigma_f, e,
+                                  gain, hi)
+        forecast = self._coast_forecast(closing_rate, scale)
+        u_raw = self._command(e, forecast, u_ff, closing_rate, (lo, hi), mixed, 3.0 * sigma_f / scale)
         if self.full_brake and self.hold <= 0.0 and self.h_filt < aim - 2.0 * sigma_f:
             # clearly below the aim with no identified hold: every live step is a fall that
             # nothing may undo, and a proportional brake still trains (on SmolLM2, 16 % below
@@ -494,7 +394,154 @@ class AutoController(Controller):
         self.ratio.update(obs.step, self.h_filt, -self.deriv * scale, self.reference, aim, sigma_f,
                           descend_pinned=e < 0 and self.u <= lo + 1e-9,
                           brake_pinned=drained)
-        # 6. knobs = initial + u v, plus the dither inside the bounds (``_dither_fit``)
+        return self._knobs(obs.step, v, e)
+
+    def _identify(self, obs: Observation) -> None:
+        """1. The previous step's applied knobs and dither, along each direction, into the
+        effect estimator; a sign the data have confirmed replaces the prior (hysteresis)."""
+        est = self.estimator
+        assert est is not None
+        dith = [self.last_dither.get(d, 0.0) for d in self.dirs]
+        est.update(obs.step, obs.entropy, self._coordinates(obs.knobs), dith)
+        for d in self.dirs:
+            z = est.zscore(d)
+            if abs(z) >= self.params.sign_lock and not self._is_brake(d):
+                self.learned[d] = math.copysign(max(abs(self.params.prior.get(d, 0.0)), 1.0), z)
+
+    def _filter(self, h: float) -> tuple[float | None, float]:
+        """2. The measurement filter: (the previous filtered entropy, the filtered noise
+        deviation). The noise is the innovation's spread about its mean (a fast descent is not
+        noise)."""
+        prev = self.h_filt
+        if prev is None:
+            self.h_filt = h
+        else:
+            innov = h - prev
+            if self.noise2 is None:
+                self.innov_mean, self.noise2 = innov, 0.0
+            dev2 = (innov - self.innov_mean) ** 2
+            self.innov_mean = 0.9 * self.innov_mean + 0.1 * innov
+            self.noise2 = 0.9 * self.noise2 + 0.1 * dev2
+            self.h_filt = self.params.ema * prev + (1.0 - self.params.ema) * h
+        return prev, math.sqrt(self.noise2 or 0.0) * math.sqrt((1 - self.params.ema) / (1 + self.params.ema))
+
+    def _governed_error(self, obs: Observation, aim: float, sigma_f: float, scale: float) -> float:
+        """3. The reference governor: an approach from above aims ``margin`` noise deviations
+        high, less the part of that margin the target's own fall over the preview (about the
+        loop's response time) covers: a falling target closes an undershoot by itself. Returns
+        the relative error against that reference (``self.reference``)."""
+        assert self.h_filt is not None
+        closes = max(aim - min(obs.preview or (obs.next_target,)), 0.0)
+        band = max(self.params.margin * sigma_f - closes, 0.0)
+        above = self.h_filt - aim
+        lift = band if above >= 0 else max(0.0, band + above)
+        self.reference = aim + lift
+        return (self.reference - self.h_filt) / scale
+
+    def _move_direction(self, e: float) -> tuple[dict[str, float], float]:
+        """4. The move direction v (knob -> change per unit u) and the plant gain along it
+        (nats per step per unit u). Below the aim, or while the command brakes (u > 0 last
+        step), only the brake moves: its sign is physics, while a learned direction that raised
+        entropy earlier can lower it now (late from scratch, w_neg alone collapses fastest) and
+        nothing undoes that fall; the guarded way up is the ascent trial
+        (``controllers.ratio_moves``). At u = 0 both give the initial knobs."""
+        assert self.h_filt is not None
+        m = self._posterior(self.h_filt)
+        if (e > 0 or self.u > 0) and self.full_brake:
+            m = {d: (x if self._is_brake(d) else 0.0) for d, x in m.items()}
+        top = max(abs(x) for x in m.values()) or 1.0
+        self.shares = {d: x / top for d, x in m.items()}
+        v: dict[str, float] = {}
+        for d, vec in self.dirs.items():
+            for k, c in vec.items():
+                v[k] = v.get(k, 0.0) + self.shares[d] * c
+        return v, sum(x * x for x in m.values()) / top
+
+    def _feed_forward(self, step: int, u_slope: float, depth: float, sigma_f: float, e: float,
+                      gain: float, hi: float) -> float:
+        """The target's slope as a command (``u_slope``; a falling one followed from ``depth``
+        below the aim only by ``follow_share``), plus u_hold: the command that holds entropy
+        still against the identified drift. At the target u = u_hold brakes the collapse at once
+        instead of waiting for an integral to wind up (which on a one-sided plant arrives after
+        the overshoot that nothing undoes). Brake-only (>= 0): RLVR's drift is a collapse, the
+        one trusted prior. The hold is released slowly (a 5 % decay per step at most) and only
+        while entropy is above its aim: while the brake sits at its bound nothing excites the
+        plant, drift and gain are then confounded, and a noisy drift estimate would otherwise
+        drop the brake at once."""
+        est = self.estimator
+        assert est is not None
+        u_ff = u_slope * follow_share(depth, sigma_f) if u_slope < 0 else u_slope
+        if est.n >= est.warmup:
+            tau = (step - (est.t0 or 0)) / 100.0
+            drift = float(est.theta[1] + 2.0 * est.theta[2] * tau) / 100.0  # nats per step at u = 0
+            release = 0.95 if e < 0 else 1.0
+            self.hold = max(min(max(-drift / max(gain, 1e-9), 0.0), hi), release * self.hold)
+            u_ff += self.hold
+        return u_ff
+
+    def _coast_forecast(self, closing_rate: float, scale: float) -> float:
+        """The fall still to come once the weights brake: ``coast`` steps of the rate at which
+        the error closes (the aim moves too), weighted by that rate's signal-to-noise ratio
+        r^2 / (r^2 + sd^2), so a noisy sensor does not brake every descent on noise. Only ever
+        brakes (the noise ratchet, module doc). sd: H_f moves by (1 - ema) x the innovation, and
+        the rate's 0.5 EMA keeps 1/3 of its variance."""
+        sd2 = (1.0 - self.params.ema) ** 2 * (self.noise2 or 0.0) / 3.0 / scale**2
+        rate = max(closing_rate, 0.0)
+        return self.params.coast * rate * rate**2 / (rate**2 + sd2) if rate > 0 else 0.0
+
+    def _command(self, e: float, forecast: float, u_ff: float, de: float, limits: tuple[float, float],
+                 mixed: float, growth: float) -> float:
+        """The law u = kp (e + I / T_i + F) + u_ff with its anti-windup: the integral holds
+        while u is pinned the way the error pushes, while the knobs have no authority, and while
+        the error closes (``de``: its change per step) at least at half the designed rate (the
+        proportional path is doing the work; integrating the transient would only wind up, and
+        an overshoot on a one-sided plant is never undone); pinned for long, it leaks. A pinned
+        stretch whose error grew by more than ``growth`` reverses the unproven signs."""
+        lo, hi = limits
+        t_i = 4.0 * (self.params.tau_c + self.params.lag)
+
+        def law(integral: float) -> float:
+            return self.kp * (e + integral / t_i + forecast) + u_ff
+
+        candidate = self.integral + e
+        u_raw = law(candidate)
+        pinned = (u_raw > hi and e > 0) or (u_raw < lo and e < 0)
+        powerless = math.isfinite(mixed) and mixed < self.params.min_mixed
+        response = self.params.tau_c + self.params.lag + self.params.coast  # braking starts a coast early
+        closing = e * de < 0 and abs(de) >= 0.5 * abs(e) / response
+        self.saturated = self.saturated + 1 if pinned else 0
+        stretch = max(round(2 * (self.params.tau_c + self.params.lag)), 2)  # steps per pinned-stretch check
+        if self.saturated == 1:
+            self.e_pinned = e
+        elif self.saturated % stretch == 1:
+            if abs(e) > abs(self.e_pinned) + growth:
+                self._reverse_unproven_signs()
+            self.e_pinned = e
+        if pinned or powerless or closing:
+            u_raw = law(self.integral)
+            if self.saturated > self.params.tau_c:  # out of reach for a while: forget the backlog
+                self.integral *= 0.9
+        else:
+            self.integral = candidate
+        return u_raw
+
+    def _reverse_unproven_signs(self) -> None:
+        """Pinned the way the error pushes for a window, and the error still growing: the
+        directions in use do not act as assumed. A sign the data have not established is
+        reversed (the knob's integrated move is collinear with the drift terms, so the
+        estimator alone cannot refute it, and the hold would read it as drift)."""
+        est = self.estimator
+        assert est is not None
+        for d, sh in self.shares.items():  # the directions carrying the move
+            locked = abs(est.zscore(d)) >= self.params.sign_lock
+            if abs(sh) >= 0.5 and not self._is_brake(d) and not locked:
+                self.learned[d] = -math.copysign(max(abs(self.params.prior.get(d, 0.0)), 1.0), sh)
+
+    def _knobs(self, step: int, v: dict[str, float], e: float) -> Knobs:
+        """6. knobs = initial + u v, the ratio moves, plus the dither inside the bounds
+        (``_dither_fit``; the larger probe only above the aim, ``probe_steps``)."""
+        est = self.estimator
+        assert est is not None
         values = {}
         for k, g in v.items():
             b_lo, b_hi = self.bounds.range(k)
@@ -504,10 +551,10 @@ class AutoController(Controller):
         self.last_dither = {}
         for j, (d, vec) in enumerate(self.dirs.items()):
             amp = self.params.excite * (0.35 if abs(est.zscore(d)) >= 3.0 else 1.0)
-            if est.n <= self.params.probe_steps and e < 0:  # only above the aim (probe_steps)
+            if est.n <= self.params.probe_steps and e < 0:
                 amp = max(amp, self.params.probe_amplitude)
             offset, amp = self._dither_fit(values, vec, amp)
-            sgn = paired_dither(obs.step, self.params.excite_hold, salt=j + 1)
+            sgn = paired_dither(step, self.params.excite_hold, salt=j + 1)
             self.last_dither[d] = sgn * amp
             for k, c in vec.items():
                 values[k] += (offset + sgn * amp) * c
