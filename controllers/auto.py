@@ -304,14 +304,19 @@ class AutoController(Controller):
             out.append(dot / sum(c * c for c in vec.values()))
         return out
 
+    @property
+    def _est(self) -> DitherIVEstimator:
+        """The effect estimator (``reset`` builds it)."""
+        assert self.estimator is not None, "reset() first"
+        return self.estimator
+
     def _is_brake(self, direction: str) -> bool:
         """Whether ``direction`` throttles every weight that trains: its sign is physics (reset)."""
         return direction == "throttle" and self.full_brake
 
     def _posterior(self, level: float) -> dict[str, float]:
         """m_j: each direction's effect (nats/step/unit), the estimate shrunk to its prior."""
-        est = self.estimator
-        assert est is not None
+        est = self._est
         g0 = self.params.prior_gain * max(level, 1e-3)
         out = {}
         for d in self.dirs:
@@ -355,7 +360,6 @@ class AutoController(Controller):
 
     # --- the law -----------------------------------------------------------------------------
     def act(self, obs: Observation) -> Knobs:
-        assert self.estimator is not None, "reset() first"
         self._identify(obs)
         prev, sigma_f = self._filter(obs.entropy)
         aim, aim_next = self._aim(obs)
@@ -372,10 +376,10 @@ class AutoController(Controller):
         self.kp = min(max(1.0 / (g_rel * (self.params.tau_c + self.params.lag)), kp_lo), kp_hi) / auth
         d_raw = 0.0 if prev is None else -(self.h_filt - prev) / scale
         self.deriv = 0.5 * self.deriv + 0.5 * d_raw
-        closing_rate = self.deriv + (aim_next - aim) / scale  # smoothed change of e per step
+        aim_slope = (aim_next - aim) / scale
+        closing_rate = self.deriv + aim_slope  # smoothed change of e per step
         lo, hi = P.u_range(v, self.initial, self.bounds)
-        u_ff = self._feed_forward(obs.step, (aim_next - aim) / scale / g_rel, aim - self.h_filt, sigma_f, e,
-                                  gain, hi)
+        u_ff = self._feed_forward(obs.step, aim_slope / g_rel, aim - self.h_filt, sigma_f, e, gain, hi)
         forecast = self._coast_forecast(closing_rate, scale)
         u_raw = self._command(e, forecast, u_ff, closing_rate, (lo, hi), mixed, 3.0 * sigma_f / scale)
         if self.full_brake and self.hold <= 0.0 and self.h_filt < aim - 2.0 * sigma_f:
@@ -399,14 +403,17 @@ class AutoController(Controller):
     def _identify(self, obs: Observation) -> None:
         """1. The previous step's applied knobs and dither, along each direction, into the
         effect estimator; a sign the data have confirmed replaces the prior (hysteresis)."""
-        est = self.estimator
-        assert est is not None
+        est = self._est
         dith = [self.last_dither.get(d, 0.0) for d in self.dirs]
         est.update(obs.step, obs.entropy, self._coordinates(obs.knobs), dith)
         for d in self.dirs:
             z = est.zscore(d)
             if abs(z) >= self.params.sign_lock and not self._is_brake(d):
-                self.learned[d] = math.copysign(max(abs(self.params.prior.get(d, 0.0)), 1.0), z)
+                self._learn_sign(d, z)
+
+    def _learn_sign(self, d: str, sign: float) -> None:
+        """Make ``sign`` direction ``d``'s prior sign, at the prior's weight (at least 1)."""
+        self.learned[d] = math.copysign(max(abs(self.params.prior.get(d, 0.0)), 1.0), sign)
 
     def _filter(self, h: float) -> tuple[float | None, float]:
         """2. The measurement filter: (the previous filtered entropy, the filtered noise
@@ -468,8 +475,7 @@ class AutoController(Controller):
         while entropy is above its aim: while the brake sits at its bound nothing excites the
         plant, drift and gain are then confounded, and a noisy drift estimate would otherwise
         drop the brake at once."""
-        est = self.estimator
-        assert est is not None
+        est = self._est
         u_ff = u_slope * follow_share(depth, sigma_f) if u_slope < 0 else u_slope
         if est.n >= est.warmup:
             tau = (step - (est.t0 or 0)) / 100.0
@@ -530,18 +536,16 @@ class AutoController(Controller):
         directions in use do not act as assumed. A sign the data have not established is
         reversed (the knob's integrated move is collinear with the drift terms, so the
         estimator alone cannot refute it, and the hold would read it as drift)."""
-        est = self.estimator
-        assert est is not None
+        est = self._est
         for d, sh in self.shares.items():  # the directions carrying the move
             locked = abs(est.zscore(d)) >= self.params.sign_lock
             if abs(sh) >= 0.5 and not self._is_brake(d) and not locked:
-                self.learned[d] = -math.copysign(max(abs(self.params.prior.get(d, 0.0)), 1.0), sh)
+                self._learn_sign(d, -sh)
 
     def _knobs(self, step: int, v: dict[str, float], e: float) -> Knobs:
         """6. knobs = initial + u v, the ratio moves, plus the dither inside the bounds
         (``_dither_fit``; the larger probe only above the aim, ``probe_steps``)."""
-        est = self.estimator
-        assert est is not None
+        est = self._est
         values = {}
         for k, g in v.items():
             b_lo, b_hi = self.bounds.range(k)
